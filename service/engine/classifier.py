@@ -1,0 +1,155 @@
+"""The classifier: normalise → scan → evaluate the rules a hit or the event type can trigger.
+
+An `Engine` is immutable once compiled; a reload builds a new one and swaps a reference.
+It is pure: the caller passes the clock reading (`now`) and receives a `Verdict` value.
+One engine must be used from one thread at a time (Hyperscan scratch space is per database).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from service.engine.conditions import Condition, EvalContext, ScanResult
+from service.engine.matcher import FieldMatcher
+from service.engine.normalize import Normalizer
+from service.events import (
+    ACTION_RANK,
+    SEVERITY_RANK,
+    Action,
+    ChatEvent,
+    Evidence,
+    Match,
+    RulesetRef,
+    Severity,
+    Verdict,
+)
+
+TEXT_FIELDS: Final = ("text", "file.name", "link.url")
+
+
+def field_value(event: ChatEvent, field_name: str) -> str:
+    if field_name == "text":
+        return event.text
+    if field_name == "file.name":
+        return event.file.name if event.file is not None else ""
+    if field_name == "link.url":
+        return event.link.url if event.link is not None else ""
+    raise ValueError(f"not a scanned field: {field_name}")
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A field scanned under one normalisation profile with its own pattern database."""
+
+    field: str
+    normalizer_key: int  # channels of one field sharing a normaliser normalise once
+    normalizer: Normalizer
+    matcher: FieldMatcher
+
+
+@dataclass(frozen=True, slots=True)
+class Exemption:
+    """`unless`: when it holds, the rule's match is kept but its action (and severity) lowered."""
+
+    condition: Condition
+    action: Action
+    severity: Severity | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    id: str
+    category: str
+    severity: Severity
+    action: Action
+    shadow: bool
+    reason: str
+    condition: Condition
+    exemptions: tuple[Exemption, ...]
+
+
+@dataclass(frozen=True)
+class Engine:
+    ruleset: RulesetRef
+    channels: tuple[Channel, ...]
+    rules: tuple[CompiledRule, ...]
+    # Which rules a pattern hit can make true: (channel, pattern id) → rule indices.
+    triggers: dict[tuple[int, int], tuple[int, ...]]
+    # Rules that can hold without any text hit, by event type.
+    untriggered: dict[str, tuple[int, ...]]
+
+    def classify(self, event: ChatEvent, now: datetime) -> Verdict:
+        scans = self._scan(event)
+        candidates = set(self.untriggered.get(event.type, ()))
+        for channel_index, scan in enumerate(scans):
+            if scan is None:
+                continue
+            for pattern_id in scan.hits:
+                candidates.update(self.triggers.get((channel_index, pattern_id), ()))
+        if not candidates:
+            return Verdict(event.id, "allow", "none", (), self.ruleset, now)
+        ctx = EvalContext(event, event.sent_at or now, scans)
+        matches = [m for i in sorted(candidates) if (m := _evaluate(self.rules[i], ctx)) is not None]
+        return _verdict(event.id, matches, self.ruleset, now)
+
+    def classify_batch(self, events: Iterable[ChatEvent], now: datetime) -> list[Verdict]:
+        classify = self.classify
+        return [classify(event, now) for event in events]
+
+    def _scan(self, event: ChatEvent) -> list[ScanResult | None]:
+        scans: list[ScanResult | None] = []
+        normalized_cache: dict[tuple[str, int], ScanResult] = {}
+        for channel in self.channels:
+            value = field_value(event, channel.field)
+            if not value:
+                scans.append(None)
+                continue
+            key = (channel.field, channel.normalizer_key)
+            cached = normalized_cache.get(key)
+            normalized = cached.normalized if cached else channel.normalizer.normalize(value)
+            result = ScanResult(channel.field, value, normalized, channel.matcher.scan(normalized.text))
+            normalized_cache[key] = result
+            scans.append(result)
+        return scans
+
+
+def _evaluate(rule: CompiledRule, ctx: EvalContext) -> Match | None:
+    evidence: list[Evidence] = []
+    if not rule.condition.holds(ctx, evidence):
+        return None
+    action: Action = rule.action
+    severity: Severity = rule.severity
+    reason = rule.reason
+    for exemption in rule.exemptions:
+        exempt_evidence: list[Evidence] = []
+        if exemption.condition.holds(ctx, exempt_evidence):
+            action = exemption.action
+            severity = exemption.severity or severity
+            reason = f"{reason} (lowered: {exemption.reason})"
+            evidence.extend(exempt_evidence)
+            break
+    return Match(rule.id, rule.category, severity, action, rule.shadow, _dedupe(evidence), reason)
+
+
+def _dedupe(evidence: list[Evidence]) -> tuple[Evidence, ...]:
+    if len(evidence) < 2:
+        return tuple(evidence)
+    return tuple(dict.fromkeys(evidence))
+
+
+def _verdict(event_id: str, matches: Sequence[Match], ruleset: RulesetRef, now: datetime) -> Verdict:
+    action: Action = "allow"
+    severity: Severity = "none"
+    for match in matches:
+        if match.shadow:
+            continue
+        if ACTION_RANK[match.action] > ACTION_RANK[action]:
+            action = match.action
+        # A match lowered to `allow` stays in the audit trail but does not raise the severity.
+        if match.action != "allow" and SEVERITY_RANK[match.severity] > SEVERITY_RANK[severity]:
+            severity = match.severity
+    return Verdict(event_id, action, severity, tuple(matches), ruleset, now)

@@ -1,0 +1,275 @@
+"""Compiled rule conditions: small frozen nodes evaluated against one event's scan results.
+
+Each node answers `holds(ctx, evidence)`; text nodes append the spans that made them true.
+`Not` evaluates its child with a scratch list, so what it negates never becomes evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+from urllib.parse import urlsplit
+
+import re2
+
+from service.engine.matcher import Hits
+from service.engine.normalize import NormalizedText
+from service.events import ChatEvent, Evidence
+
+
+@dataclass(slots=True)
+class ScanResult:
+    """One scanned channel (a field under one normalisation profile) of one event."""
+
+    field: str
+    original: str
+    normalized: NormalizedText
+    hits: Hits
+
+
+@dataclass(slots=True)
+class EvalContext:
+    event: ChatEvent
+    at: datetime  # the event's sent_at, or its receipt time
+    scans: list[ScanResult | None]  # indexed by channel
+
+    def evidence(self, channel: int, span: tuple[int, int]) -> Evidence:
+        scan = self.scans[channel]
+        assert scan is not None
+        start, end = scan.normalized.original_span(*span)
+        return Evidence(scan.field, start, end, scan.original[start:end])
+
+
+class Condition(Protocol):
+    def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    children: tuple[Condition, ...]
+
+    def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
+        return all(child.holds(ctx, evidence) for child in self.children)
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    children: tuple[Condition, ...]
+
+    def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
+        return any(child.holds(ctx, evidence) for child in self.children)
+
+
+@dataclass(frozen=True, slots=True)
+class AtLeast:
+    count: int
+    children: tuple[Condition, ...]
+
+    def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
+        found: list[Evidence] = []
+        satisfied = 0
+        for child in self.children:
+            if child.holds(ctx, found):
+                satisfied += 1
+        if satisfied >= self.count:
+            evidence.extend(found)
+            return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    child: Condition
+
+    def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
+        return not self.child.holds(ctx, [])
+
+
+@dataclass(frozen=True, slots=True)
+class TextHit:
+    """Any of the patterns matched in the channel."""
+
+    channel: int
+    pattern_ids: tuple[int, ...]
+
+    def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
+        scan = ctx.scans[self.channel]
+        if scan is None or not scan.hits:
+            return False
+        matched = False
+        for pattern_id in self.pattern_ids:
+            spans = scan.hits.get(pattern_id)
+            if spans:
+                matched = True
+                evidence.append(ctx.evidence(self.channel, spans[0]))
+        return matched
+
+
+@dataclass(frozen=True, slots=True)
+class Near:
+    """A span of `a` and a span of `b` with at most `within` characters between them."""
+
+    channel: int
+    a_ids: tuple[int, ...]
+    b_ids: tuple[int, ...]
+    within: int
+
+    def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
+        scan = ctx.scans[self.channel]
+        if scan is None or not scan.hits:
+            return False
+        a_spans = _spans(scan.hits, self.a_ids)
+        if not a_spans:
+            return False
+        for b_span in _spans(scan.hits, self.b_ids):
+            for a_span in a_spans:
+                gap = max(a_span[0], b_span[0]) - min(a_span[1], b_span[1])
+                if gap <= self.within:
+                    evidence.append(ctx.evidence(self.channel, a_span))
+                    evidence.append(ctx.evidence(self.channel, b_span))
+                    return True
+        return False
+
+
+def _spans(hits: Hits, ids: Sequence[int]) -> list[tuple[int, int]]:
+    found: list[tuple[int, int]] = []
+    for pattern_id in ids:
+        found.extend(hits.get(pattern_id, ()))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class TypeIs:
+    types: frozenset[str]
+
+    def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
+        return ctx.event.type in self.types
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentIs:
+    directions: frozenset[str] | None = None
+    min_amount: float | None = None
+    max_amount: float | None = None
+    currencies: frozenset[str] | None = None
+
+    def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
+        payment = ctx.event.payment
+        if payment is None:
+            return False
+        if self.directions is not None and payment.direction not in self.directions:
+            return False
+        if self.min_amount is not None and payment.amount < self.min_amount:
+            return False
+        if self.max_amount is not None and payment.amount > self.max_amount:
+            return False
+        return self.currencies is None or payment.currency.upper() in self.currencies
+
+
+@dataclass(frozen=True, slots=True)
+class SenderHasRole:
+    roles: frozenset[str]
+
+    def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
+        sender = ctx.event.sender
+        return sender is not None and not self.roles.isdisjoint(sender.roles)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatIs:
+    kinds: frozenset[str] | None = None
+    min_members: int | None = None
+    max_members: int | None = None
+
+    def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
+        chat = ctx.event.chat
+        if chat is None:
+            return False
+        if self.kinds is not None and chat.kind not in self.kinds:
+            return False
+        if self.min_members is not None and (chat.members is None or chat.members < self.min_members):
+            return False
+        return self.max_members is None or (chat.members is not None and chat.members <= self.max_members)
+
+
+@dataclass(frozen=True, slots=True)
+class FileNameLike:
+    """The file name matches one of the pack's glob patterns (compiled to one RE2 regex)."""
+
+    pattern: re2._Regexp
+
+    def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
+        file = ctx.event.file
+        if file is None:
+            return False
+        match = self.pattern.search(file.name)
+        if match is None:
+            return False
+        evidence.append(Evidence("file.name", 0, len(file.name), file.name))
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class LinkDomainIn:
+    """The link's host is one of `domains` or a subdomain of one."""
+
+    domains: frozenset[str]
+
+    def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
+        link = ctx.event.link
+        if link is None:
+            return False
+        host = _host_of(link.url)
+        if not host:
+            return False
+        labels = host.split(".")
+        for i in range(len(labels) - 1):
+            if ".".join(labels[i:]) in self.domains:
+                start = link.url.lower().find(host)
+                start = max(start, 0)
+                evidence.append(Evidence("link.url", start, start + len(host), link.url[start : start + len(host)]))
+                return True
+        return False
+
+
+def _host_of(url: str) -> str:
+    candidate = url.strip()
+    if "://" not in candidate:
+        candidate = "//" + candidate
+    try:
+        host = urlsplit(candidate).hostname
+    except ValueError:
+        return ""
+    return (host or "").rstrip(".")
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardReaches:
+    """The event is a forward whose spread reached any given threshold (none given: any forward)."""
+
+    shares: int | None = None
+    views: int | None = None
+
+    def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
+        forward = ctx.event.forward
+        if forward is None:
+            return False
+        if self.shares is None and self.views is None:
+            return True
+        return (self.shares is not None and forward.shares >= self.shares) or (
+            self.views is not None and forward.views >= self.views
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class InWindow:
+    """The event time falls inside one of a named calendar's [start, end) windows."""
+
+    calendar: str
+    windows: tuple[tuple[datetime, datetime], ...] = field(default=())
+
+    def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
+        at = ctx.at
+        return any(start <= at < end for start, end in self.windows)

@@ -1,0 +1,105 @@
+"""Every Prometheus object Redline exports, defined once (names `redline_*`, base units, `_total`).
+
+Label values are bounded: `source` is stream|http, `action` the three actions, `rule`/`category`
+come from the loaded pack (pre-initialised when a pack is installed), `reason` a fixed set.
+Hot paths aggregate per batch and increment once per label set (`record_verdicts`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter as _Tally
+from collections.abc import Iterable
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from service.events import ACTIONS, Verdict
+
+SOURCES: Final = ("stream", "http")
+DEAD_LETTER_REASONS: Final = ("invalid_json", "invalid_event", "too_large", "classify_error")
+
+# Sub-millisecond resolution: the engine answers in microseconds.
+_CLASSIFY_BUCKETS: Final = (
+    5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5,
+)
+_LAG_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+events_consumed_total = Counter("redline_events_consumed_total", "Records read from the input topic.")
+events_classified_total = Counter(
+    "redline_events_classified_total", "Events classified by the engine.", ["source"]
+)
+events_dead_lettered_total = Counter(
+    "redline_events_dead_lettered_total", "Records sent to the dead-letter topic.", ["reason"]
+)
+verdicts_total = Counter("redline_verdicts_total", "Verdicts produced, by action.", ["source", "action"])
+category_matches_total = Counter(
+    "redline_category_matches_total",
+    "Rule matches by category (shadow=true: reported only, never acted on).",
+    ["category", "shadow"],
+)
+rule_matches_total = Counter(
+    "redline_rule_matches_total", "Matches per rule of the loaded pack.", ["rule", "category", "shadow"]
+)
+classify_duration_seconds = Histogram(
+    "redline_classify_duration_seconds",
+    "Engine time per event (per-event share of a batch on the stream).",
+    ["source"],
+    buckets=_CLASSIFY_BUCKETS,
+)
+end_to_end_lag_seconds = Histogram(
+    "redline_end_to_end_lag_seconds",
+    "From the event's sent_at to its verdict being produced.",
+    buckets=_LAG_BUCKETS,
+)
+rule_pack = Info("redline_rule_pack", "The rule pack currently serving.")
+rule_pack_rules = Gauge("redline_rule_pack_rules", "Rules in the pack currently serving.")
+rule_pack_reloads_total = Counter(
+    "redline_rule_pack_reloads_total", "Rule pack reload attempts by result.", ["result"]
+)
+rule_pack_loaded_timestamp_seconds = Gauge(
+    "redline_rule_pack_loaded_timestamp_seconds", "Unix time the serving pack was installed."
+)
+
+for _source in SOURCES:
+    events_classified_total.labels(_source)
+    classify_duration_seconds.labels(_source)
+    for _action in ACTIONS:
+        verdicts_total.labels(_source, _action)
+for _reason in DEAD_LETTER_REASONS:
+    events_dead_lettered_total.labels(_reason)
+for _result in ("success", "failure"):
+    rule_pack_reloads_total.labels(_result)
+
+
+def observe_pack(name: str, version: str, digest: str, rules: Iterable[tuple[str, str]]) -> None:
+    """Publish the serving pack and pre-initialise its per-rule series (`rules`: (id, category))."""
+    rule_pack.info({"name": name, "version": version, "digest": digest})
+    count = 0
+    for rule_id, category in rules:
+        count += 1
+        for shadow in ("false", "true"):
+            rule_matches_total.labels(rule_id, category, shadow)
+            category_matches_total.labels(category, shadow)
+    rule_pack_rules.set(count)
+
+
+def record_verdicts(verdicts: Iterable[Verdict], source: str) -> None:
+    """Count a batch of verdicts with one increment per label set."""
+    actions: _Tally[str] = _Tally()
+    rules: _Tally[tuple[str, str, str]] = _Tally()
+    categories: _Tally[tuple[str, str]] = _Tally()
+    total = 0
+    for verdict in verdicts:
+        total += 1
+        actions[verdict.action] += 1
+        for match in verdict.matches:
+            shadow = "true" if match.shadow else "false"
+            rules[(match.rule, match.category, shadow)] += 1
+            categories[(match.category, shadow)] += 1
+    events_classified_total.labels(source).inc(total)
+    for action, n in actions.items():
+        verdicts_total.labels(source, action).inc(n)
+    for key, n in rules.items():
+        rule_matches_total.labels(*key).inc(n)
+    for ckey, n in categories.items():
+        category_matches_total.labels(*ckey).inc(n)

@@ -1,0 +1,1 @@
+"""Rule packs: the YAML format (schema), reading and validating (loader), compiling (compiler)."""

@@ -1,0 +1,84 @@
+"""What the two doors (stream, api) share in one process: the serving engine and readiness.
+
+`runtime.engine` is one reference; a reload compiles the new pack in a worker thread (off the
+event loop and the hot path), runs its examples, then swaps the reference in one assignment.
+A refused pack raises `PackError` and the old engine keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from service import metrics
+from service.engine.classifier import Engine
+from service.errors import PackError
+from service.rules.loader import load_pack
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    # Set by the stream when it runs: broker reachable and partitions assigned.
+    stream_ready: bool = False
+    _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @classmethod
+    def load(cls, settings: Settings) -> Runtime:
+        engine = load_pack(settings.rules)
+        install_metrics(engine)
+        log.info(
+            "rule pack loaded",
+            extra={"pack": engine.ruleset.name, "version": engine.ruleset.version,
+                   "digest": engine.ruleset.digest, "rules": len(engine.rules)},
+        )
+        return cls(settings=settings, engine=engine)
+
+    @property
+    def rules_dir(self) -> Path:
+        return self.settings.rules
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        """(ready, reasons not ready). The pack is always loaded once a Runtime exists."""
+        reasons: list[str] = []
+        if self.settings.stream_enabled and not self.stream_ready:
+            reasons.append("stream not connected or no partitions assigned")
+        return not reasons, reasons
+
+    async def reload(self) -> Engine:
+        """Load the pack from its source again and swap it in; PackError leaves the old one serving."""
+        async with self._reload_lock:
+            started = time.perf_counter()
+            try:
+                engine = await asyncio.to_thread(load_pack, self.settings.rules)
+            except PackError as exc:
+                metrics.rule_pack_reloads_total.labels("failure").inc()
+                log.warning("rule pack reload refused", extra={"errors": len(exc.issues)})
+                raise
+            self.engine = engine
+            install_metrics(engine)
+            metrics.rule_pack_reloads_total.labels("success").inc()
+            log.info(
+                "rule pack reloaded",
+                extra={"pack": engine.ruleset.name, "version": engine.ruleset.version,
+                       "digest": engine.ruleset.digest,
+                       "seconds": round(time.perf_counter() - started, 3)},
+            )
+            return engine
+
+
+def install_metrics(engine: Engine) -> None:
+    metrics.observe_pack(
+        engine.ruleset.name,
+        engine.ruleset.version,
+        engine.ruleset.digest,
+        ((rule.id, rule.category) for rule in engine.rules),
+    )
+    metrics.rule_pack_loaded_timestamp_seconds.set(time.time())
