@@ -75,6 +75,7 @@ class CompiledRule:
 @dataclass(frozen=True)
 class Engine:
     ruleset: RulesetRef
+    categories: dict[str, str]  # id → description
     channels: tuple[Channel, ...]
     rules: tuple[CompiledRule, ...]
     # Which rules a pattern hit can make true: (channel, pattern id) → rule indices.

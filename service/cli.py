@@ -1,0 +1,154 @@
+"""The `redline` command: serve, dev, check, rules lint|test|schema.
+
+Exit codes: 0 success; 1 some input lines were malformed (check) or examples failed (rules test);
+2 the rule pack or the command line is unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from service.engine.classifier import Engine
+from service.errors import EventDecodeError, PackError
+from service.events import Chat, ChatEvent, decode_event, encode_verdict
+from service.rules.loader import load_pack, load_pack_report
+from service.rules.schema import json_schemas
+from service.settings import Settings
+
+CHECK_BATCH_LINES = 512  # lines decoded and classified together: one clock read per batch
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="redline", description="Red-line moderation for group chats.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP API, and the Kafka stream when a bootstrap is set")
+    serve.add_argument("--rules", type=Path, help="rule pack directory (env REDLINE_RULES)")
+    serve.add_argument("--port", type=int, help="HTTP port (env REDLINE_HTTP_PORT)")
+
+    dev = commands.add_parser("dev", help="embedded broker + service + sample traffic, with a live summary")
+    dev.add_argument("--rules", type=Path, help="rule pack directory")
+    dev.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    dev.add_argument("--rate", type=float, default=200.0, help="sample events per second (default 200)")
+    dev.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
+
+    check = commands.add_parser("check", help="classify ChatEvent JSON lines from stdin, one verdict line each")
+    check.add_argument("--rules", type=Path, help="rule pack directory")
+    check.add_argument("--text", help="classify this one text message instead of reading stdin")
+
+    rules = commands.add_parser("rules", help="work on rule packs")
+    rule_commands = rules.add_subparsers(dest="rules_command", required=True)
+    lint = rule_commands.add_parser("lint", help="validate and compile a pack (every error at once)")
+    lint.add_argument("directory", type=Path)
+    test = rule_commands.add_parser("test", help="validate, compile and run every rule's examples")
+    test.add_argument("directory", type=Path)
+    schema = rule_commands.add_parser("schema", help="print the JSON Schemas of pack.yaml and rule files")
+    schema.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    overrides: dict[str, object] = {}
+    if getattr(args, "rules", None) is not None:
+        overrides["rules"] = args.rules
+    if getattr(args, "port", None) is not None:
+        overrides["http_port"] = args.port
+    if args.command == "serve":
+        from service.serve import run as run_serve
+
+        return run_serve(Settings(**overrides))  # type: ignore[arg-type]
+    if args.command == "dev":
+        from service.dev import run as run_dev
+
+        return run_dev(Settings(**overrides), rate=args.rate, duration=args.duration)  # type: ignore[arg-type]
+    if args.command == "check":
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        return _check(settings.rules, args.text, sys.stdin.buffer, sys.stdout.buffer)
+    if args.rules_command == "schema":
+        return _schema(args.output)
+    return _rules(args.rules_command, args.directory)
+
+
+def _load(directory: Path) -> Engine | None:
+    try:
+        return load_pack(directory)
+    except PackError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+def _check(directory: Path, text: str | None, stdin: BinaryIO, stdout: BinaryIO) -> int:
+    engine = _load(directory)
+    if engine is None:
+        return 2
+    if text is not None:
+        event = ChatEvent(id="cli", text=text, chat=Chat(id="cli"))
+        stdout.write(encode_verdict(engine.classify(event, datetime.now(UTC))) + b"\n")
+        stdout.flush()
+        return 0
+    failed = False
+    for batch in _batches(stdin):
+        now = datetime.now(UTC)
+        out: list[bytes] = []
+        for number, line in batch:
+            try:
+                event = decode_event(line) if line.strip() else None
+            except EventDecodeError as exc:
+                event, reason = None, str(exc)
+            else:
+                reason = "empty line"
+            if event is None:
+                failed = True
+                out.append(json.dumps({"error": reason, "line": number}, ensure_ascii=False).encode())
+            else:
+                out.append(encode_verdict(engine.classify(event, now)))
+        stdout.write(b"\n".join(out) + b"\n")
+        stdout.flush()
+    return 1 if failed else 0
+
+
+def _batches(stream: BinaryIO) -> Iterator[list[tuple[int, bytes]]]:
+    batch: list[tuple[int, bytes]] = []
+    for number, line in enumerate(stream, start=1):
+        batch.append((number, line.rstrip(b"\r\n")))
+        if len(batch) >= CHECK_BATCH_LINES:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _rules(command: str, directory: Path) -> int:
+    try:
+        report = load_pack_report(directory, check_examples=command == "test")
+    except PackError as exc:
+        print(exc, file=sys.stderr)
+        return 1 if command == "test" and _only_example_failures(exc) else 2
+    ruleset = report.engine.ruleset
+    summary = f"{ruleset.name} {ruleset.version} ({ruleset.digest}): {len(report.engine.rules)} rules"
+    if command == "test":
+        summary += f", {report.examples_run} examples passed"
+    else:
+        summary += ", valid"
+    print(summary)
+    return 0
+
+
+def _only_example_failures(exc: PackError) -> bool:
+    return all("example" in issue.message for issue in exc.issues)
+
+
+def _schema(output: Path | None) -> int:
+    text = json.dumps(json_schemas(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+    return 0

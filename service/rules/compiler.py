@@ -1,0 +1,460 @@
+"""Compile validated rule specs into an `Engine`: patterns into per-channel Hyperscan databases,
+conditions into evaluation nodes, and a trigger index so each event evaluates only the rules a
+text hit or its event type can make true.
+
+Problems are appended to the caller's issue list (every one, with its location); the compiler
+returns None when any was found, so nothing half-built is ever served.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Final
+
+import re2
+
+from service.engine import conditions as c
+from service.engine.classifier import Channel, CompiledRule, Engine, Exemption
+from service.engine.matcher import FieldMatcher, PatternCompileError, PatternSpec, check_expression
+from service.engine.normalize import Normalizer
+from service.errors import PackIssue
+from service.events import ACTION_RANK, EVENT_TYPES, RulesetRef
+from service.rules import schema as s
+from service.rules.tables import skeleton_table, translate_table
+
+Locate = Callable[[str, str], PackIssue]  # (json path, message) → located issue
+
+
+@dataclass(frozen=True)
+class Layers:
+    width: bool = True
+    case: bool = True
+    invisible: bool = True
+    separators: bool = True
+    traditional: bool = True
+
+    def overridden(self, spec: s.NormalizeSpec | None) -> Layers:
+        if spec is None:
+            return self
+        return Layers(
+            width=self.width if spec.width is None else spec.width,
+            case=self.case if spec.case is None else spec.case,
+            invisible=self.invisible if spec.invisible is None else spec.invisible,
+            separators=self.separators if spec.separators is None else spec.separators,
+            traditional=self.traditional if spec.traditional is None else spec.traditional,
+        )
+
+
+@functools.lru_cache(maxsize=16)
+def build_normalizer(layers: Layers) -> Normalizer:
+    table = translate_table(
+        width=layers.width, case=layers.case, traditional=layers.traditional, invisible=layers.invisible
+    )
+    return Normalizer(table, skeleton_table(invisible=layers.invisible, separators=layers.separators))
+
+
+@dataclass
+class RuleSource:
+    """A validated rule and where it came from."""
+
+    spec: s.RuleSpec
+    path: str  # JSON path of the rule inside its file, e.g. $.rules[3]
+    locate: Locate
+
+
+@dataclass
+class _ChannelBuilder:
+    field_name: str
+    layers: Layers
+    normalizer: Normalizer
+    expressions: dict[str, int] = field(default_factory=dict)
+    lengths: list[int | None] = field(default_factory=list)
+    needs_all_spans: set[int] = field(default_factory=set)
+
+    def add(self, expression: str, fixed_length: int | None, *, all_spans: bool) -> int:
+        pattern_id = self.expressions.get(expression)
+        if pattern_id is None:
+            pattern_id = len(self.lengths)
+            self.expressions[expression] = pattern_id
+            self.lengths.append(fixed_length)
+        if all_spans:
+            self.needs_all_spans.add(pattern_id)
+        return pattern_id
+
+    def patterns(self) -> tuple[PatternSpec, ...]:
+        return tuple(
+            PatternSpec(expression, self.lengths[i], i not in self.needs_all_spans)
+            for expression, i in self.expressions.items()
+        )
+
+
+_ASCII_WORD: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def literal_expression(term: str) -> str:
+    """A literal as a pattern both Hyperscan and RE2 read the same way; Latin ends get \\b."""
+    escaped = "".join(
+        ch if ch.isalnum() or ord(ch) > 0x7F else f"\\x{ord(ch):02x}" for ch in term
+    )
+    prefix = r"\b" if term[0] in _ASCII_WORD else ""
+    suffix = r"\b" if term[-1] in _ASCII_WORD else ""
+    return f"{prefix}{escaped}{suffix}"
+
+
+class _Compiler:
+    def __init__(
+        self,
+        pack: s.PackFile,
+        lexicons: dict[str, list[str]],
+        issues: list[PackIssue],
+    ) -> None:
+        self.pack = pack
+        self.lexicons = lexicons
+        self.issues = issues
+        self.pack_layers = Layers().overridden(pack.normalize)
+        self.channels: dict[tuple[str, Layers], _ChannelBuilder] = {}
+        self.tz = _parse_offset(pack.utc_offset)
+
+    # --- channels and patterns
+
+    def channel(self, field_name: str, layers: Layers) -> tuple[int, _ChannelBuilder]:
+        key = (field_name, layers)
+        builder = self.channels.get(key)
+        if builder is None:
+            builder = _ChannelBuilder(field_name, layers, build_normalizer(layers))
+            self.channels[key] = builder
+        return list(self.channels).index(key), builder
+
+    def terms(self, spec: s.KeywordsSpec | list[str], path: str, locate: Locate) -> list[str]:
+        if isinstance(spec, list):
+            return [t for t in spec if self._term_ok(t, path, locate)]
+        found = [t for t in spec.terms if self._term_ok(t, path, locate)]
+        for name in spec.lexicons:
+            lexicon = self.lexicons.get(name)
+            if lexicon is None:
+                self.issues.append(locate(path, f"unknown lexicon {name!r} (declare it in pack.yaml)"))
+                continue
+            found.extend(lexicon)
+        if not found and not any(i for i in spec.lexicons if i not in self.lexicons):
+            self.issues.append(locate(path, "keywords need at least one term or lexicon entry"))
+        return found
+
+    def _term_ok(self, term: str, path: str, locate: Locate) -> bool:
+        if not term.strip():
+            self.issues.append(locate(path, "empty keyword"))
+            return False
+        return True
+
+    def keyword_ids(
+        self, terms: Sequence[str], field_name: str, layers: Layers, path: str, locate: Locate, *, all_spans: bool
+    ) -> tuple[int, tuple[int, ...]]:
+        index, builder = self.channel(field_name, layers)
+        ids: list[int] = []
+        for term in terms:
+            normalized = builder.normalizer.normalize(term.strip()).text
+            if not normalized:
+                self.issues.append(locate(path, f"keyword {term!r} is empty after normalisation"))
+                continue
+            ids.append(builder.add(literal_expression(normalized), len(normalized), all_spans=all_spans))
+        return index, tuple(dict.fromkeys(ids))
+
+    # --- conditions
+
+    def condition(self, spec: s.ConditionSpec, path: str, layers: Layers, locate: Locate) -> c.Condition | None:
+        keys = [f.name for f in _CONDITION_FIELDS if getattr(spec, f.attr) is not None]
+        if len(keys) != 1:
+            found = ", ".join(keys) if keys else "none"
+            self.issues.append(locate(path, f"a condition needs exactly one key (found: {found})"))
+            return None
+        key = keys[0]
+        here = f"{path}.{key}"
+        if spec.all is not None or spec.any is not None:
+            children_specs = spec.all if spec.all is not None else spec.any
+            assert children_specs is not None
+            if not children_specs:
+                self.issues.append(locate(here, f"`{key}` needs at least one condition"))
+                return None
+            children = self.children(children_specs, here, layers, locate)
+            if children is None:
+                return None
+            return c.AllOf(children) if spec.all is not None else c.AnyOf(children)
+        if spec.not_ is not None:
+            child = self.condition(spec.not_, here, layers, locate)
+            return None if child is None else c.Not(child)
+        if spec.at_least is not None:
+            of = spec.at_least.of
+            if spec.at_least.n > len(of):
+                self.issues.append(locate(here, f"at_least n={spec.at_least.n} exceeds its {len(of)} conditions"))
+                return None
+            children = self.children(of, f"{here}.of", layers, locate)
+            return None if children is None else c.AtLeast(spec.at_least.n, children)
+        if spec.keywords is not None:
+            kw = spec.keywords
+            field_name = "text" if isinstance(kw, list) else kw.field
+            terms = self.terms(kw, here, locate)
+            if not terms:
+                return None
+            channel, ids = self.keyword_ids(terms, field_name, layers, here, locate, all_spans=False)
+            return c.TextHit(channel, ids) if ids else None
+        if spec.regex is not None:
+            rx = spec.regex if isinstance(spec.regex, s.RegexSpec) else s.RegexSpec(pattern=spec.regex)
+            problem = check_expression(rx.pattern)
+            if problem is not None:
+                self.issues.append(locate(here, f"regex {rx.pattern!r} refused: {problem}"))
+                return None
+            channel, builder = self.channel(rx.field, layers)
+            return c.TextHit(channel, (builder.add(rx.pattern, None, all_spans=False),))
+        if spec.near is not None:
+            near = spec.near
+            a_terms = self.terms(near.a, f"{here}.a", locate)
+            b_terms = self.terms(near.b, f"{here}.b", locate)
+            if not a_terms or not b_terms:
+                return None
+            channel, a_ids = self.keyword_ids(a_terms, near.field, layers, here, locate, all_spans=True)
+            _, b_ids = self.keyword_ids(b_terms, near.field, layers, here, locate, all_spans=True)
+            return c.Near(channel, a_ids, b_ids, near.within)
+        if spec.type is not None:
+            return c.TypeIs(frozenset(spec.type))
+        if spec.payment is not None:
+            p = spec.payment
+            if p.min is not None and p.max is not None and p.min > p.max:
+                self.issues.append(locate(here, f"payment min {p.min} is above max {p.max}"))
+                return None
+            return c.PaymentIs(
+                frozenset([p.direction]) if p.direction else None,
+                p.min,
+                p.max,
+                frozenset(x.upper() for x in p.currency) if p.currency else None,
+            )
+        if spec.sender_role is not None:
+            return c.SenderHasRole(frozenset(spec.sender_role))
+        if spec.chat is not None:
+            ch = spec.chat
+            return c.ChatIs(frozenset([ch.kind]) if ch.kind else None, ch.min_members, ch.max_members)
+        if spec.file_name is not None:
+            return self.file_name(spec.file_name, here, locate)
+        if spec.link_domain is not None:
+            return c.LinkDomainIn(frozenset(d.lower().strip(".") for d in spec.link_domain))
+        if spec.forward is not None:
+            return c.ForwardReaches(spec.forward.shares, spec.forward.views)
+        assert spec.calendar is not None
+        windows = self.windows.get(spec.calendar)
+        if windows is None:
+            self.issues.append(locate(here, f"unknown calendar {spec.calendar!r} (declare it in pack.yaml)"))
+            return None
+        return c.InWindow(spec.calendar, windows)
+
+    def children(
+        self, specs: list[s.ConditionSpec], path: str, layers: Layers, locate: Locate
+    ) -> tuple[c.Condition, ...] | None:
+        built = [self.condition(child, f"{path}[{i}]", layers, locate) for i, child in enumerate(specs)]
+        if any(node is None for node in built):
+            return None
+        return tuple(node for node in built if node is not None)
+
+    def file_name(self, globs: list[str], path: str, locate: Locate) -> c.Condition | None:
+        if not globs:
+            self.issues.append(locate(path, "file_name needs at least one glob"))
+            return None
+        expression = "(?i)^(?:" + "|".join(_glob_to_regex(g) for g in globs) + ")$"
+        return c.FileNameLike(re2.compile(expression))
+
+    # --- calendars
+
+    @functools.cached_property
+    def windows(self) -> dict[str, tuple[tuple[datetime, datetime], ...]]:
+        return {name: tuple(w for w in self._windows(name, spec) if w) for name, spec in self.pack.calendars.items()}
+
+    def _windows(self, name: str, windows: list[s.WindowSpec]) -> list[tuple[datetime, datetime]]:
+        parsed: list[tuple[datetime, datetime]] = []
+        for window in windows:
+            try:
+                start = _parse_instant(window.start, self.tz, end=False)
+                end = _parse_instant(window.end, self.tz, end=True)
+            except ValueError as exc:
+                self.issues.append(PackIssue("pack.yaml", 0, f"calendar {name!r}: {exc}"))
+                continue
+            if end <= start:
+                self.issues.append(PackIssue("pack.yaml", 0, f"calendar {name!r}: window ends before it starts"))
+                continue
+            parsed.append((start, end))
+        return parsed
+
+    # --- rules
+
+    def rule(self, source: RuleSource) -> CompiledRule | None:
+        spec, path, locate = source.spec, source.path, source.locate
+        if spec.category not in self.pack.categories:
+            self.issues.append(locate(f"{path}.category", f"unknown category {spec.category!r}"))
+        layers = self.pack_layers.overridden(spec.normalize)
+        condition = self.condition(spec.when, f"{path}.when", layers, locate)
+        exemptions: list[Exemption] = []
+        for i, unless in enumerate(spec.unless):
+            where = f"{path}.unless[{i}]"
+            if ACTION_RANK[unless.action] >= ACTION_RANK[spec.action]:
+                self.issues.append(locate(where, f"unless must lower the action below {spec.action!r}"))
+            node = self.condition(unless.when, f"{where}.when", layers, locate)
+            if node is not None:
+                exemptions.append(Exemption(node, unless.action, unless.severity, unless.reason))
+        if not spec.examples.match:
+            self.issues.append(locate(f"{path}.examples.match", "every rule needs at least one matching example"))
+        if not spec.examples.no_match:
+            self.issues.append(
+                locate(f"{path}.examples.no_match", "every rule needs at least one non-matching example")
+            )
+        if condition is None or len(exemptions) != len(spec.unless):
+            return None
+        return CompiledRule(
+            id=spec.id,
+            category=spec.category,
+            severity=spec.severity,
+            action=spec.action,
+            shadow=spec.shadow,
+            reason=spec.reason or spec.description or spec.id,
+            condition=condition,
+            exemptions=tuple(exemptions),
+        )
+
+
+@dataclass(frozen=True)
+class _ConditionField:
+    name: str
+    attr: str
+
+
+_CONDITION_FIELDS: Final = tuple(
+    _ConditionField("not" if f == "not_" else f, f) for f in s.ConditionSpec.__struct_fields__
+)
+
+
+def compile_pack(
+    pack: s.PackFile,
+    rules: Sequence[RuleSource],
+    lexicons: dict[str, list[str]],
+    digest: str,
+    issues: list[PackIssue],
+) -> Engine | None:
+    """Build the engine, appending every problem to `issues`; None when there were any."""
+    compiler = _Compiler(pack, lexicons, issues)
+    seen: dict[str, RuleSource] = {}
+    compiled: list[CompiledRule] = []
+    for source in rules:
+        if source.spec.id in seen:
+            issues.append(source.locate(f"{source.path}.id", f"duplicate rule id {source.spec.id!r}"))
+            continue
+        seen[source.spec.id] = source
+        rule = compiler.rule(source)
+        if rule is not None:
+            compiled.append(rule)
+    _ = compiler.windows  # calendar problems surface even when no rule uses the calendar
+    if issues:
+        return None
+    channels: list[Channel] = []
+    layer_keys: dict[Layers, int] = {}
+    for builder in compiler.channels.values():
+        try:
+            matcher = FieldMatcher(builder.patterns())
+        except PatternCompileError as exc:
+            issues.append(PackIssue("pack.yaml", 0, f"pattern database for {builder.field_name} failed: {exc.reason}"))
+            return None
+        key = layer_keys.setdefault(builder.layers, len(layer_keys))
+        channels.append(Channel(builder.field_name, key, builder.normalizer, matcher))
+    triggers, untriggered = _trigger_index(compiled)
+    return Engine(
+        ruleset=RulesetRef(pack.name, pack.version, digest),
+        categories={name: cat.description for name, cat in pack.categories.items()},
+        channels=tuple(channels),
+        rules=tuple(compiled),
+        triggers=triggers,
+        untriggered=untriggered,
+    )
+
+
+def _trigger_index(
+    rules: Sequence[CompiledRule],
+) -> tuple[dict[tuple[int, int], tuple[int, ...]], dict[str, tuple[int, ...]]]:
+    triggers: dict[tuple[int, int], list[int]] = {}
+    untriggered: dict[str, list[int]] = {t: [] for t in EVENT_TYPES}
+    for index, rule in enumerate(rules):
+        required = _required_hits(rule.condition)
+        if required is None:
+            for event_type in _required_types(rule.condition) or EVENT_TYPES:
+                untriggered[event_type].append(index)
+            continue
+        for key in required:
+            triggers.setdefault(key, []).append(index)
+    return (
+        {key: tuple(v) for key, v in triggers.items()},
+        {key: tuple(v) for key, v in untriggered.items() if v},
+    )
+
+
+Required = frozenset[tuple[int, int]]
+
+
+def _required_hits(node: c.Condition) -> Required | None:
+    """Pattern hits of which at least one is necessary for `node` to hold (None: none needed)."""
+    if isinstance(node, c.TextHit):
+        return frozenset((node.channel, i) for i in node.pattern_ids)
+    if isinstance(node, c.Near):
+        return frozenset((node.channel, i) for i in node.a_ids)
+    if isinstance(node, c.AllOf):
+        options = [r for r in map(_required_hits, node.children) if r is not None]
+        return min(options, key=len) if options else None
+    if isinstance(node, c.AnyOf | c.AtLeast):
+        parts = [_required_hits(child) for child in node.children]
+        untextual = sum(1 for p in parts if p is None)
+        needed = node.count if isinstance(node, c.AtLeast) else 1
+        if untextual >= needed:
+            return None
+        return frozenset().union(*(p for p in parts if p is not None))
+    return None
+
+
+def _required_types(node: c.Condition) -> frozenset[str] | None:
+    if isinstance(node, c.TypeIs):
+        return node.types
+    if isinstance(node, c.AllOf):
+        options = [t for t in map(_required_types, node.children) if t is not None]
+        return frozenset.intersection(*options) if options else None
+    if isinstance(node, c.AnyOf):
+        parts = [_required_types(child) for child in node.children]
+        if any(p is None for p in parts):
+            return None
+        return frozenset().union(*(p for p in parts if p is not None))
+    return None
+
+
+def _glob_to_regex(glob: str) -> str:
+    out = []
+    for ch in glob:
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch.isalnum() or ord(ch) > 0x7F:
+            out.append(ch)
+        else:
+            out.append(f"\\x{ord(ch):02x}")
+    return "".join(out)
+
+
+def _parse_offset(offset: str) -> timezone:
+    sign = -1 if offset.startswith("-") else 1
+    hours, minutes = offset[1:].split(":")
+    return timezone(sign * timedelta(hours=int(hours), minutes=int(minutes)))
+
+
+def _parse_instant(value: str, tz: timezone, *, end: bool) -> datetime:
+    """A date is a whole day in the pack's offset (an end date includes its day)."""
+    if len(value) == 10:
+        day = date.fromisoformat(value)
+        instant = datetime(day.year, day.month, day.day, tzinfo=tz)
+        return instant + timedelta(days=1) if end else instant
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise ValueError(f"timestamp {value!r} needs a UTC offset")
+    return parsed.astimezone(UTC)

@@ -1,0 +1,297 @@
+"""Read a rule-pack directory, validate it, compile it and run every rule's examples.
+
+Every problem is collected with its file and line and raised once as `PackError`; a pack is
+either wholly valid (and returned as an Engine) or refused. Safety: YAML is read with a safe
+loader that refuses anchors/aliases, and every file the pack names must resolve inside the pack
+directory (no `../`, no symlinks out).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+import yaml
+
+from service.engine.classifier import Engine
+from service.errors import EventDecodeError, PackError, PackIssue
+from service.events import Chat, ChatEvent, event_from_object
+from service.rules import schema as s
+from service.rules.compiler import RuleSource, compile_pack
+
+# Examples without `sent_at` are evaluated at this fixed instant, so a pack's tests never depend
+# on the day they run.
+EXAMPLE_CLOCK: Final = datetime(2025, 1, 1, tzinfo=UTC)
+MAX_FILE_BYTES: Final = 64 * 1024 * 1024
+
+
+class _PackYamlLoader(yaml.SafeLoader):
+    """Safe loader that keeps dates as strings (the schema parses them with a UTC offset)."""
+
+
+_PackYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+@dataclass
+class _Document:
+    """A parsed YAML file with a JSON-path → line index for error locations."""
+
+    relative: str
+    data: Any
+    lines: dict[str, int] = field(default_factory=dict)
+
+    def locate(self, path: str, message: str) -> PackIssue:
+        probe = path
+        while probe and probe not in self.lines:
+            cut = max(probe.rfind("."), probe.rfind("["))
+            probe = probe[:cut] if cut > 0 else ""
+        return PackIssue(self.relative, self.lines.get(probe, 0), message)
+
+
+class _Reader:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.root = directory.resolve()
+        self.issues: list[PackIssue] = []
+        self.hasher = hashlib.sha256()
+
+    def confined(self, relative: str, where: PackIssue | None = None) -> Path | None:
+        candidate = (self.directory / relative).resolve()
+        if not candidate.is_relative_to(self.root):
+            issue = where or PackIssue(relative, 0, "")
+            self.issues.append(PackIssue(issue.file, issue.line, f"{relative!r} resolves outside the pack directory"))
+            return None
+        return candidate
+
+    def read_bytes(self, path: Path, relative: str) -> bytes | None:
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                self.issues.append(PackIssue(relative, 0, f"file larger than {MAX_FILE_BYTES} bytes"))
+                return None
+            data = path.read_bytes()
+        except OSError as exc:
+            self.issues.append(PackIssue(relative, 0, f"cannot read: {exc.strerror or exc}"))
+            return None
+        self.hasher.update(relative.encode() + b"\0" + data + b"\0")
+        return data
+
+    def read_text(self, path: Path, relative: str) -> str | None:
+        data = self.read_bytes(path, relative)
+        if data is None:
+            return None
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.issues.append(PackIssue(relative, 0, f"not UTF-8 (byte {exc.start})"))
+            return None
+
+    def yaml(self, relative: str) -> _Document | None:
+        path = self.confined(relative)
+        if path is None:
+            return None
+        text = self.read_text(path, relative)
+        if text is None:
+            return None
+        try:
+            node = yaml.compose(text, Loader=_PackYamlLoader)
+            document = _Document(relative, None)
+            if node is not None:
+                _index_lines(node, "$", document.lines, set())
+            document.data = yaml.load(text, Loader=_PackYamlLoader)
+        except _AliasError as exc:
+            self.issues.append(PackIssue(relative, exc.line, "YAML anchors and aliases are not allowed in rule packs"))
+            return None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else 0
+            problem = getattr(exc, "problem", None) or str(exc)
+            self.issues.append(PackIssue(relative, line, f"invalid YAML: {problem}"))
+            return None
+        return document
+
+
+class _AliasError(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+def _index_lines(node: yaml.Node, path: str, lines: dict[str, int], seen: set[int]) -> None:
+    if id(node) in seen:
+        raise _AliasError(node.start_mark.line + 1)
+    seen.add(id(node))
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+            lines.setdefault(f"{path}.{name}", key.start_mark.line + 1)
+            _index_lines(value, f"{path}.{name}", lines, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index_lines(item, f"{path}[{i}]", lines, seen)
+
+
+def _convert(document: _Document, data: Any, kind: type[Any], path: str, issues: list[PackIssue]) -> Any:
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        where = path
+        if " - at `$" in message:
+            message, _, suffix = message.rpartition(" - at `")
+            where = path + suffix.rstrip("`")[1:]
+            message = f"{where.removeprefix(path).lstrip('.') or 'value'}: {message}"
+        issues.append(document.locate(where, message))
+        return None
+
+
+def _parse_lexicon(text: str) -> list[str]:
+    terms = []
+    for line in text.splitlines():
+        term = line.split("#", 1)[0].strip() if not line.lstrip().startswith("#") else ""
+        if term:
+            terms.append(term)
+    return terms
+
+
+def load_pack(directory: Path) -> Engine:
+    """Read, validate, compile and self-test the pack in `directory`, or raise PackError."""
+    return load_pack_report(directory).engine
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    engine: Engine
+    examples_run: int
+
+
+def load_pack_report(directory: Path, *, check_examples: bool = True) -> LoadReport:
+    """`load_pack` with the count of examples run; `check_examples=False` is for `rules lint` only
+    (a pack is never served untested)."""
+    reader = _Reader(directory)
+    if not directory.is_dir():
+        raise PackError(str(directory), [PackIssue(str(directory), 0, "not a directory")])
+    pack_doc = reader.yaml("pack.yaml")
+    if pack_doc is None:
+        raise PackError(str(directory), reader.issues)
+    pack = _convert(pack_doc, pack_doc.data, s.PackFile, "$", reader.issues)
+    if pack is None:
+        raise PackError(str(directory), reader.issues)
+
+    lexicons: dict[str, list[str]] = {}
+    for name, relative in sorted(pack.lexicons.items()):
+        path = reader.confined(relative, pack_doc.locate(f"$.lexicons.{name}", ""))
+        text = reader.read_text(path, relative) if path is not None else None
+        if text is not None:
+            lexicons[name] = _parse_lexicon(text)
+
+    documents = list(_rule_documents(reader, pack, pack_doc))
+    sources: list[RuleSource] = []
+    for document in documents:
+        if not isinstance(document.data, dict):
+            reader.issues.append(PackIssue(document.relative, 1, "a rule file is a mapping with a `rules:` list"))
+            continue
+        raw_rules = document.data.get("rules")
+        if not isinstance(raw_rules, list):
+            reader.issues.append(document.locate("$", "a rule file needs a `rules:` list"))
+            continue
+        extra = set(document.data) - {"rules"}
+        if extra:
+            reader.issues.append(document.locate("$", f"unknown top-level keys {sorted(extra)}"))
+        for i, raw in enumerate(raw_rules):
+            rule_path = f"$.rules[{i}]"
+            spec = _convert(document, raw, s.RuleSpec, rule_path, reader.issues)
+            if spec is not None:
+                sources.append(RuleSource(spec, rule_path, document.locate))
+
+    digest = "sha256:" + reader.hasher.hexdigest()
+    issues = reader.issues
+    engine = compile_pack(pack, sources, lexicons, digest, issues)
+    if engine is None or issues:
+        raise PackError(str(directory), issues)
+    examples_run = 0
+    if check_examples:
+        issues.extend(run_examples(engine, sources))
+        examples_run = sum(len(x.spec.examples.match) + len(x.spec.examples.no_match) for x in sources)
+    if issues:
+        raise PackError(str(directory), issues)
+    return LoadReport(engine, examples_run)
+
+
+def _rule_documents(reader: _Reader, pack: s.PackFile, pack_doc: _Document) -> Iterator[_Document]:
+    seen: set[str] = set()
+    for i, pattern in enumerate(pack.rules):
+        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+            reader.issues.append(pack_doc.locate(f"$.rules[{i}]", f"{pattern!r} must stay inside the pack"))
+            continue
+        matches = sorted(glob.glob(pattern, root_dir=reader.directory))
+        if not matches:
+            reader.issues.append(pack_doc.locate(f"$.rules[{i}]", f"{pattern!r} matches no file"))
+        for relative in matches:
+            if relative in seen:
+                continue
+            seen.add(relative)
+            document = reader.yaml(relative)
+            if document is not None:
+                yield document
+
+
+def example_event(example: s.Example, rule_id: str, index: int) -> ChatEvent:
+    """The event an example stands for (raises EventDecodeError when it is not a valid event)."""
+    event_id = f"example:{rule_id}:{index}"
+    if isinstance(example, str):
+        return ChatEvent(id=event_id, text=example, chat=Chat(id="example"))
+    fields: dict[str, Any] = {"id": event_id, "chat": {"id": "example"}}
+    if example.event is not None:
+        fields.update(example.event)
+    if example.text is not None:
+        fields["text"] = example.text
+    return event_from_object(fields)
+
+
+def run_examples(engine: Engine, sources: list[RuleSource]) -> list[PackIssue]:
+    """Every rule's examples through the whole engine: what must match does, what must not doesn't."""
+    issues: list[PackIssue] = []
+    for source in sources:
+        spec = source.spec
+        for kind, examples in (("match", spec.examples.match), ("no_match", spec.examples.no_match)):
+            for i, example in enumerate(examples):
+                path = f"{source.path}.examples.{kind}[{i}]"
+                try:
+                    event = example_event(example, spec.id, i)
+                except EventDecodeError as exc:
+                    issues.append(source.locate(path, f"example is not a valid event: {exc}"))
+                    continue
+                verdict = engine.classify(event, EXAMPLE_CLOCK)
+                match = next((m for m in verdict.matches if m.rule == spec.id), None)
+                label = _describe(example)
+                if kind == "match" and match is None:
+                    issues.append(source.locate(path, f"example should match rule {spec.id!r} but does not: {label}"))
+                elif kind == "no_match" and match is not None:
+                    issues.append(source.locate(path, f"example should not match rule {spec.id!r} but does: {label}"))
+                elif (
+                    match is not None
+                    and isinstance(example, s.ExampleSpec)
+                    and example.action
+                    and match.action != example.action
+                ):
+                    issues.append(source.locate(
+                        path, f"example expects action {example.action!r}, rule gave {match.action!r}: {label}"
+                    ))
+    return issues
+
+
+def _describe(example: s.Example) -> str:
+    if isinstance(example, str):
+        return repr(example[:60])
+    if example.text is not None:
+        return repr(example.text[:60])
+    return repr(msgspec.json.encode(example.event).decode()[:80])

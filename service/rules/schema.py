@@ -1,0 +1,178 @@
+"""The rule-pack format as msgspec structs: validation of the YAML and the editors' JSON Schema.
+
+A pack is a directory: `pack.yaml` (this module's `PackFile`), rule files (`RuleFile`) and
+lexicon text files. docs/rules.md documents every field; docs/rules.schema.json is generated
+from these structs (`redline rules schema`) and a test keeps the two identical.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from service.events import EventType
+
+TextField = Literal["text", "file.name", "link.url"]
+RuleAction = Literal["review", "block"]
+LoweredAction = Literal["allow", "review"]
+RuleSeverity = Literal["low", "medium", "high", "critical"]
+_Name = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.\-]*$", max_length=128)]
+
+
+class _Spec(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True):
+    pass
+
+
+class NormalizeSpec(_Spec, kw_only=True):
+    """Normalisation layers; on a rule, an unset layer inherits the pack's setting."""
+
+    width: bool | None = None
+    case: bool | None = None
+    invisible: bool | None = None
+    separators: bool | None = None
+    traditional: bool | None = None
+
+
+class KeywordsSpec(_Spec, kw_only=True):
+    """Terms from the rule and/or named lexicons. Latin terms match whole words only."""
+
+    terms: list[str] = []
+    lexicons: list[str] = []
+    field: TextField = "text"
+
+
+class RegexSpec(_Spec, kw_only=True):
+    """An RE2-syntax regex over the normalised text (lower-cased, width-folded, simplified)."""
+
+    pattern: str
+    field: TextField = "text"
+
+
+class NearSpec(_Spec, kw_only=True):
+    """A term of `a` and a term of `b` with at most `within` characters between them."""
+
+    a: KeywordsSpec | list[str]
+    b: KeywordsSpec | list[str]
+    within: Annotated[int, msgspec.Meta(ge=0, le=10_000)]
+    field: TextField = "text"
+
+
+class PaymentSpec(_Spec, kw_only=True):
+    direction: Literal["send", "receive"] | None = None
+    min: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    max: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    currency: list[str] | None = None
+
+
+class ChatSpec(_Spec, kw_only=True):
+    kind: Literal["group", "direct"] | None = None
+    min_members: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    max_members: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+class ForwardSpec(_Spec, kw_only=True):
+    """Holds for a forward whose `shares` or `views` reached the threshold (none set: any forward)."""
+
+    shares: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    views: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+class AtLeastSpec(_Spec, kw_only=True):
+    n: Annotated[int, msgspec.Meta(ge=1)]
+    of: list[ConditionSpec]
+
+
+class ConditionSpec(_Spec, kw_only=True):
+    """Exactly one key per condition; compose with all / any / not / at_least."""
+
+    all: list[ConditionSpec] | None = None
+    any: list[ConditionSpec] | None = None
+    not_: ConditionSpec | None = msgspec.field(default=None, name="not")
+    at_least: AtLeastSpec | None = None
+    keywords: KeywordsSpec | list[str] | None = None
+    regex: RegexSpec | str | None = None
+    near: NearSpec | None = None
+    type: list[EventType] | None = None
+    payment: PaymentSpec | None = None
+    sender_role: list[str] | None = None
+    chat: ChatSpec | None = None
+    file_name: list[str] | None = None
+    link_domain: list[str] | None = None
+    forward: ForwardSpec | None = None
+    calendar: str | None = None
+
+
+class UnlessSpec(_Spec, kw_only=True):
+    """When `when` holds, the match stays in the verdict with a lowered action."""
+
+    when: ConditionSpec
+    action: LoweredAction
+    severity: RuleSeverity | None = None
+    reason: str
+
+
+class ExampleSpec(_Spec, kw_only=True):
+    """An example event (`text` alone is a text message), optionally with the expected action."""
+
+    text: str | None = None
+    event: dict[str, Any] | None = None
+    action: Literal["allow", "review", "block"] | None = None
+
+
+Example = str | ExampleSpec
+
+
+class ExamplesSpec(_Spec, kw_only=True):
+    match: list[Example]
+    no_match: list[Example]
+
+
+class RuleSpec(_Spec, kw_only=True):
+    id: _Name
+    category: str
+    severity: RuleSeverity
+    action: RuleAction
+    shadow: bool = False
+    description: str = ""
+    reason: str | None = None
+    normalize: NormalizeSpec | None = None
+    when: ConditionSpec
+    unless: list[UnlessSpec] = []
+    examples: ExamplesSpec
+
+
+class RuleFile(_Spec, kw_only=True):
+    rules: list[RuleSpec]
+
+
+class CategorySpec(_Spec, kw_only=True):
+    description: str
+
+
+class WindowSpec(_Spec, kw_only=True):
+    """A calendar window; dates are whole days in the pack's `utc_offset`, `end` inclusive."""
+
+    start: str
+    end: str
+    label: str = ""
+
+
+class PackFile(_Spec, kw_only=True):
+    name: _Name
+    version: str
+    description: str = ""
+    utc_offset: Annotated[str, msgspec.Meta(pattern=r"^[+-]\d{2}:\d{2}$")] = "+00:00"
+    normalize: NormalizeSpec = msgspec.field(default_factory=NormalizeSpec)
+    categories: dict[str, CategorySpec]
+    lexicons: dict[str, str] = {}
+    calendars: dict[str, list[WindowSpec]] = {}
+    rules: list[str] = msgspec.field(default_factory=lambda: ["rules/*.yaml"])
+
+
+def json_schemas() -> dict[str, Any]:
+    """JSON Schemas for editors: `pack.yaml` and rule files."""
+    return {
+        "pack": msgspec.json.schema(PackFile),
+        "rules": msgspec.json.schema(RuleFile),
+    }
