@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from service.engine.classifier import Engine
 from service.errors import EventDecodeError, PackError
@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    overrides: dict[str, object] = {}
+    overrides: dict[str, Any] = {}
     if getattr(args, "rules", None) is not None:
         overrides["rules"] = args.rules
     if getattr(args, "port", None) is not None:
@@ -63,13 +63,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         from service.serve import run as run_serve
 
-        return run_serve(Settings(**overrides))  # type: ignore[arg-type]
+        return run_serve(Settings(**overrides))
     if args.command == "dev":
         from service.dev import run as run_dev
 
-        return run_dev(Settings(**overrides), rate=args.rate, duration=args.duration)  # type: ignore[arg-type]
+        return run_dev(Settings(**overrides), rate=args.rate, duration=args.duration)
     if args.command == "check":
-        settings = Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)
         return _check(settings.rules, args.text, sys.stdin.buffer, sys.stdout.buffer)
     if args.rules_command == "schema":
         return _schema(args.output)
@@ -98,6 +98,7 @@ def _check(directory: Path, text: str | None, stdin: BinaryIO, stdout: BinaryIO)
         now = datetime.now(UTC)
         out: list[bytes] = []
         for number, line in batch:
+            event: ChatEvent | None
             try:
                 event = decode_event(line) if line.strip() else None
             except EventDecodeError as exc:

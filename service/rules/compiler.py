@@ -110,8 +110,10 @@ class _Compiler:
         pack: s.PackFile,
         lexicons: dict[str, list[str]],
         issues: list[PackIssue],
+        locate_in_pack: Locate,
     ) -> None:
         self.pack = pack
+        self.locate_in_pack = locate_in_pack
         self.lexicons = lexicons
         self.issues = issues
         self.pack_layers = Layers().overridden(pack.normalize)
@@ -266,19 +268,20 @@ class _Compiler:
 
     @functools.cached_property
     def windows(self) -> dict[str, tuple[tuple[datetime, datetime], ...]]:
-        return {name: tuple(w for w in self._windows(name, spec) if w) for name, spec in self.pack.calendars.items()}
+        return {name: tuple(self._windows(name, spec)) for name, spec in self.pack.calendars.items()}
 
     def _windows(self, name: str, windows: list[s.WindowSpec]) -> list[tuple[datetime, datetime]]:
         parsed: list[tuple[datetime, datetime]] = []
-        for window in windows:
+        for i, window in enumerate(windows):
+            where = f"$.calendars.{name}[{i}]"
             try:
                 start = _parse_instant(window.start, self.tz, end=False)
                 end = _parse_instant(window.end, self.tz, end=True)
             except ValueError as exc:
-                self.issues.append(PackIssue("pack.yaml", 0, f"calendar {name!r}: {exc}"))
+                self.issues.append(self.locate_in_pack(where, f"calendar {name!r}: {exc}"))
                 continue
             if end <= start:
-                self.issues.append(PackIssue("pack.yaml", 0, f"calendar {name!r}: window ends before it starts"))
+                self.issues.append(self.locate_in_pack(where, f"calendar {name!r}: window ends before it starts"))
                 continue
             parsed.append((start, end))
         return parsed
@@ -336,9 +339,10 @@ def compile_pack(
     lexicons: dict[str, list[str]],
     digest: str,
     issues: list[PackIssue],
+    locate_in_pack: Locate,
 ) -> Engine | None:
     """Build the engine, appending every problem to `issues`; None when there were any."""
-    compiler = _Compiler(pack, lexicons, issues)
+    compiler = _Compiler(pack, lexicons, issues, locate_in_pack)
     seen: dict[str, RuleSource] = {}
     compiled: list[CompiledRule] = []
     for source in rules:
@@ -358,7 +362,7 @@ def compile_pack(
         try:
             matcher = FieldMatcher(builder.patterns())
         except PatternCompileError as exc:
-            issues.append(PackIssue("pack.yaml", 0, f"pattern database for {builder.field_name} failed: {exc.reason}"))
+            issues.append(locate_in_pack("$", f"pattern database for {builder.field_name} failed: {exc.reason}"))
             return None
         key = layer_keys.setdefault(builder.layers, len(layer_keys))
         channels.append(Channel(builder.field_name, key, builder.normalizer, matcher))

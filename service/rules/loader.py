@@ -212,9 +212,11 @@ def load_pack_report(directory: Path, *, check_examples: bool = True) -> LoadRep
             if spec is not None:
                 sources.append(RuleSource(spec, rule_path, document.locate))
 
+    if not sources and not reader.issues:
+        reader.issues.append(pack_doc.locate("$.rules", "the pack has no rules"))
     digest = "sha256:" + reader.hasher.hexdigest()
     issues = reader.issues
-    engine = compile_pack(pack, sources, lexicons, digest, issues)
+    engine = compile_pack(pack, sources, lexicons, digest, issues, pack_doc.locate)
     if engine is None or issues:
         raise PackError(str(directory), issues)
     examples_run = 0

@@ -1,0 +1,35 @@
+"""The engine package is pure: importing it pulls in no I/O, logging or metrics library."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+FORBIDDEN = ("aiokafka", "fastapi", "starlette", "uvicorn", "prometheus_client", "logging", "yaml", "socket")
+
+
+def test_engine_imports_no_io_library() -> None:
+    code = (
+        "import sys, json\n"
+        "import service.engine.classifier, service.engine.conditions, service.engine.matcher\n"
+        "import service.engine.normalize\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = set(json.loads(result.stdout))
+    assert not loaded & set(FORBIDDEN), loaded & set(FORBIDDEN)
+
+
+def test_engine_source_reads_no_clock_or_files() -> None:
+    import inspect
+
+    import service.engine.classifier as classifier
+    import service.engine.conditions as conditions
+    import service.engine.matcher as matcher
+    import service.engine.normalize as normalize
+
+    for module in (classifier, conditions, matcher, normalize):
+        source = inspect.getsource(module)
+        for call in ("datetime.now(", "time.time(", "open(", "time.perf_counter(", "os.environ"):
+            assert call not in source, f"{module.__name__} calls {call}"
