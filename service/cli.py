@@ -89,8 +89,8 @@ def _check(directory: Path, text: str | None, stdin: BinaryIO, stdout: BinaryIO)
     if engine is None:
         return 2
     if text is not None:
-        event = ChatEvent(id="cli", text=text, chat=Chat(id="cli"))
-        stdout.write(encode_verdict(engine.classify(event, datetime.now(UTC))) + b"\n")
+        single = ChatEvent(id="cli", text=text, chat=Chat(id="cli"))
+        stdout.write(encode_verdict(engine.classify(single, datetime.now(UTC))) + b"\n")
         stdout.flush()
         return 0
     failed = False

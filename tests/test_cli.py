@@ -1,0 +1,93 @@
+"""The `redline` command end to end, as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.events import decode_verdict
+
+PACK = Path(__file__).resolve().parent / "packs" / "mini"
+
+
+def redline(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args], input=stdin, capture_output=True, timeout=120, check=False
+    )
+
+
+def test_check_writes_one_line_per_input_line_in_order() -> None:
+    lines = [
+        b'{"id":"a","text":"\xe6\x9c\xba\xe5\xaf\x86"}',  # 机密
+        b'{"id":1}',  # wrong type
+        b"",  # empty line
+        b"\xff\xfe not utf-8",
+        b'{"id":"d","type":"red_packet","sender":{"roles":["official"]},'
+        b'"payment":{"amount":5,"direction":"receive"}}',
+        b'{"id":"e","type":"hologram"}',  # unknown event type
+        b"[" * 5000 + b"]" * 5000,  # deeply nested JSON
+    ]
+    result = redline("check", "--rules", str(PACK), stdin=b"\n".join(lines) + b"\n")
+    assert result.returncode == 1  # some lines were malformed; all were processed
+    out = result.stdout.decode().splitlines()
+    assert len(out) == len(lines)
+    assert decode_verdict(out[0]).action == "block"
+    assert json.loads(out[1]) == {"error": "Expected `str`, got `int` - at `$.id`", "line": 2}
+    assert json.loads(out[2]) == {"error": "empty line", "line": 3}
+    assert json.loads(out[3])["line"] == 4
+    assert decode_verdict(out[4]).matches[0].rule == "illicit_payment.official_receives"
+    assert "Invalid enum value 'hologram'" in json.loads(out[5])["error"]
+    assert json.loads(out[6])["line"] == 7
+
+
+def test_check_text() -> None:
+    result = redline("check", "--rules", str(PACK), "--text", "這是機 密")
+    assert result.returncode == 0
+    verdict = decode_verdict(result.stdout)
+    assert verdict.action == "block"
+    assert verdict.matches[0].evidence[0].text == "機 密"
+
+
+def test_check_many_lines_stays_in_order() -> None:
+    events = b"\n".join(b'{"id":"%d","text":"%s"}' % (i, "机密".encode() if i % 3 == 0 else b"hi") for i in range(2000))
+    result = redline("check", "--rules", str(PACK), stdin=events + b"\n")
+    assert result.returncode == 0
+    verdicts = [decode_verdict(line) for line in result.stdout.splitlines()]
+    assert [v.event_id for v in verdicts] == [str(i) for i in range(2000)]
+    assert [v.action for v in verdicts] == ["block" if i % 3 == 0 else "allow" for i in range(2000)]
+
+
+@pytest.mark.parametrize(
+    ("command", "pack", "code", "needle"),
+    [
+        ("test", "mini", 0, "17 examples passed"),
+        ("lint", "mini", 0, "valid"),
+        ("lint", "broken", 2, "refused with 11 error(s)"),
+        ("test", "broken", 2, "unknown category 'nope'"),
+    ],
+)
+def test_rules_commands(command: str, pack: str, code: int, needle: str) -> None:
+    result = redline("rules", command, str(PACK.parent / pack))
+    assert result.returncode == code
+    assert needle in (result.stdout + result.stderr).decode()
+
+
+def test_rules_test_exits_1_when_only_examples_fail(tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(PACK, tmp_path / "p")
+    rules = tmp_path / "p" / "rules" / "main.yaml"
+    rules.write_text(rules.read_text(encoding="utf-8").replace('"idiotic plan"', '"idiot"'), encoding="utf-8")
+    result = redline("rules", "test", str(tmp_path / "p"))
+    assert result.returncode == 1
+    assert b"should not match rule 'improper_remarks.insult'" in result.stderr
+
+
+def test_schema_on_disk_is_current() -> None:
+    result = redline("rules", "schema")
+    committed = (Path(__file__).resolve().parent.parent / "docs" / "rules.schema.json").read_bytes()
+    assert result.stdout == committed, "run: redline rules schema --output docs/rules.schema.json"
