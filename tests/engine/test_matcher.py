@@ -61,7 +61,8 @@ def test_non_ascii_offsets_and_many_occurrences() -> None:
 )
 def test_unsafe_expressions_are_refused(expression: str, reason: str) -> None:
     problem = check_expression(expression)
-    assert problem is not None and reason in problem
+    assert problem is not None
+    assert reason in problem
 
 
 def test_safe_expression_passes() -> None:
