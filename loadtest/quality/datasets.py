@@ -1,0 +1,56 @@
+"""The labelled evaluation sets, read with their real column names.
+
+COLD (`cold/*.jsonl`): `label_offensive` 0/1, `fine_grained` 0 safe, 1 attacks a person,
+2 attacks a group, 3 safe anti-bias. SWSR (`swsr/*.jsonl`): `label_sexist` 0/1, `category`
+(SO sexual offence, MA, SCB, SA; null when not sexist).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+COLD_GROUPS = {0: "safe", 1: "attack_person", 2: "attack_group", 3: "safe_anti_bias"}
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    id: str
+    text: str
+    positive: bool  # offensive (COLD) / sexist (SWSR)
+    group: str  # COLD fine_grained name; SWSR category or "non_sexist"
+
+
+def _lines(directory: Path) -> Iterator[dict[str, object]]:
+    for path in sorted(directory.glob("*.jsonl")):
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line)
+
+
+def load_cold(data: Path, limit: int | None = None) -> list[Row]:
+    rows = []
+    for record in _lines(data / "cold"):
+        fine = int(str(record["fine_grained"]))
+        rows.append(Row(str(record["id"]), str(record["text"]), record["label_offensive"] == 1, COLD_GROUPS[fine]))
+    return _spread(rows, limit)
+
+
+def load_swsr(data: Path, limit: int | None = None) -> list[Row]:
+    rows = []
+    for record in _lines(data / "swsr"):
+        sexist = record["label_sexist"] == 1
+        group = str(record["category"]) if sexist and record.get("category") else "non_sexist"
+        rows.append(Row(str(record["id"]), str(record["text"]), sexist, group))
+    return _spread(rows, limit)
+
+
+def _spread(rows: list[Row], limit: int | None) -> list[Row]:
+    """Every k-th row, so a small slice still holds every label (the files are grouped by label)."""
+    if limit is None or limit >= len(rows):
+        return rows
+    step = len(rows) / limit
+    return [rows[int(i * step)] for i in range(limit)]

@@ -1,0 +1,212 @@
+"""Evasion perturbations, built independently of the normaliser's tables.
+
+Each kind rewrites one span of text (an evidence span of a match) and returns it unchanged when
+the kind does not apply (no Latin letters for leetspeak, no hanzi for pinyin…). Sources:
+- traditional: OpenCC's s2t direction (the normaliser folds with t2s);
+- homophones: pypinyin's own character → reading dictionary, reversed (characters whose first
+  reading, toneless, is the same), limited to GB2312 level-1 characters, the ones people type;
+  every hanzi of the span is replaced;
+- full-width: code point + 0xFEE0; zero-width: a fixed list of code points;
+- emoji: the `emoji` package's CLDR names (Chinese and English), and its emoji as separators;
+- leetspeak: the usual a→4 e→3 i→1 o→0 s→5 t→7;
+- pinyin: pypinyin toneless readings, with and without spaces.
+The choice among candidates is seeded by the text, so a run is reproducible.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import random
+from collections.abc import Callable
+from typing import Final
+
+import emoji
+import opencc
+from pypinyin import Style, lazy_pinyin
+from pypinyin.contrib.tone_convert import to_normal
+from pypinyin.pinyin_dict import pinyin_dict
+
+Perturbation = Callable[[str, random.Random], str]
+
+ZERO_WIDTH: Final = ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff")
+# Non-sentence punctuation: the pack's documented design never lets ，。,.!? join CJK characters.
+PUNCTUATION: Final = ("*", "-", "_", "~", "/", "·", "^", "=")
+SYMBOLS: Final = ("★", "|", "#", "+", "♥", "→", "◆", "&")
+LEET: Final = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
+
+
+def is_cjk(char: str) -> bool:
+    return "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf"
+
+
+def _interleave(span: str, pick: Callable[[], str]) -> str:
+    """Insert a separator between every two adjacent non-space characters."""
+    out = [span[:1]]
+    for previous, char in itertools.pairwise(span):
+        if not previous.isspace() and not char.isspace():
+            out.append(pick())
+        out.append(char)
+    return "".join(out)
+
+
+@functools.cache
+def _s2t() -> opencc.OpenCC:
+    return opencc.OpenCC("s2t.json")
+
+
+def traditional(span: str, rng: random.Random) -> str:
+    return str(_s2t().convert(span))
+
+
+def separators_space(span: str, rng: random.Random) -> str:
+    return _interleave(span, lambda: " ")
+
+
+def separators_punctuation(span: str, rng: random.Random) -> str:
+    return _interleave(span, lambda: rng.choice(PUNCTUATION))
+
+
+def separators_symbol(span: str, rng: random.Random) -> str:
+    return _interleave(span, lambda: rng.choice(SYMBOLS))
+
+
+def separators_emoji(span: str, rng: random.Random) -> str:
+    pool = _separator_emoji()
+    return _interleave(span, lambda: rng.choice(pool))
+
+
+def zero_width(span: str, rng: random.Random) -> str:
+    return _interleave(span, lambda: rng.choice(ZERO_WIDTH))
+
+
+def full_width(span: str, rng: random.Random) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in span)
+
+
+def leetspeak(span: str, rng: random.Random) -> str:
+    return "".join(LEET.get(c.lower(), c) for c in span)
+
+
+def _pinyin(span: str, joiner: str) -> str:
+    """Hanzi runs become toneless pinyin; other characters stay."""
+    out: list[str] = []
+    run: list[str] = []
+    for char in [*span, ""]:
+        if char and is_cjk(char):
+            run.append(char)
+            continue
+        if run:
+            out.append(joiner.join(lazy_pinyin("".join(run), style=Style.NORMAL)))
+            run = []
+        out.append(char)
+    return "".join(out)
+
+
+def pinyin_spaced(span: str, rng: random.Random) -> str:
+    return _pinyin(span, " ")
+
+
+def pinyin_joined(span: str, rng: random.Random) -> str:
+    return _pinyin(span, "")
+
+
+def homophones(span: str, rng: random.Random) -> str:
+    index = _homophone_index()
+    readings = lazy_pinyin(span, style=Style.NORMAL)
+    if len(readings) != len(span):  # pypinyin kept a non-hanzi run as one item: read per char
+        readings = [lazy_pinyin(c, style=Style.NORMAL)[0] for c in span]
+    out = []
+    for char, reading in zip(span, readings, strict=True):
+        candidates = [c for c in index.get(reading, ()) if c != char] if is_cjk(char) else []
+        out.append(rng.choice(candidates) if candidates else char)
+    return "".join(out)
+
+
+def emoji_stand_ins(span: str, rng: random.Random) -> str:
+    names = _emoji_names()
+    longest = max(map(len, names))
+    out: list[str] = []
+    i = 0
+    lowered = span.lower()
+    while i < len(span):
+        for size in range(min(longest, len(span) - i), 0, -1):
+            candidates = names.get(lowered[i : i + size])
+            if candidates and (size > 1 or is_cjk(span[i])):
+                out.append(rng.choice(candidates))
+                i += size
+                break
+        else:
+            out.append(span[i])
+            i += 1
+    return "".join(out)
+
+
+@functools.cache
+def _homophone_index() -> dict[str, tuple[str, ...]]:
+    index: dict[str, list[str]] = {}
+    for code_point, readings in pinyin_dict.items():
+        char = chr(code_point)
+        if not (is_cjk(char) and _gb2312_level1(char)):
+            continue
+        # The character's first (most common) reading only: 句 is read ju, not gou, by writers.
+        index.setdefault(to_normal(readings.split(",")[0]), []).append(char)
+    return {reading: tuple(sorted(chars)) for reading, chars in index.items()}
+
+
+def _gb2312_level1(char: str) -> bool:
+    try:
+        encoded = char.encode("gb2312")
+    except UnicodeEncodeError:
+        return False
+    return 0xB0 <= encoded[0] <= 0xD7
+
+
+@functools.cache
+def _emoji_names() -> dict[str, tuple[str, ...]]:
+    """CLDR short name (Chinese; English words of ≥3 letters) → single-code-point emoji."""
+    emoji.config.load_language("zh")
+    names: dict[str, list[str]] = {}
+    for char, data in emoji.EMOJI_DATA.items():
+        if len(char) != 1:
+            continue
+        for language in ("zh", "en"):
+            name = str(data.get(language, "")).strip(":").replace("_", " ").lower()
+            if name and (language == "zh" or len(name) >= 3):
+                names.setdefault(name, []).append(char)
+    return {name: tuple(chars) for name, chars in names.items()}
+
+
+@functools.cache
+def _separator_emoji() -> tuple[str, ...]:
+    return tuple(sorted(c for c, d in emoji.EMOJI_DATA.items() if len(c) == 1 and d.get("status") == 2))
+
+
+KINDS: Final[dict[str, Perturbation]] = {
+    "traditional": traditional,
+    "separators_space": separators_space,
+    "separators_punctuation": separators_punctuation,
+    "separators_symbol": separators_symbol,
+    "separators_emoji": separators_emoji,
+    "zero_width": zero_width,
+    "full_width": full_width,
+    "leetspeak": leetspeak,
+    "pinyin_spaced": pinyin_spaced,
+    "pinyin_joined": pinyin_joined,
+    "homophones": homophones,
+    "emoji": emoji_stand_ins,
+}
+
+
+def apply(text: str, spans: list[tuple[int, int]], kind: Perturbation, rng: random.Random) -> str:
+    """`text` with every span rewritten (overlapping spans merged first)."""
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    out = text
+    for start, end in reversed(merged):
+        out = out[:start] + kind(out[start:end], rng) + out[end:]
+    return out
