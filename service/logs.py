@@ -12,8 +12,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Final
 
+# `color_message` is uvicorn's ANSI-coloured copy of `msg`: noise in a JSON line.
 _STANDARD: Final = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime", "taskName"}
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime", "taskName", "color_message"}
 )
 
 
