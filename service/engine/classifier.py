@@ -7,8 +7,8 @@ One engine must be used from one thread at a time (Hyperscan scratch space is pe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
@@ -72,6 +72,15 @@ class CompiledRule:
     exemptions: tuple[Exemption, ...]
 
 
+# (field, getter, normaliser, ((channel index, database, pattern id → rule indices), …))
+_PlanGroup = tuple[
+    str,
+    Callable[[ChatEvent], str],
+    Normalizer,
+    tuple[tuple[int, FieldMatcher, dict[int, tuple[int, ...]]], ...],
+]
+
+
 @dataclass(frozen=True)
 class Engine:
     ruleset: RulesetRef
@@ -82,40 +91,59 @@ class Engine:
     triggers: dict[tuple[int, int], tuple[int, ...]]
     # Rules that can hold without any text hit, by event type.
     untriggered: dict[str, tuple[int, ...]]
+    _plan: tuple[_PlanGroup, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Per-event work is planned once: which field getter feeds which normaliser, which
+        # databases scan the result, and each database's pattern id → rule indices.
+        groups: dict[tuple[str, int], list[tuple[int, FieldMatcher, dict[int, tuple[int, ...]]]]] = {}
+        normalizers: dict[tuple[str, int], Normalizer] = {}
+        for index, channel in enumerate(self.channels):
+            key = (channel.field, id(channel.normalizer))
+            normalizers[key] = channel.normalizer
+            triggers = {pid: rules for (ch, pid), rules in self.triggers.items() if ch == index}
+            groups.setdefault(key, []).append((index, channel.matcher, triggers))
+        plan = tuple(
+            (field_name, _GETTERS[field_name], normalizers[(field_name, nid)], tuple(members))
+            for (field_name, nid), members in groups.items()
+        )
+        object.__setattr__(self, "_plan", plan)
 
     def classify(self, event: ChatEvent, now: datetime) -> Verdict:
-        scans = self._scan(event)
-        candidates = set(self.untriggered.get(event.type, ()))
-        for channel_index, scan in enumerate(scans):
-            if scan is None:
+        scans: list[ScanResult | None] = [None] * len(self.channels)
+        candidates: set[int] = set(self.untriggered.get(event.type, ()))
+        for field_name, getter, normalizer, members in self._plan:
+            value = getter(event)
+            if not value:
                 continue
-            for pattern_id in scan.hits:
-                candidates.update(self.triggers.get((channel_index, pattern_id), ()))
+            normalized = normalizer.normalize(value)
+            for index, matcher, triggers in members:
+                hits = matcher.scan(normalized.text)
+                if not hits:
+                    continue
+                scans[index] = ScanResult(field_name, value, normalized, hits)
+                for pattern_id in hits:
+                    triggered = triggers.get(pattern_id)
+                    if triggered:
+                        candidates.update(triggered)
         if not candidates:
             return Verdict(event.id, "allow", "none", (), self.ruleset, now)
         ctx = EvalContext(event, event.sent_at or now, scans)
-        matches = [m for i in sorted(candidates) if (m := _evaluate(self.rules[i], ctx)) is not None]
+        compiled = self.rules
+        ordered = sorted(candidates) if len(candidates) > 1 else candidates
+        matches = [m for i in ordered if (m := _evaluate(compiled[i], ctx)) is not None]
         return _verdict(event.id, matches, self.ruleset, now)
 
     def classify_batch(self, events: Iterable[ChatEvent], now: datetime) -> list[Verdict]:
         classify = self.classify
         return [classify(event, now) for event in events]
 
-    def _scan(self, event: ChatEvent) -> list[ScanResult | None]:
-        scans: list[ScanResult | None] = []
-        normalized_cache: dict[tuple[str, int], ScanResult] = {}
-        for channel in self.channels:
-            value = field_value(event, channel.field)
-            if not value:
-                scans.append(None)
-                continue
-            key = (channel.field, channel.normalizer_key)
-            cached = normalized_cache.get(key)
-            normalized = cached.normalized if cached else channel.normalizer.normalize(value)
-            result = ScanResult(channel.field, value, normalized, channel.matcher.scan(normalized.text))
-            normalized_cache[key] = result
-            scans.append(result)
-        return scans
+
+_GETTERS: Final[dict[str, Callable[[ChatEvent], str]]] = {
+    "text": lambda event: event.text,
+    "file.name": lambda event: event.file.name if event.file is not None else "",
+    "link.url": lambda event: event.link.url if event.link is not None else "",
+}
 
 
 def _evaluate(rule: CompiledRule, ctx: EvalContext) -> Match | None:

@@ -6,7 +6,6 @@ Each node answers `holds(ctx, evidence)`; text nodes append the spans that made 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -14,6 +13,7 @@ from urllib.parse import urlsplit
 
 import re2
 
+from service.engine.hashbank import HashBank, HashMatch, hashes_from_hex
 from service.engine.matcher import Hits
 from service.engine.normalize import NormalizedText
 from service.events import ChatEvent, Evidence
@@ -93,15 +93,20 @@ class TextHit:
 
     channel: int
     pattern_ids: tuple[int, ...]
+    # A lexicon condition may own thousands of ids while a scan hits a few: walk the hits.
+    _id_set: frozenset[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_id_set", frozenset(self.pattern_ids))
 
     def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
         scan = ctx.scans[self.channel]
         if scan is None or not scan.hits:
             return False
         matched = False
-        for pattern_id in self.pattern_ids:
-            spans = scan.hits.get(pattern_id)
-            if spans:
+        ids = self._id_set
+        for pattern_id, spans in scan.hits.items():
+            if pattern_id in ids:
                 matched = True
                 evidence.append(ctx.evidence(self.channel, spans[0]))
         return matched
@@ -115,15 +120,21 @@ class Near:
     a_ids: tuple[int, ...]
     b_ids: tuple[int, ...]
     within: int
+    _a_set: frozenset[int] = field(init=False, repr=False, compare=False)
+    _b_set: frozenset[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_a_set", frozenset(self.a_ids))
+        object.__setattr__(self, "_b_set", frozenset(self.b_ids))
 
     def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
         scan = ctx.scans[self.channel]
         if scan is None or not scan.hits:
             return False
-        a_spans = _spans(scan.hits, self.a_ids)
+        a_spans = _spans(scan.hits, self._a_set)
         if not a_spans:
             return False
-        for b_span in _spans(scan.hits, self.b_ids):
+        for b_span in _spans(scan.hits, self._b_set):
             for a_span in a_spans:
                 gap = max(a_span[0], b_span[0]) - min(a_span[1], b_span[1])
                 if gap <= self.within:
@@ -133,10 +144,11 @@ class Near:
         return False
 
 
-def _spans(hits: Hits, ids: Sequence[int]) -> list[tuple[int, int]]:
+def _spans(hits: Hits, ids: frozenset[int]) -> list[tuple[int, int]]:
     found: list[tuple[int, int]] = []
-    for pattern_id in ids:
-        found.extend(hits.get(pattern_id, ()))
+    for pattern_id, spans in hits.items():
+        if pattern_id in ids:
+            found.extend(spans)
     return found
 
 
@@ -273,3 +285,33 @@ class InWindow:
     def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
         at = ctx.at
         return any(start <= at < end for start, end in self.windows)
+
+
+MEDIA_TYPES = frozenset({"image", "video"})
+MAX_HASH_EVIDENCE = 8  # matching frames reported per rule; a long video could match in hundreds
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class MediaHashNear:
+    """An image/video event has a `media.pdq` hash (any frame) within a bank's Hamming distance.
+
+    Evidence per matching frame (nearest bank hash): field `media.pdq[i]`, 0..64, "<label> d=<n>".
+    """
+
+    banks: tuple[HashBank, ...]
+
+    def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
+        event = ctx.event
+        if event.type not in MEDIA_TYPES or event.media is None or not event.media.pdq:
+            return False
+        queries = hashes_from_hex(event.media.pdq)
+        nearest: dict[int, HashMatch] = {}
+        for bank in self.banks:
+            for match in bank.search(queries):
+                known = nearest.get(match.frame)
+                if known is None or match.distance < known.distance:
+                    nearest[match.frame] = match
+        for frame in sorted(nearest)[:MAX_HASH_EVIDENCE]:
+            match = nearest[frame]
+            evidence.append(Evidence(f"media.pdq[{frame}]", 0, 64, f"{match.label} d={match.distance}"))
+        return bool(nearest)

@@ -76,7 +76,8 @@ class Normalizer:
         if self.skeleton is None:
             return NormalizedText(folded)
         skeleton = folded.translate(self.skeleton)
-        if "S" not in skeleton and "D" not in skeleton and "P" not in skeleton:
+        # Sentence punctuation only matters between spelled-out Latin letters.
+        if "S" not in skeleton and "D" not in skeleton and ("P" not in skeleton or "L" not in skeleton):
             return NormalizedText(folded)
         removals = _removals(skeleton)
         if not removals:
