@@ -1,7 +1,7 @@
-"""The `redline` command: serve, dev, check, rules lint|test|schema.
+"""The `redline` command: serve, dev, check, rules lint|test|schema, replay.
 
-Exit codes: 0 success; 1 some input lines were malformed (check) or examples failed (rules test);
-2 the rule pack or the command line is unusable.
+Exit codes: 0 success; 1 some input lines were malformed (check), examples failed (rules test) or
+verdicts would change (replay, see service/replay.py); 2 the rule pack or the command line is unusable.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from service import replay
 from service.engine.classifier import Engine
 from service.errors import EventDecodeError, PackError
 from service.events import Chat, ChatEvent, decode_event, encode_verdict
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("directory", type=Path)
     schema = rule_commands.add_parser("schema", help="print the JSON Schemas of pack.yaml and rule files")
     schema.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    replay.add_parser(commands)
     return parser
 
 
@@ -71,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         settings = Settings(**overrides)
         return _check(settings.rules, args.text, sys.stdin.buffer, sys.stdout.buffer)
+    if args.command == "replay":
+        return replay.run(args)
     if args.rules_command == "schema":
         return _schema(args.output)
     return _rules(args.rules_command, args.directory)
@@ -139,6 +143,9 @@ def _rules(command: str, directory: Path) -> int:
     else:
         summary += ", valid"
     print(summary)
+    for bank in report.hash_banks:
+        print(f"  hash bank {bank.name} ({bank.file}): {bank.hashes} hashes, max distance {bank.max_distance}, "
+              f"{bank.ignored_low_quality} low-quality lines ignored")
     return 0
 
 

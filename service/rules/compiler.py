@@ -8,6 +8,7 @@ returns None when any was found, so nothing half-built is ever served.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,11 +19,13 @@ import re2
 
 from service.engine import conditions as c
 from service.engine.classifier import Channel, CompiledRule, Engine, Exemption
+from service.engine.hashbank import HashBank
 from service.engine.matcher import FieldMatcher, PatternCompileError, PatternSpec, check_expression
-from service.engine.normalize import Normalizer
+from service.engine.normalize import SKELETON_CJK, Normalizer
 from service.errors import PackIssue
 from service.events import ACTION_RANK, EVENT_TYPES, RulesetRef
 from service.rules import schema as s
+from service.rules.expansions import Variant, expand, fold_regex, folder
 from service.rules.tables import skeleton_table, translate_table
 
 Locate = Callable[[str, str], PackIssue]  # (json path, message) → located issue
@@ -30,30 +33,55 @@ Locate = Callable[[str, str], PackIssue]  # (json path, message) → located iss
 
 @dataclass(frozen=True)
 class Layers:
+    """Normalisation layers (docs/rules.md, "Evasion layers"). width … traditional and homophones
+    fold the text 1:1 (one normaliser per distinct setting); leet, pinyin and emoji widen keywords
+    into variants at load (service.rules.expansions), so rules that differ only in those share
+    one normalised text and one database."""
+
     width: bool = True
     case: bool = True
     invisible: bool = True
     separators: bool = True
     traditional: bool = True
+    leet: bool = True
+    pinyin: bool = True
+    emoji: bool = True
+    homophones: bool = False  # opt-in: folds ordinary words together (measured in docs/rules.md)
 
     def overridden(self, spec: s.NormalizeSpec | None) -> Layers:
         if spec is None:
             return self
-        return Layers(
-            width=self.width if spec.width is None else spec.width,
-            case=self.case if spec.case is None else spec.case,
-            invisible=self.invisible if spec.invisible is None else spec.invisible,
-            separators=self.separators if spec.separators is None else spec.separators,
-            traditional=self.traditional if spec.traditional is None else spec.traditional,
-        )
+        changes = {
+            name: value for name in _LAYER_NAMES if (value := getattr(spec, name)) is not None
+        }
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def text_side(self) -> Layers:
+        """Only the switches that change the normalised text: the key of a channel."""
+        return dataclasses.replace(self, leet=False, pinyin=False, emoji=False)
 
 
-@functools.lru_cache(maxsize=16)
-def build_normalizer(layers: Layers) -> Normalizer:
+_LAYER_NAMES: Final = tuple(f.name for f in dataclasses.fields(Layers))
+
+
+@functools.lru_cache(maxsize=64)
+def build_normalizer(layers: Layers, keep: frozenset[str] = frozenset()) -> Normalizer:
+    """The text-side normaliser; `keep` are emoji that stand for keywords, so they are never
+    removed as separators (发🧧给我 keeps its 🧧) and gaps around them close as between hanzi."""
     table = translate_table(
-        width=layers.width, case=layers.case, traditional=layers.traditional, invisible=layers.invisible
+        width=layers.width,
+        case=layers.case,
+        traditional=layers.traditional,
+        invisible=layers.invisible,
+        homophones=layers.homophones,
     )
-    return Normalizer(table, skeleton_table(invisible=layers.invisible, separators=layers.separators))
+    skeleton = skeleton_table(invisible=layers.invisible, separators=layers.separators)
+    if keep and skeleton is not None and layers.separators:
+        skeleton = list(skeleton)
+        for char in keep:
+            if ord(char) < len(skeleton):
+                skeleton[ord(char)] = SKELETON_CJK
+    return Normalizer(table, skeleton)
 
 
 @dataclass
@@ -69,7 +97,7 @@ class RuleSource:
 class _ChannelBuilder:
     field_name: str
     layers: Layers
-    normalizer: Normalizer
+    keep: set[str] = field(default_factory=set)  # stand-in emoji the normaliser keeps (build_normalizer)
     expressions: dict[str, int] = field(default_factory=dict)
     lengths: list[int | None] = field(default_factory=list)
     needs_all_spans: set[int] = field(default_factory=set)
@@ -83,6 +111,10 @@ class _ChannelBuilder:
         if all_spans:
             self.needs_all_spans.add(pattern_id)
         return pattern_id
+
+    @property
+    def normalizer(self) -> Normalizer:
+        return build_normalizer(self.layers, frozenset(self.keep))
 
     def patterns(self) -> tuple[PatternSpec, ...]:
         return tuple(
@@ -111,8 +143,10 @@ class _Compiler:
         lexicons: dict[str, list[str]],
         issues: list[PackIssue],
         locate_in_pack: Locate,
+        hash_banks: dict[str, HashBank] | None = None,
     ) -> None:
         self.pack = pack
+        self.hash_banks = hash_banks or {}
         self.locate_in_pack = locate_in_pack
         self.lexicons = lexicons
         self.issues = issues
@@ -123,10 +157,11 @@ class _Compiler:
     # --- channels and patterns
 
     def channel(self, field_name: str, layers: Layers) -> tuple[int, _ChannelBuilder]:
+        layers = layers.text_side()  # keyword-side layers share the channel (see Layers)
         key = (field_name, layers)
         builder = self.channels.get(key)
         if builder is None:
-            builder = _ChannelBuilder(field_name, layers, build_normalizer(layers))
+            builder = _ChannelBuilder(field_name, layers)
             self.channels[key] = builder
         return list(self.channels).index(key), builder
 
@@ -154,13 +189,25 @@ class _Compiler:
         self, terms: Sequence[str], field_name: str, layers: Layers, path: str, locate: Locate, *, all_spans: bool
     ) -> tuple[int, tuple[int, ...]]:
         index, builder = self.channel(field_name, layers)
+        # Terms fold without the stand-in emoji kept (builder.keep), so the result never depends on
+        # the order rules were compiled in; `plain` skips the homophone fold because readings and
+        # emoji names are looked up on the real characters.
+        fold = folder(build_normalizer(builder.layers))
+        plain_normalizer = build_normalizer(dataclasses.replace(builder.layers, homophones=False))
         ids: list[int] = []
         for term in terms:
-            normalized = builder.normalizer.normalize(term.strip()).text
-            if not normalized:
+            plain = plain_normalizer.normalize(term.strip()).text
+            if not plain:
                 self.issues.append(locate(path, f"keyword {term!r} is empty after normalisation"))
                 continue
-            ids.append(builder.add(literal_expression(normalized), len(normalized), all_spans=all_spans))
+            folded = fold(plain)
+            found = expand(
+                plain, fold, leet=layers.leet, pinyin=layers.pinyin, homophones=layers.homophones, emoji=layers.emoji
+            )
+            main = found.fixed or Variant(literal_expression(folded), len(folded))
+            for variant in (main, *found.extra):
+                ids.append(builder.add(variant.expression, variant.length, all_spans=all_spans))
+            builder.keep |= found.emoji
         return index, tuple(dict.fromkeys(ids))
 
     # --- conditions
@@ -208,7 +255,10 @@ class _Compiler:
                 self.issues.append(locate(here, f"regex {rx.pattern!r} refused: {problem}"))
                 return None
             channel, builder = self.channel(rx.field, layers)
-            return c.TextHit(channel, (builder.add(rx.pattern, None, all_spans=False),))
+            pattern = rx.pattern
+            if layers.homophones:  # the channel's text is homophone-folded: fold the regex alike
+                pattern = fold_regex(pattern, folder(build_normalizer(builder.layers)))
+            return c.TextHit(channel, (builder.add(pattern, None, all_spans=False),))
         if spec.near is not None:
             near = spec.near
             a_terms = self.terms(near.a, f"{here}.a", locate)
@@ -242,12 +292,28 @@ class _Compiler:
             return c.LinkDomainIn(frozenset(d.lower().strip(".") for d in spec.link_domain))
         if spec.forward is not None:
             return c.ForwardReaches(spec.forward.shares, spec.forward.views)
+        if spec.media_hash is not None:
+            return self.media_hash(spec.media_hash, here, locate)
         assert spec.calendar is not None
         windows = self.windows.get(spec.calendar)
         if windows is None:
             self.issues.append(locate(here, f"unknown calendar {spec.calendar!r} (declare it in pack.yaml)"))
             return None
         return c.InWindow(spec.calendar, windows)
+
+    def media_hash(self, spec: s.MediaHashSpec | list[str], path: str, locate: Locate) -> c.Condition | None:
+        names = spec if isinstance(spec, list) else spec.banks
+        if not names:
+            self.issues.append(locate(path, "media_hash needs at least one bank"))
+            return None
+        unknown = [n for n in names if n not in self.pack.hash_banks]
+        for name in unknown:
+            self.issues.append(locate(path, f"unknown hash bank {name!r} (declare it in pack.yaml)"))
+        banks = [self.hash_banks[n] for n in dict.fromkeys(names) if n in self.hash_banks]
+        # A declared bank that failed to load has already been reported where it failed.
+        if unknown or len(banks) != len(set(names)):
+            return None
+        return c.MediaHashNear(tuple(banks))
 
     def children(
         self, specs: list[s.ConditionSpec], path: str, layers: Layers, locate: Locate
@@ -340,9 +406,11 @@ def compile_pack(
     digest: str,
     issues: list[PackIssue],
     locate_in_pack: Locate,
+    *,
+    hash_banks: dict[str, HashBank] | None = None,
 ) -> Engine | None:
     """Build the engine, appending every problem to `issues`; None when there were any."""
-    compiler = _Compiler(pack, lexicons, issues, locate_in_pack)
+    compiler = _Compiler(pack, lexicons, issues, locate_in_pack, hash_banks)
     seen: dict[str, RuleSource] = {}
     compiled: list[CompiledRule] = []
     for source in rules:
@@ -421,6 +489,8 @@ def _required_hits(node: c.Condition) -> Required | None:
 def _required_types(node: c.Condition) -> frozenset[str] | None:
     if isinstance(node, c.TypeIs):
         return node.types
+    if isinstance(node, c.MediaHashNear):  # holds only for image/video: text events never pay for it
+        return c.MEDIA_TYPES
     if isinstance(node, c.AllOf):
         options = [t for t in map(_required_types, node.children) if t is not None]
         return frozenset.intersection(*options) if options else None

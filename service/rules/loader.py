@@ -24,6 +24,7 @@ from service.errors import EventDecodeError, PackError, PackIssue
 from service.events import Chat, ChatEvent, event_from_object
 from service.rules import schema as s
 from service.rules.compiler import RuleSource, compile_pack
+from service.rules.hashbanks import HASH_BANK_MAX_BYTES, BankStats, load_hash_banks
 
 # Examples without `sent_at` are evaluated at this fixed instant, so a pack's tests never depend
 # on the day they run.
@@ -72,10 +73,10 @@ class _Reader:
             return None
         return candidate
 
-    def read_bytes(self, path: Path, relative: str) -> bytes | None:
+    def read_bytes(self, path: Path, relative: str, limit: int = MAX_FILE_BYTES) -> bytes | None:
         try:
-            if path.stat().st_size > MAX_FILE_BYTES:
-                self.issues.append(PackIssue(relative, 0, f"file larger than {MAX_FILE_BYTES} bytes"))
+            if path.stat().st_size > limit:
+                self.issues.append(PackIssue(relative, 0, f"file larger than {limit} bytes"))
                 return None
             data = path.read_bytes()
         except OSError as exc:
@@ -83,6 +84,15 @@ class _Reader:
             return None
         self.hasher.update(relative.encode() + b"\0" + data + b"\0")
         return data
+
+    def bank_bytes(self, relative: str, where: PackIssue) -> bytes | None:
+        path = self.confined(relative, where)
+        if path is None:
+            return None
+        if not path.is_file():
+            self.issues.append(PackIssue(where.file, where.line, f"hash bank file {relative!r} not found"))
+            return None
+        return self.read_bytes(path, relative, HASH_BANK_MAX_BYTES)
 
     def read_text(self, path: Path, relative: str) -> str | None:
         data = self.read_bytes(path, relative)
@@ -171,6 +181,7 @@ def load_pack(directory: Path) -> Engine:
 class LoadReport:
     engine: Engine
     examples_run: int
+    hash_banks: tuple[BankStats, ...] = ()
 
 
 def load_pack_report(directory: Path, *, check_examples: bool = True) -> LoadReport:
@@ -192,6 +203,7 @@ def load_pack_report(directory: Path, *, check_examples: bool = True) -> LoadRep
         text = reader.read_text(path, relative) if path is not None else None
         if text is not None:
             lexicons[name] = _parse_lexicon(text)
+    hash_banks, bank_stats = load_hash_banks(pack, reader.bank_bytes, pack_doc.locate, reader.issues)
 
     documents = list(_rule_documents(reader, pack, pack_doc))
     sources: list[RuleSource] = []
@@ -216,7 +228,7 @@ def load_pack_report(directory: Path, *, check_examples: bool = True) -> LoadRep
         reader.issues.append(pack_doc.locate("$.rules", "the pack has no rules"))
     digest = "sha256:" + reader.hasher.hexdigest()
     issues = reader.issues
-    engine = compile_pack(pack, sources, lexicons, digest, issues, pack_doc.locate)
+    engine = compile_pack(pack, sources, lexicons, digest, issues, pack_doc.locate, hash_banks=hash_banks)
     if engine is None or issues:
         raise PackError(str(directory), issues)
     examples_run = 0
@@ -225,7 +237,7 @@ def load_pack_report(directory: Path, *, check_examples: bool = True) -> LoadRep
         examples_run = sum(len(x.spec.examples.match) + len(x.spec.examples.no_match) for x in sources)
     if issues:
         raise PackError(str(directory), issues)
-    return LoadReport(engine, examples_run)
+    return LoadReport(engine, examples_run, tuple(bank_stats))
 
 
 def _rule_documents(reader: _Reader, pack: s.PackFile, pack_doc: _Document) -> Iterator[_Document]:

@@ -32,6 +32,10 @@ class NormalizeSpec(_Spec, kw_only=True):
     invisible: bool | None = None
     separators: bool | None = None
     traditional: bool | None = None
+    leet: bool | None = None
+    pinyin: bool | None = None
+    homophones: bool | None = None
+    emoji: bool | None = None
 
 
 class KeywordsSpec(_Spec, kw_only=True):
@@ -78,6 +82,20 @@ class ForwardSpec(_Spec, kw_only=True):
     views: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
+class MediaHashSpec(_Spec, kw_only=True):
+    """Holds for an image/video event with a `media.pdq` hash within a named bank's distance."""
+
+    banks: list[str]
+
+
+class HashBankSpec(_Spec, kw_only=True):
+    """A file of PDQ hashes: one `<64 hex> <label> [quality 0-100]` per line, `#` comments."""
+
+    file: str
+    max_distance: Annotated[int, msgspec.Meta(ge=0, le=64)] = 31
+    min_quality: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
+
+
 class AtLeastSpec(_Spec, kw_only=True):
     n: Annotated[int, msgspec.Meta(ge=1)]
     of: list[ConditionSpec]
@@ -101,6 +119,7 @@ class ConditionSpec(_Spec, kw_only=True):
     link_domain: list[str] | None = None
     forward: ForwardSpec | None = None
     calendar: str | None = None
+    media_hash: MediaHashSpec | list[str] | None = None
 
 
 class UnlessSpec(_Spec, kw_only=True):
@@ -167,6 +186,9 @@ class PackFile(_Spec, kw_only=True):
     categories: dict[str, CategorySpec]
     lexicons: dict[str, str] = {}
     calendars: dict[str, list[WindowSpec]] = {}
+    hash_banks: dict[str, HashBankSpec] = {}
+    # Bank lines with a quality below this are ignored at load (PDQ advises ≥ 50); a bank may override.
+    hash_min_quality: Annotated[int, msgspec.Meta(ge=0, le=100)] = 50
     rules: list[str] = msgspec.field(default_factory=lambda: ["rules/*.yaml"])
 
 

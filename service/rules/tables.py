@@ -5,7 +5,16 @@
 - traditional → simplified: OpenCC's `t2s` character conversion;
 - invisible characters: Unicode categories Cf/Cc, variation selectors and combining marks that
   evaders stack on Latin letters (U+0300–U+036F, U+20D0–U+20FF) map to the DELETED placeholder;
-  lone surrogates map to U+FFFD so the UTF-8 the scanner sees is always valid.
+  lone surrogates map to U+FFFD so the UTF-8 the scanner sees is always valid;
+- homophones (opt-in): the characters of GB2312 (the 6,763 common simplified characters,
+  enumerated with Python's own codec) grouped by the toneless form of their first pypinyin
+  reading; each folds to its group's first character, so 沙比 and 傻逼 read the same.
+
+Keyword-side layers (service.rules.expansions turns keywords into variants with these):
+- pinyin: pypinyin's readings in context (its phrase dictionary picks 行长 → hang zhang), toneless;
+- emoji: CLDR short names in Chinese and English as shipped by the `emoji` package;
+- leet: the one table typed here, because leetspeak has no maintained machine-readable source:
+  single ASCII glyphs that stand for a letter by shape (0 → o, 1 → i/l, 3 → e, @ → a, $ → s…).
 
 Tables are pure functions of the layer switches, so they are cached per process.
 """
@@ -14,9 +23,13 @@ from __future__ import annotations
 
 import functools
 import unicodedata
+from collections.abc import Iterator
 from typing import Final
 
+import emoji
 import opencc
+import pypinyin
+from pypinyin.pinyin_dict import pinyin_dict
 
 from service.engine.normalize import (
     DELETED,
@@ -47,7 +60,9 @@ def _is_invisible(code_point: int) -> bool:
 
 
 @functools.lru_cache(maxsize=16)
-def translate_table(*, width: bool, case: bool, traditional: bool, invisible: bool) -> TranslateTable:
+def translate_table(
+    *, width: bool, case: bool, traditional: bool, invisible: bool, homophones: bool = False
+) -> TranslateTable:
     table: list[int | None] = list(range(TABLE_SIZE))
     converter = opencc.OpenCC("t2s.json") if traditional else None
     for code_point in range(TABLE_SIZE):
@@ -74,6 +89,12 @@ def translate_table(*, width: bool, case: bool, traditional: bool, invisible: bo
                 simplified = converter.convert(chr(code_point))
                 if len(simplified) == 1 and simplified != chr(code_point):
                     table[code_point] = ord(simplified)
+    if homophones:
+        # Last, so traditional and compatibility forms fold to a simplified character first.
+        folds = homophone_folds()
+        for code_point, target in enumerate(table):
+            if target is not None and target in folds:
+                table[code_point] = folds[target]
     return table
 
 
@@ -104,3 +125,117 @@ def skeleton_table(*, invisible: bool, separators: bool) -> list[str] | None:
     if invisible:
         table[ord(DELETED)] = SKELETON_DELETED
     return table
+
+
+# --- pattern-side layers
+
+# Shape stand-ins for Latin letters. Digits and symbols only: a letter never stands for another.
+LEET: Final = {
+    "a": "4@",
+    "b": "8",
+    "e": "3",
+    "g": "96",
+    "i": "1!|",
+    "l": "1|",
+    "o": "0",
+    "s": "5$",
+    "t": "7+",
+    "z": "2",
+}
+# Readings kept per character (heteronyms beyond these are rare readings and only add noise).
+MAX_READINGS_PER_CHAR: Final = 2
+
+
+def is_cjk(char: str) -> bool:
+    code_point = ord(char)
+    return any(start <= code_point < stop for start, stop in _CJK_RANGES)
+
+
+def _toneless(syllable: str) -> str:
+    # NFD splits tone marks off their vowels; ü becomes u + diaeresis, typed as v in pinyin.
+    decomposed = unicodedata.normalize("NFD", syllable).replace("u\u0308", "v")
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def _gb2312() -> Iterator[str]:
+    """GB2312's 6,763 hanzi in code order: level 1 (3,755 most common, by pinyin), then level 2."""
+    for high in range(0xB0, 0xF8):
+        for low in range(0xA1, 0xFF):
+            try:
+                yield bytes((high, low)).decode("gb2312")
+            except UnicodeDecodeError:
+                continue  # the unassigned tail of row 0xD7
+
+
+@functools.lru_cache(maxsize=1)
+def homophone_groups() -> dict[str, str]:
+    """Toneless syllable → the common characters whose first reading it is, in GB2312 order."""
+    groups: dict[str, list[str]] = {}
+    for char in _gb2312():
+        readings = pinyin_dict.get(ord(char))
+        if readings:
+            groups.setdefault(_toneless(readings.split(",")[0]), []).append(char)
+    return {syllable: "".join(chars) for syllable, chars in groups.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def homophone_folds() -> dict[int, int]:
+    """Common character → the first character (GB2312 order) of its reading's group: 沙 傻 → 莎."""
+    return {ord(char): ord(group[0]) for group in homophone_groups().values() for char in group}
+
+
+def homophone_representative(syllable: str) -> str | None:
+    group = homophone_groups().get(syllable)
+    return group[0] if group else None
+
+
+def readings(term: str) -> list[tuple[str, ...]]:
+    """Toneless pinyin per character of `term` in context (pypinyin's phrase dictionary first);
+    an empty tuple for a character without a reading."""
+    found = pypinyin.pinyin(term, style=pypinyin.Style.NORMAL, heteronym=True, errors="ignore")
+    if len(found) != len(term):  # a character without a reading was dropped: no context then
+        found = [[_toneless(r) for r in pinyin_dict.get(ord(ch), "").split(",") if r] for ch in term]
+    per_char: list[tuple[str, ...]] = []
+    for options in found:
+        kept = tuple(dict.fromkeys(s for s in options if s.isascii() and s.isalpha()))
+        per_char.append(kept[:MAX_READINGS_PER_CHAR])
+    return per_char
+
+
+def char_reading(char: str) -> str | None:
+    """The first (most common) toneless reading of one character, None for non-hanzi."""
+    found = pinyin_dict.get(ord(char))
+    return _toneless(found.split(",")[0]) if found else None
+
+
+@functools.lru_cache(maxsize=1)
+def emoji_names() -> dict[str, tuple[str, ...]]:
+    """CLDR short name (Chinese, or English in lower case with spaces) → emoji standing for it.
+
+    Only names that are plain words (all hanzi, or Latin letters and spaces) are kept: 🧧 红包,
+    💰 钱袋 / money bag, ㊙ 秘. Names with skin tones, flags' ISO codes and the like never stand
+    for a keyword.
+    """
+    emoji.config.load_language("zh")
+    names: dict[str, list[str]] = {}
+    for char, data in emoji.EMOJI_DATA.items():
+        chinese = str(data.get("zh", "")).strip(":")
+        if chinese and all(is_cjk(ch) for ch in chinese):
+            names.setdefault(chinese, []).append(char)
+        english = str(data.get("en", "")).strip(":").replace("_", " ").lower()
+        if english and all(ch.isascii() and (ch.isalpha() or ch == " ") for ch in english):
+            names.setdefault(english, []).append(char)
+    return {name: tuple(dict.fromkeys(chars)) for name, chars in names.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def emoji_readings() -> dict[tuple[str, ...], tuple[str, ...]]:
+    """Toneless reading of a Chinese emoji name (one syllable per hanzi) → emoji: 🐔 鸡 ji."""
+    by_reading: dict[tuple[str, ...], list[str]] = {}
+    for name, chars in emoji_names().items():
+        if not is_cjk(name[0]):
+            continue
+        reading = tuple(char_reading(ch) or "" for ch in name)
+        if all(reading):
+            by_reading.setdefault(reading, []).extend(chars)
+    return {reading: tuple(dict.fromkeys(chars)) for reading, chars in by_reading.items()}

@@ -1,0 +1,126 @@
+"""The text-side layers fold 1:1 or remove with an offset map; tables come from their sources."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.engine.normalize import Normalizer
+from service.rules import tables
+from service.rules.compiler import Layers, build_normalizer
+from service.rules.expansions import expand, fold_regex, folder
+
+ALL_TEXT = Layers(homophones=True).text_side()
+DEFAULT_TEXT = Layers().text_side()
+NONE = Layers(False, False, False, False, False, False, False, False, False)
+
+
+def _normalizer(layers: Layers, keep: frozenset[str] = frozenset()) -> Normalizer:
+    return build_normalizer(layers, keep)
+
+
+FOLDS = [
+    # (layers, original, normalised)
+    (DEFAULT_TEXT, "ｆｕｌｌ－ｗｉｄｔｈ", "full-width"),  # width: NFKC per character
+    (DEFAULT_TEXT, "HELLO", "hello"),  # case
+    (DEFAULT_TEXT, "機密", "机密"),  # traditional → simplified (OpenCC)
+    (DEFAULT_TEXT, "机\u200b密", "机密"),  # invisible: zero-width space removed
+    (DEFAULT_TEXT, "p\u0336o\u0336", "po"),  # invisible: stacked combining marks removed
+    (DEFAULT_TEXT, "红 包", "红包"),  # separators between hanzi
+    (DEFAULT_TEXT, "红🌹包", "红包"),  # an emoji between hanzi is a separator unless kept
+    (DEFAULT_TEXT, "f.u.c.k", "fuck"),  # separators between spelled-out letters
+    (DEFAULT_TEXT, "red packet", "red packet"),  # real Latin words keep their space
+    (DEFAULT_TEXT, "红，包括", "红,包括"),  # sentence punctuation never joins hanzi (，is width-folded)
+    (DEFAULT_TEXT, "价格100元", "价格100元"),  # digits are never folded in the text
+    (ALL_TEXT, "沙比", "莎逼"),  # homophones: each character to its reading group's first
+    (ALL_TEXT, "傻逼", "莎逼"),
+    (ALL_TEXT, "薇商", "威墒"),
+    (ALL_TEXT, "機密", "击眯"),  # traditional first, then the homophone fold
+    (NONE, "ＡＢ 機\u200b", "ＡＢ 機\u200b"),  # every layer off: the text is untouched
+]
+
+
+@pytest.mark.parametrize(("layers", "original", "normalized"), FOLDS, ids=[f[1] for f in FOLDS])
+def test_layer_folds(layers: Layers, original: str, normalized: str) -> None:
+    result = _normalizer(layers).normalize(original)
+    assert result.text == normalized
+    for start in range(len(result.text)):
+        begin, end = result.original_span(start, start + 1)
+        assert 0 <= begin < end <= len(original)
+
+
+def test_homophone_fold_is_one_to_one() -> None:
+    text = "你个沙比，薇商代购，红包拿好"
+    assert len(_normalizer(ALL_TEXT).normalize(text).text) == len(_normalizer(DEFAULT_TEXT).normalize(text).text)
+
+
+def test_kept_emoji_survive_separator_removal_and_close_gaps_like_hanzi() -> None:
+    kept = _normalizer(DEFAULT_TEXT, frozenset("🧧"))
+    assert kept.normalize("发🧧给你").text == "发🧧给你"
+    assert kept.normalize("发 🧧 给你").text == "发🧧给你"
+    assert _normalizer(DEFAULT_TEXT).normalize("发🧧给你").text == "发给你"  # not kept: a separator
+    normalized = kept.normalize("发 🧧 给你")
+    assert normalized.original_span(1, 2) == (2, 3)
+
+
+def test_leet_table_keeps_to_shapes_and_the_homophone_source_is_common_hanzi() -> None:
+    assert all(stand_in.isascii() and not stand_in.isalpha() for v in tables.LEET.values() for stand_in in v)
+    groups = tables.homophone_groups()
+    assert "薇" in groups["wei"] and "微" in groups["wei"]
+    assert {"傻", "沙"} <= set(groups["sha"])
+    assert sum(len(g) for g in groups.values()) > 6500  # GB2312's 6,763 hanzi, nearly all with a reading
+
+
+def test_readings_follow_context_and_emoji_names_come_from_cldr() -> None:
+    assert tables.readings("行长") == [("hang",), ("zhang",)]
+    assert tables.readings("红包") == [("hong",), ("bao",)]
+    assert "🧧" in tables.emoji_names()["红包"]
+    assert "💰" in tables.emoji_names()["money bag"]
+    assert "🐔" in tables.emoji_readings()[("ji",)]
+
+
+EXPANSIONS = [
+    # (term, layers on, expressions expected among the variants)
+    ("porn", {"leet"}, {r"\bp[o0]rn\b"}),
+    ("sex", {"leet"}, {r"(?:\b[s5]|\x24)[e3]x\b"}),  # a symbol at an end gets no \b
+    ("红包", {"pinyin"}, {r"\bhongbao\b", r"\bhong\x20bao\b"}),
+    ("绿色", {"pinyin"}, {r"\blvse\b", r"\bluse\b"}),  # ü typed v or u
+    ("红包", {"emoji"}, {"🧧"}),
+    ("发红包", {"emoji"}, {"发🧧"}),
+    ("money bag", {"emoji"}, {"💰"}),
+]
+
+
+@pytest.mark.parametrize(("term", "layers", "expected"), EXPANSIONS, ids=[f"{e[0]}-{e[1]}" for e in EXPANSIONS])
+def test_expansions(term: str, layers: set[str], expected: set[str]) -> None:
+    found = expand(
+        term,
+        folder(_normalizer(DEFAULT_TEXT)),
+        leet="leet" in layers,
+        pinyin="pinyin" in layers,
+        homophones="homophones" in layers,
+        emoji="emoji" in layers,
+    )
+    expressions = {v.expression for v in found.extra} | ({found.fixed.expression} if found.fixed else set())
+    assert expected <= expressions
+
+
+def test_leet_stays_off_for_hanzi_and_nothing_widens_without_layers() -> None:
+    fold = folder(_normalizer(DEFAULT_TEXT))
+    assert expand("QQ群", fold, leet=True, pinyin=True, homophones=True, emoji=True).fixed is None
+    nothing = expand("红包", fold, leet=False, pinyin=False, homophones=False, emoji=False)
+    assert nothing.fixed is None and nothing.extra == ()
+
+
+REGEXES = [
+    ("价格\\d+元", "嘉哥\\d+鸳"),  # bare hanzi fold
+    ("[价值]{2}", "[价嘉值芝]{2}"),  # class members keep themselves and gain their fold
+    ("[一-龥]+", "[一-龥]+"),  # range ends stay
+    ("\\x{4e00}傻", "\\x{4e00}莎"),  # escapes are copied
+    ("[^傻]逼", "[^傻莎]逼"),
+    ("(?i)wei信", "(?i)wei薪"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "folded"), REGEXES, ids=[r[0] for r in REGEXES])
+def test_fold_regex(pattern: str, folded: str) -> None:
+    assert fold_regex(pattern, folder(_normalizer(ALL_TEXT))) == folded
