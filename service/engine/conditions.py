@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import re2
 
-from service.engine.hashbank import HashBank, HashMatch, hashes_from_hex
+from service.engine.hashbank import HashBank, HashMatch
 from service.engine.matcher import Hits
 from service.engine.normalize import NormalizedText
 from service.events import ChatEvent, Evidence
@@ -304,10 +304,9 @@ class MediaHashNear:
         event = ctx.event
         if event.type not in MEDIA_TYPES or event.media is None or not event.media.pdq:
             return False
-        queries = hashes_from_hex(event.media.pdq)
         nearest: dict[int, HashMatch] = {}
         for bank in self.banks:
-            for match in bank.search(queries):
+            for match in bank.search_hex(event.media.pdq):
                 known = nearest.get(match.frame)
                 if known is None or match.distance < known.distance:
                     nearest[match.frame] = match

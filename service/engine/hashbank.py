@@ -20,6 +20,7 @@ Pure: built from arrays the loader parsed; no I/O, no clock.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ Indices = npt.NDArray[np.int64]
 
 _BYTE_POPCOUNT: Final = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint16)
 _HAS_BITWISE_COUNT: Final = hasattr(np, "bitwise_count")
+SMALL_BANK: Final = 256  # up to this many hashes, a Python scan is faster than the numpy index
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +102,7 @@ def _probe_masks(radius: int) -> npt.NDArray[np.int64]:
 
 
 @dataclass(frozen=True, eq=False)
-class HashBank:
+class HashBank:  # not slotted: `_small` is a cached property
     """An immutable index over `words` (n × 4 uint64) with one UTF-8 label per hash."""
 
     name: str
@@ -152,6 +154,30 @@ class HashBank:
 
     def label(self, index: int) -> str:
         return self.label_blob[self.label_starts[index] : self.label_starts[index + 1]].decode("utf-8")
+
+    @functools.cached_property
+    def _small(self) -> tuple[int, ...] | None:
+        """Small banks as 256-bit ints: XOR + int.bit_count beats numpy's per-call overhead."""
+        if len(self.words) > SMALL_BANK:
+            return None
+        return tuple(int.from_bytes(row.tobytes(), "little") for row in self.words)
+
+    def search_hex(self, hexes: Sequence[str]) -> list[HashMatch]:
+        """`search` for hex hashes (ValueError on bad hex); small banks skip numpy entirely."""
+        small = self._small
+        if small is None:
+            return self.search(hashes_from_hex(hexes))
+        found: list[HashMatch] = []
+        for frame, text in enumerate(hexes):
+            query = int.from_bytes(bytes.fromhex(text), "little")
+            best, best_index = HASH_BITS + 1, -1
+            for index, value in enumerate(small):
+                distance = (value ^ query).bit_count()
+                if distance < best:
+                    best, best_index = distance, index
+            if best <= self.max_distance:
+                found.append(HashMatch(frame, best_index, best, self.label(best_index)))
+        return found
 
     def search(self, queries: Words) -> list[HashMatch]:
         """For each query row within `max_distance` of some bank hash, its closest one (by frame)."""

@@ -160,3 +160,23 @@ def test_index_module_is_pure() -> None:
     source = inspect.getsource(hb)
     for call in ("open(", "datetime.now(", "time.", "os.environ", "import logging", "Path("):
         assert call not in source, call
+
+
+def test_small_bank_python_path_agrees_with_the_numpy_index() -> None:
+    # banks up to SMALL_BANK hashes are searched with Python ints; both paths must agree
+    import random
+
+    from service.engine.hashbank import SMALL_BANK, HashBank, hashes_from_hex
+
+    rng = random.Random(5)
+    bank_hex = [f"{rng.getrandbits(256):064x}" for _ in range(SMALL_BANK)]
+    bank = HashBank.build("small", hashes_from_hex(bank_hex), [f"l{i}" for i in range(SMALL_BANK)], 31)
+    queries = []
+    for i in range(0, SMALL_BANK, 8):
+        value = int(bank_hex[i], 16)
+        for bit in rng.sample(range(256), rng.choice((0, 15, 31, 32, 60))):
+            value ^= 1 << bit
+        queries.append(f"{value:064x}")
+    assert bank._small is not None
+    assert bank.search_hex(queries) == bank.search(hashes_from_hex(queries))
+    assert bank.search_hex(queries)  # some frames are near
