@@ -1,0 +1,359 @@
+"""Stream throughput and latency: `redline serve` against two pass-through baselines, same run, same topic.
+
+    .venv/bin/python -m loadtest.stream_bench                 # 3 runs x 200k events (~3 min)
+    .venv/bin/python -m loadtest.stream_bench --events 50000 --runs 1   # smoke
+
+One tansu broker (memory storage, loopback) is started; the input topic is filled once with
+`--events` sample events; every mode then reads that same topic with its own consumer group into
+its own output topic, in a separate process:
+
+- naive:   aiokafka getmany → one `send()` per record → wait for acks → commit (no classification)
+- batch:   getmany → `create_batch()`/`send_batch()` per partition → wait → commit (no classification)
+- redline: `python -m service serve` (decode → classify with the pack → encode → produce → commit)
+- redline x2: two `serve` processes in one group (scaling on the 2 cores)
+
+Throughput = output records / (last − first output record timestamp), i.e. steady state without
+start-up and group join. Latency: events produced at 50% of the measured redline throughput for
+`--latency-seconds`; latency = verdict record timestamp − event record timestamp (both stamped by
+producers on this machine), p50/p99. The broker shares the 2 cores with the processes measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from service.embedded_broker import EmbeddedBroker, free_port
+from service.events import decode_event, decode_verdict
+from service.sample_traffic import SampleTraffic
+from service.settings import bundled_rules_dir
+
+REPO = Path(__file__).resolve().parents[1]
+PARTITIONS = 4
+
+
+# --- pass-through baselines (run as `python -m loadtest.stream_bench passthrough ...`)
+
+async def passthrough(mode: str, bootstrap: str, source: str, target: str, group: str, expect: int) -> None:
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                max_poll_records=2000, session_timeout_ms=3000, heartbeat_interval_ms=1000)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                max_batch_size=512 * 1024, compression_type="lz4")
+    await producer.start()
+    await consumer.start()
+    done = 0
+    in_flight: list[tuple[list[asyncio.Future[object]], dict[TopicPartition, int]]] = []
+    try:
+        while done < expect:
+            batch = await consumer.getmany(timeout_ms=200, max_records=2000)
+            if not batch:
+                continue
+            futures: list[asyncio.Future[object]] = []
+            for tp, records in batch.items():
+                if mode == "naive":
+                    for record in records:
+                        futures.append(await producer.send(target, record.value, key=record.key))
+                else:
+                    builder = producer.create_batch()
+                    for record in records:
+                        if builder.append(key=record.key, value=record.value, timestamp=None) is None:
+                            futures.append(await producer.send_batch(builder, target, partition=tp.partition))
+                            builder = producer.create_batch()
+                            builder.append(key=record.key, value=record.value, timestamp=None)
+                    futures.append(await producer.send_batch(builder, target, partition=tp.partition))
+                done += len(records)
+            in_flight.append((futures, {tp: records[-1].offset + 1 for tp, records in batch.items()}))
+            # The fastest shape measured: up to 4 batches in flight, committed in order as acked.
+            while len(in_flight) > (0 if done >= expect else 3):
+                pending, offsets = in_flight.pop(0)
+                await asyncio.gather(*pending)
+                await consumer.commit(offsets)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+# --- helpers of the runner
+
+async def create_topics(bootstrap: str, names: list[str]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(n, PARTITIONS, 1) for n in names])
+    finally:
+        await admin.close()
+
+
+def sample_values(count: int, seed: int) -> list[tuple[bytes, bytes]]:
+    # 1,000 chats spread keys evenly over the partitions (40 would leave one partition 2x another).
+    traffic = SampleTraffic(seed, chats=1000, malformed_ratio=0.0, id_prefix=uuid.uuid4().hex[:6])
+    now = datetime.now(UTC)
+    return [(r.key, r.value) for r in traffic.records(count, now)]
+
+
+async def fill(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> None:
+    """Produce with the batch API, partitioned by key like any client would."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_batch_size=512 * 1024, compression_type="lz4")
+    await producer.start()
+    partitioner = DefaultPartitioner()
+    partitions = list(range(PARTITIONS))
+    by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+    for key, value in values:
+        by_partition.setdefault(partitioner(key, partitions, partitions), []).append((key, value))
+    try:
+        futures = []
+        for partition, items in by_partition.items():
+            builder = producer.create_batch()
+            for key, value in items:
+                if builder.append(key=key, value=value, timestamp=None) is None:
+                    futures.append(await producer.send_batch(builder, topic, partition=partition))
+                    builder = producer.create_batch()
+                    builder.append(key=key, value=value, timestamp=None)
+            futures.append(await producer.send_batch(builder, topic, partition=partition))
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def wait_ready(ports: list[int], timeout_seconds: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_seconds
+    async with httpx.AsyncClient() as client:
+        for port in ports:
+            while True:
+                try:
+                    if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"service on port {port} not ready")
+                await asyncio.sleep(0.2)  # polling a readiness endpoint from outside
+
+
+async def read_all(bootstrap: str, topic: str, count: int, timeout_seconds: float = 120) -> list[object]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        consumer.assign([TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())])
+        await consumer.seek_to_beginning()
+        found: list[object] = []
+        deadline = time.monotonic() + timeout_seconds
+        while len(found) < count and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=20_000)).values():
+                found.extend(records)
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def start_serve(env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "service", "serve", cwd=REPO, env=env)
+
+
+async def stop_serve(process: asyncio.subprocess.Process) -> None:
+    process.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(process.wait(), 60)
+
+
+def rate_of(records: list[object]) -> float:
+    stamps = [r.timestamp for r in records]  # type: ignore[attr-defined]
+    span = (max(stamps) - min(stamps)) / 1000
+    return (len(stamps) - 1) / span if span > 0 else float("nan")
+
+
+def serve_env(bootstrap: str, source: str, target: str, group: str, rules: Path,
+              port: int | None = None) -> dict[str, str]:
+    return {**os.environ, "REDLINE_KAFKA_BOOTSTRAP": bootstrap, "REDLINE_INPUT_TOPIC": source,
+            "REDLINE_OUTPUT_TOPIC": target, "REDLINE_DLQ_TOPIC": f"{target}.dlq", "REDLINE_GROUP_ID": group,
+            "REDLINE_HTTP_HOST": "127.0.0.1", "REDLINE_HTTP_PORT": str(port or free_port()),
+            "REDLINE_RULES": str(rules), "REDLINE_SESSION_TIMEOUT_MS": "3000",
+            "REDLINE_TOPIC_PARTITIONS": str(PARTITIONS),
+            "REDLINE_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING")}
+
+
+async def wait_committed(bootstrap: str, topic: str, group: str, total: int, timeout_seconds: float) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            done = 0
+            for p in range(PARTITIONS):
+                done += await consumer.committed(TopicPartition(topic, p)) or 0
+            if done >= total:
+                return
+            await asyncio.sleep(0.25)  # polling the group's progress from outside: no event to await
+        raise TimeoutError(f"group {group} committed fewer than {total} records in {timeout_seconds}s")
+    finally:
+        await consumer.stop()
+
+
+async def run_mode(mode: str, bootstrap: str, source: str, total: int, rules: Path) -> float:
+    """Baselines and one redline process on the shared, pre-filled topic."""
+    run = uuid.uuid4().hex[:8]
+    target, group = f"out-{mode}-{run}", f"bench-{mode}-{run}"
+    await create_topics(bootstrap, [target])
+    if mode in ("naive", "batch"):
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "loadtest.stream_bench", "passthrough", mode, bootstrap, source, target,
+            group, str(total), cwd=REPO)
+        if await asyncio.wait_for(child.wait(), 600) != 0:
+            raise RuntimeError(f"{mode} pass-through failed")
+    else:
+        process = await start_serve(serve_env(bootstrap, source, target, group, rules))
+        try:
+            await wait_committed(bootstrap, source, group, total, 600)
+        finally:
+            await stop_serve(process)
+    return rate_of(await read_all(bootstrap, target, total))
+
+
+async def run_scaling(members: int, bootstrap: str, values: list[tuple[bytes, bytes]], rules: Path) -> float:
+    """`members` serve processes joined to a fresh, empty topic first; then the events are produced.
+
+    Joining before the data arrives keeps the group's join and rebalance out of the measurement.
+    """
+    run = uuid.uuid4().hex[:8]
+    source, target, group = f"scale-in-{run}", f"scale-out-{run}", f"bench-scale-{run}"
+    await create_topics(bootstrap, [source, target])
+    ports = [free_port() for _ in range(members)]
+    processes = [await start_serve(serve_env(bootstrap, source, target, group, rules, port)) for port in ports]
+    try:
+        await wait_ready(ports)
+        await asyncio.sleep(2 * members)  # a late joiner's rebalance settles (tansu: ~half a session)
+        await fill(bootstrap, source, values)
+        await wait_committed(bootstrap, source, group, len(values), 600)
+    finally:
+        for process in processes:
+            await stop_serve(process)
+    return rate_of(await read_all(bootstrap, target, len(values)))
+
+
+async def latency(bootstrap: str, rate: float, seconds: float, rules: Path) -> tuple[float, float, int]:
+    run = uuid.uuid4().hex[:8]
+    source, target, group = f"lat-in-{run}", f"lat-out-{run}", f"bench-lat-{run}"
+    await create_topics(bootstrap, [source, target])
+    port = free_port()
+    process = await start_serve(serve_env(bootstrap, source, target, group, rules, port))
+    try:
+        # Pre-built so that the generator costs little CPU next to the service it measures.
+        values = sample_values(int(rate * seconds) + 1, seed=9)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
+        await producer.start()
+        await wait_ready([port])  # start-up and group join happen before the measured window
+        sent = 0
+        started = time.monotonic()
+        while time.monotonic() - started < seconds and sent < len(values):
+            owed = min(len(values), int(rate * (time.monotonic() - started))) - sent
+            builders: dict[int, Any] = {}
+            for key, value in values[sent:sent + owed]:
+                partition = hash(key) % PARTITIONS
+                builder = builders.setdefault(partition, producer.create_batch())
+                if builder.append(key=key, value=value, timestamp=None) is None:
+                    await producer.send_batch(builder, source, partition=partition)
+                    builder = builders[partition] = producer.create_batch()
+                    builder.append(key=key, value=value, timestamp=None)
+            for partition, builder in builders.items():
+                await producer.send_batch(builder, source, partition=partition)
+            sent += owed
+            await asyncio.sleep(0.005)  # pacing the generator
+        await producer.stop()
+        await wait_committed(bootstrap, source, group, sent, 120)
+    finally:
+        await stop_serve(process)
+    events = {decode_event(r.value).id: r.timestamp for r in await read_all(bootstrap, source, sent)}  # type: ignore[attr-defined]
+    lags = sorted(r.timestamp - events[decode_verdict(r.value).event_id]  # type: ignore[attr-defined]
+                  for r in await read_all(bootstrap, target, sent))
+    return lags[len(lags) // 2], lags[int(len(lags) * 0.99)], len(lags)
+
+
+def engine_ceiling(values: list[tuple[bytes, bytes]], rules: Path) -> float:
+    """decode → classify → encode per event in this process, no Kafka: what the CPU allows at best."""
+    from service.events import encode_verdict
+    from service.rules.loader import load_pack
+
+    engine = load_pack(rules)
+    sample = [value for _, value in values[:50_000]]
+    started = time.perf_counter()
+    events = [decode_event(value) for value in sample]
+    for verdict in engine.classify_batch(events, datetime.now(UTC)):
+        encode_verdict(verdict)
+    return len(sample) / (time.perf_counter() - started)
+
+
+async def bench(args: argparse.Namespace) -> None:
+    rules = args.rules
+    values = sample_values(args.events, seed=1)
+    with EmbeddedBroker() as broker:
+        source = f"bench-in-{uuid.uuid4().hex[:8]}"
+        await create_topics(broker.bootstrap, [source])
+        await fill(broker.bootstrap, source, values)
+        print(f"{args.events} events in {source} ({PARTITIONS} partitions); pack {rules}", flush=True)
+        modes = [m for m in args.modes.split(",") if m]
+        results: dict[str, list[float]] = {mode: [] for mode in modes}
+        for run in range(args.runs):
+            for mode in modes:
+                if mode == "engine":
+                    rate = engine_ceiling(values, rules)
+                elif mode.startswith("scale"):
+                    rate = await run_scaling(int(mode[-1]), broker.bootstrap, values, rules)
+                else:
+                    rate = await run_mode(mode, broker.bootstrap, source, args.events, rules)
+                results[mode].append(rate)
+                print(f"run {run + 1} {mode:8s} {rate:>10,.0f} events/s", flush=True)
+        median = {mode: statistics.median(values) for mode, values in results.items()}
+        print("\nmedian events/s over", args.runs, "run(s):")
+        for mode, value in median.items():
+            spread = f"{min(results[mode]):,.0f}–{max(results[mode]):,.0f}"
+            print(f"  {mode:8s} {value:>10,.0f}  (range {spread})")
+        # Ratios are paired within a run (same minute, same load) and then their median is taken.
+        ratios = [("redline", "naive"), ("redline", "batch"), ("redline", "engine"), ("scale2", "scale1")]
+        for top, bottom in ratios:
+            if {top, bottom} <= median.keys():
+                paired = [a / b for a, b in zip(results[top], results[bottom], strict=True)]
+                listing = ", ".join(f"{r:.2f}" for r in paired)
+                print(f"  {top} / {bottom}: median {statistics.median(paired):.2f}x (runs: {listing})")
+        if args.latency_seconds > 0:
+            rate = args.latency_rate or median.get("redline", 10_000) / 2
+            p50, p99, n = await latency(broker.bootstrap, rate, args.latency_seconds, rules)
+            print(f"\nlatency at {rate:,.0f} events/s, {n} events: p50 {p50} ms, p99 {p99} ms")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "passthrough":
+        mode, bootstrap, source, target, group, expect = sys.argv[2:8]
+        asyncio.run(passthrough(mode, bootstrap, source, target, group, int(expect)))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rules", type=Path, default=bundled_rules_dir())
+    parser.add_argument("--latency-seconds", type=float, default=15.0)
+    parser.add_argument("--modes", default="engine,naive,batch,redline,scale1,scale2",
+                        help="comma-separated subset of engine,naive,batch,redline,scale1,scale2")
+    parser.add_argument("--latency-rate", type=float, help="events/s for the latency run (default: 50%% of redline)")
+    asyncio.run(bench(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

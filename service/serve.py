@@ -1,0 +1,135 @@
+"""`redline serve`: the HTTP API and, when a bootstrap is set, the Kafka stream, in one event loop.
+
+Signals: SIGTERM/SIGINT → the stream drains (finishes and commits in-flight batches within
+`drain_timeout_seconds`), then HTTP stops, exit 0. SIGHUP → reload the rule pack (a refused pack
+is logged and the old one keeps serving). Exit 2 when the pack cannot be loaded at start, 1 when
+the stream or the HTTP server failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Coroutine, Iterator
+from typing import Any
+
+import uvicorn
+
+from service.errors import PackError
+from service.logs import configure_logging
+from service.runtime import Runtime
+from service.settings import Settings
+from service.stream.consumer import StreamProcessor
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: this process drains the stream first."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def run(settings: Settings) -> int:
+    configure_logging(settings.log_level)
+    try:
+        runtime = Runtime.load(settings)
+    except PackError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return run_loop(_serve_until_signalled(settings, runtime))
+
+
+def run_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop when it is installed (it is with uvicorn[standard]), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+async def _serve_until_signalled(settings: Settings, runtime: Runtime) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    reloads: set[asyncio.Task[None]] = set()
+
+    def on_stop_signal(signum: int) -> None:
+        log.info("stop signal received", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    def on_reload_signal() -> None:
+        task = asyncio.create_task(_reload_on_signal(runtime))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_stop_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, on_reload_signal)
+    try:
+        return await serve(settings, runtime, stop)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
+
+
+async def _reload_on_signal(runtime: Runtime) -> None:
+    from service.api.reload_triggers import reload_logged
+
+    await reload_logged(runtime, "sighup")  # a refused pack is logged; the old one keeps serving
+
+
+async def serve(settings: Settings, runtime: Runtime, stop: asyncio.Event) -> int:
+    """Serve until `stop` is set or a part fails; drain the stream, then stop HTTP."""
+    from service.api.app import create_app  # FastAPI is imported only by the processes that serve
+
+    config = uvicorn.Config(
+        create_app(runtime), host=settings.http_host, port=settings.http_port,
+        log_config=None, access_log=False, lifespan="on", server_header=False,
+    )
+    server = _Server(config)
+    http = asyncio.create_task(server.serve(), name="redline-http")
+    stream = StreamProcessor(settings, runtime) if settings.stream_enabled else None
+    stream_task = asyncio.create_task(stream.run(), name="redline-stream") if stream else None
+    stopper = asyncio.create_task(stop.wait(), name="redline-stop")
+    watcher = None
+    if settings.rules_watch:
+        from service.api.reload_triggers import watch_rules
+
+        watcher = asyncio.create_task(
+            watch_rules(runtime, poll_seconds=settings.rules_watch_poll_seconds), name="redline-rules-watch"
+        )
+    parts: set[asyncio.Task[Any]] = {http, stopper} | ({stream_task} if stream_task else set())
+    log.info("serving", extra={"http_port": settings.http_port, "stream": stream is not None})
+    await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+    exit_code = 0
+    if not stopper.done():
+        log.error("a part of the service stopped unexpectedly; shutting down")
+        exit_code = 1
+    stopper.cancel()
+    if watcher is not None:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    if stream is not None and stream_task is not None:
+        runtime.stream_ready = False  # /readyz goes false while draining
+        stream.request_stop()
+        # The stream bounds its own drain; the margin covers leaving the group and closing.
+        done, _ = await asyncio.wait({stream_task}, timeout=settings.drain_timeout_seconds + 15)
+        if not done:
+            log.error("stream did not stop in time")
+            stream_task.cancel()
+            exit_code = 1
+        elif stream_task.exception() is not None:
+            log.error("stream failed", exc_info=stream_task.exception())
+            exit_code = 1
+    server.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError):
+        await http
+    log.info("stopped", extra={"exit_code": exit_code})
+    return exit_code

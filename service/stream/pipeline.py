@@ -1,0 +1,161 @@
+"""Pure stream functions: input records → (verdict records, dead letters). No Kafka, no clock.
+
+`process_records` decodes each record (too large, not JSON, not a ChatEvent → dead letter),
+classifies the decoded events as one batch, and encodes one verdict record per event (key = the
+chat id, or the event id when the event has no chat). If the engine raises on a batch, the events
+are classified one by one so that only the event that fails is dead-lettered (`classify_error`).
+Outputs keep the input order, which keeps each partition's order on the way out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Final, Protocol
+
+import msgspec
+
+from service.errors import EventDecodeError
+from service.events import ChatEvent, RulesetRef, Verdict, decode_event, encode_verdict
+from service.stream.dead_letters import DeadLetter, DeadLetterReason, dead_letter
+
+RULESET_HEADER: Final = "redline-ruleset-digest"
+
+
+class SourceRecord(Protocol):
+    """What the pipeline reads of a consumed record (aiokafka's ConsumerRecord fits)."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+
+
+class Classifier(Protocol):
+    @property
+    def ruleset(self) -> RulesetRef: ...
+    def classify(self, event: ChatEvent, now: datetime) -> Verdict: ...
+    def classify_batch(self, events: Iterable[ChatEvent], now: datetime) -> list[Verdict]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictRecord:
+    key: bytes
+    value: bytes
+    sent_at: float  # epoch seconds: the event's sent_at, else the input record's timestamp
+
+
+@dataclass(slots=True)
+class Decoded:
+    events: list[ChatEvent] = field(default_factory=list)
+    records: list[SourceRecord] = field(default_factory=list)  # the record of each event
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Processed:
+    verdict_records: list[VerdictRecord]
+    verdicts: list[Verdict]
+    dead_letters: list[DeadLetter]
+
+
+def _to_dead_letter(record: SourceRecord, reason: DeadLetterReason, detail: str, max_value: int) -> DeadLetter:
+    return dead_letter(
+        key=record.key, value=record.value, headers=record.headers, reason=reason, detail=detail,
+        topic=record.topic, partition=record.partition, offset=record.offset,
+        timestamp_ms=record.timestamp, max_value_bytes=max_value,
+    )
+
+
+def decode_records(
+    records: Iterable[SourceRecord], *, max_record_bytes: int, dead_letter_max_value_bytes: int
+) -> Decoded:
+    out = Decoded()
+    for record in records:
+        value = record.value
+        if value is None:
+            out.dead_letters.append(
+                _to_dead_letter(record, "invalid_json", "record has no value", dead_letter_max_value_bytes)
+            )
+            continue
+        if len(value) > max_record_bytes:
+            detail = f"value of {len(value)} bytes exceeds max_record_bytes={max_record_bytes}"
+            out.dead_letters.append(_to_dead_letter(record, "too_large", detail, dead_letter_max_value_bytes))
+            continue
+        try:
+            event = decode_event(value)
+        except EventDecodeError as exc:
+            # Valid JSON of the wrong shape is a ValidationError; anything else is not JSON at all.
+            reason: DeadLetterReason = (
+                "invalid_event" if isinstance(exc.__cause__, msgspec.ValidationError) else "invalid_json"
+            )
+            out.dead_letters.append(_to_dead_letter(record, reason, str(exc), dead_letter_max_value_bytes))
+            continue
+        out.events.append(event)
+        out.records.append(record)
+    return out
+
+
+def _classify_each(
+    engine: Classifier, decoded: Decoded, now: datetime, dead_letter_max_value_bytes: int
+) -> tuple[list[Verdict | None], list[DeadLetter]]:
+    verdicts: list[Verdict | None] = []
+    dead: list[DeadLetter] = []
+    for event, record in zip(decoded.events, decoded.records, strict=True):
+        try:
+            verdicts.append(engine.classify(event, now))
+        except Exception as exc:  # one failing event must not stop the partition
+            verdicts.append(None)
+            detail = f"{type(exc).__name__}: {exc}"
+            dead.append(_to_dead_letter(record, "classify_error", detail, dead_letter_max_value_bytes))
+    return verdicts, dead
+
+
+def classify_decoded(
+    engine: Classifier, decoded: Decoded, now: datetime, *, dead_letter_max_value_bytes: int
+) -> Processed:
+    dead_letters = decoded.dead_letters
+    try:
+        verdicts: Sequence[Verdict | None] = engine.classify_batch(decoded.events, now)
+    except Exception:  # find the culprit(s) one by one; the others still get verdicts
+        verdicts, failed = _classify_each(engine, decoded, now, dead_letter_max_value_bytes)
+        dead_letters = dead_letters + failed
+    records: list[VerdictRecord] = []
+    produced: list[Verdict] = []
+    for event, record, verdict in zip(decoded.events, decoded.records, verdicts, strict=True):
+        if verdict is None:
+            continue
+        key = event.chat.id if event.chat is not None else event.id
+        sent_at = event.sent_at.timestamp() if event.sent_at is not None else record.timestamp / 1000
+        records.append(VerdictRecord(key.encode(), encode_verdict(verdict), sent_at))
+        produced.append(verdict)
+    return Processed(verdict_records=records, verdicts=produced, dead_letters=dead_letters)
+
+
+def process_records(
+    engine: Classifier,
+    records: Iterable[SourceRecord],
+    now: datetime,
+    *,
+    max_record_bytes: int,
+    dead_letter_max_value_bytes: int,
+) -> Processed:
+    decoded = decode_records(
+        records, max_record_bytes=max_record_bytes, dead_letter_max_value_bytes=dead_letter_max_value_bytes
+    )
+    return classify_decoded(engine, decoded, now, dead_letter_max_value_bytes=dead_letter_max_value_bytes)
+
+
+def ruleset_headers(ruleset: RulesetRef) -> list[tuple[str, bytes]]:
+    return [(RULESET_HEADER, ruleset.digest.encode())]
