@@ -103,3 +103,51 @@ def record_verdicts(verdicts: Iterable[Verdict], source: str) -> None:
         rule_matches_total.labels(*key).inc(n)
     for ckey, n in categories.items():
         category_matches_total.labels(*ckey).inc(n)
+
+
+# --- stream (service/stream): partition labels are bounded by the input topic's partition count
+# and removed when a partition is revoked.
+stream_assigned_partitions = Gauge(
+    "redline_stream_assigned_partitions", "Input-topic partitions assigned to this process."
+)
+stream_consumer_lag_records = Gauge(
+    "redline_stream_consumer_lag_records",
+    "Records behind the partition's high watermark after the last fetch.",
+    ["partition"],
+)
+stream_in_flight_batches = Gauge(
+    "redline_stream_in_flight_batches", "Batches produced but not yet acknowledged and committed."
+)
+stream_commits_total = Counter(
+    "redline_stream_commits_total", "Offset commits by result.", ["result"]
+)
+stream_produce_failures_total = Counter(
+    "redline_stream_produce_failures_total",
+    "Produced batches the broker did not acknowledge (records are re-processed).",
+)
+for _result in ("success", "failure"):
+    stream_commits_total.labels(_result)
+
+
+# --- http (the api package). `route` is the route template or "other", `method` a standard verb or
+# "other": both bounded, so unknown paths cannot grow the series count.
+HTTP_METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+_HTTP_BUCKETS: Final = (
+    1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+)
+http_requests_total = Counter(
+    "redline_http_requests_total", "HTTP requests answered, by route template, method and status.",
+    ["route", "method", "status"],
+)
+http_request_duration_seconds = Histogram(
+    "redline_http_request_duration_seconds",
+    "HTTP request time from the first byte seen by the app to the last byte of the response.",
+    ["route", "method"],
+    buckets=_HTTP_BUCKETS,
+)
+
+
+# --- http rate limiting (service/api/rate_limit.py): no labels, so a key or IP never becomes a series.
+http_rate_limited_total = Counter(
+    "redline_http_rate_limited_total", "HTTP requests refused with 429 by the per-client rate limit."
+)

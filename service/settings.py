@@ -38,12 +38,52 @@ class Settings(BaseSettings):
     output_topic: str = "chat.verdicts"
     dlq_topic: str = "chat.events.dlq"
     group_id: str = "redline"
+    create_topics: bool = True  # create missing topics on start (needs the broker's permission)
+    topic_partitions: int = Field(default=6, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    event_retention_ms: int = 7 * 24 * 3600 * 1000
+    # Verdicts are the audit trail: chat-log rules ask for at least six months.
+    verdict_retention_ms: int = Field(default=180 * 24 * 3600 * 1000, ge=-1)
+    dlq_retention_ms: int = 30 * 24 * 3600 * 1000
+    max_record_bytes: int = Field(default=1024 * 1024, ge=1)  # larger input records are dead-lettered
+    # A dead letter keeps the original value up to this size; beyond it the value is omitted and a
+    # header gives the original size (the DLQ topic is created to accept this size).
+    dead_letter_max_value_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    batch_max_records: int = Field(default=2000, ge=1)  # records per getmany → classify → produce
+    max_in_flight_batches: int = Field(default=4, ge=1)  # un-acked batches before the consumer pauses
+    poll_timeout_ms: int = Field(default=200, ge=0)
+    fetch_max_wait_ms: int = Field(default=50, ge=0)  # the broker's wait for data: bounds idle latency
+    drain_timeout_seconds: float = Field(default=10.0, gt=0)
+    session_timeout_ms: int = Field(default=10_000, ge=1000)
+    heartbeat_interval_ms: int = Field(default=1_000, ge=100)
+    producer_linger_ms: int = Field(default=5, ge=0)
+    producer_max_batch_bytes: int = Field(default=512 * 1024, ge=1024)
+    producer_compression: str = "lz4"  # none|gzip|snappy|lz4|zstd
+    producer_request_timeout_ms: int = Field(default=15_000, ge=1000)
+    retry_backoff_max_seconds: float = Field(default=10.0, gt=0)
+    broker_probe_interval_seconds: float = Field(default=2.0, gt=0)
+    kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL
+    kafka_sasl_mechanism: str = "PLAIN"  # PLAIN|SCRAM-SHA-256|SCRAM-SHA-512
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+    kafka_ssl_check_hostname: bool = True
 
     # --- http
     http_host: str = "0.0.0.0"
     http_port: int = 8080
     api_keys: str = ""
     admin_keys: str = ""
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)  # 413 above; Content-Length and streamed
+    max_batch_events: int = Field(default=1000, ge=1)  # POST /check/batch: 422 above
+    max_text_chars: int = Field(default=65536, ge=1)  # text, file.name, link.url: 422 above
+    rules_watch_poll_seconds: float = Field(default=1.0, gt=0)  # pack-directory poll when rules_watch
+    # Token bucket per bearer key (per client IP when auth is off); 0 = off. 429 with Retry-After.
+    rate_limit_per_second: float = Field(default=0.0, ge=0)
+    rate_limit_burst: int = Field(default=0, ge=0)  # bucket size; 0 = max(1, per_second)
+    rate_limit_max_clients: int = Field(default=10_000, ge=1)  # tracked keys/IPs; oldest evicted
 
     # --- logging
     log_level: str = "INFO"

@@ -1,0 +1,88 @@
+"""The FastAPI application: routes, error shapes, the OpenAPI document and four cheap ASGI layers.
+
+Request path, outermost first: HttpMetricsMiddleware (count and time) → AuthMiddleware (bearer
+keys) → BodyLimitMiddleware (declared Content-Length) → HotRoutesMiddleware (`POST /check*`
+straight to their ASGI endpoints) → FastAPI's exception layer and router → the other routes.
+All pure ASGI (no BaseHTTPMiddleware: it costs a task and a stream per request).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from service.api.asgi_route import HotRoutesMiddleware
+from service.api.auth import Access, AuthMiddleware, KeyRing, guarded_routes
+from service.api.errors import install_error_handlers
+from service.api.health import add_health_routes
+from service.api.http_metrics import HttpMetricsMiddleware
+from service.api.limits import BodyLimitMiddleware, Limits
+from service.api.openapi import install_openapi
+from service.api.rate_limit import RateLimit, RateLimitMiddleware
+from service.api.routes_check import add_check_routes
+from service.api.routes_rules import add_rules_routes
+from service.api.verdict_tally import VerdictTally
+from service.runtime import Runtime
+
+# Which routes need which key when keys are configured (see auth.py).
+# Keyed by (method, path) so a wrong method still answers 405, not 401.
+ACCESS: Final = {
+    ("POST", "/check"): Access.CHECK,
+    ("POST", "/check/batch"): Access.CHECK,
+    ("GET", "/rules"): Access.CHECK,
+    ("POST", "/rules/reload"): Access.ADMIN,
+}
+
+DESCRIPTION: Final = """\
+Redline checks group-chat events against the loaded red-line rule pack.
+
+`POST /check` answers the same verdict the Kafka stream would publish for the same event and pack.
+Errors are JSON `{"error": "...", "detail": [...]}`; a 422 names the offending field's JSON path.
+"""
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    settings = runtime.settings
+    limits = Limits.from_settings(settings)
+    app = FastAPI(
+        title="Redline",
+        version=_version(),
+        description=DESCRIPTION,
+        # FastAPI's native OpenTelemetry probes global providers on every request; Redline exports
+        # Prometheus metrics of its own (HttpMetricsMiddleware), so it stays off.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    app.state.runtime = runtime
+    # Routes directly on the app (no include_router): flat matching, route templates in app.routes.
+    tally = VerdictTally("http")
+    app.state.verdict_tally = tally
+    hot_routes = add_check_routes(app, runtime, limits, tally)
+    add_rules_routes(app, runtime)
+    add_health_routes(app, runtime, tally)
+    install_error_handlers(app)
+
+    keys = KeyRing(settings.api_key_set, settings.admin_key_set)
+    protected = guarded_routes(keys, ACCESS)
+    install_openapi(app, limits, protected)
+
+    routes = [route.path for route in app.routes if isinstance(route, APIRoute)]
+    routes += [path for path in (app.openapi_url, app.docs_url, app.redoc_url) if path]
+    # add_middleware wraps outward: the last added runs first.
+    app.add_middleware(HotRoutesMiddleware, endpoints=hot_routes)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=limits.max_body_bytes)
+    if (rate_limit := RateLimit.from_settings(settings)) is not None:  # inside auth: only known keys
+        app.add_middleware(RateLimitMiddleware, limit=rate_limit, keys=keys)
+    app.add_middleware(AuthMiddleware, keys=keys, protected=protected)
+    app.add_middleware(HttpMetricsMiddleware, routes=routes)
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("redline")
+    except PackageNotFoundError:
+        return "0.0.0"

@@ -1,0 +1,211 @@
+"""`GET /rules`, `POST /rules/reload` (success, refusal, atomic swap under load) and the
+pack-directory watcher."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.api.app import create_app
+from service.api.reload_triggers import fingerprint, watch_rules
+from service.engine.classifier import Engine
+from service.errors import PackError
+from service.runtime import Runtime
+from tests.api.conftest import PACK_SOURCE
+
+JSON = {"content-type": "application/json"}
+SECRET = json.dumps({"text": "这份是机密文件"}).encode()
+
+
+def bump_version(pack: Path, version: str) -> None:
+    manifest = pack / "pack.yaml"
+    text = manifest.read_text(encoding="utf-8")
+    lines = [f'version: "{version}"' if line.startswith("version:") else line for line in text.splitlines()]
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def break_pack(pack: Path) -> None:
+    """Two independent problems in two rules: an unknown category and an unknown action."""
+    rules = pack / "rules" / "main.yaml"
+    text = rules.read_text(encoding="utf-8")
+    text = text.replace("category: secret_leak", "category: secrets", 1)
+    text = text.replace("action: review", "action: shout", 1)
+    rules.write_text(text, encoding="utf-8")
+
+
+def fail_an_example(pack: Path) -> None:
+    """A valid pack whose rule examples no longer hold."""
+    rules = pack / "rules" / "main.yaml"
+    text = rules.read_text(encoding="utf-8")
+    rules.write_text(text.replace('no_match: ["idiotic plan"]', 'no_match: ["idiotic plan", "you idiot"]', 1),
+                     encoding="utf-8")
+
+
+@pytest.fixture
+async def reload_client(reloadable_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(reloadable_runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://redline.test") as client:
+        yield client
+
+
+async def test_rules_describes_the_serving_pack(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    body = (await client.get("/rules")).json()
+    engine = runtime.engine
+    assert (body["name"], body["version"], body["digest"]) == (
+        engine.ruleset.name, engine.ruleset.version, engine.ruleset.digest
+    )
+    assert body["categories"] == engine.categories
+    assert [r["id"] for r in body["rules"]] == [r.id for r in engine.rules]
+    assert {r["id"]: r["shadow"] for r in body["rules"]} == {r.id: r.shadow for r in engine.rules}
+    assert any(r["shadow"] for r in body["rules"])  # the test pack has a shadow rule
+    assert set(body["rules"][0]) == {"id", "category", "severity", "action", "shadow", "reason"}
+
+
+async def test_reload_swaps_in_the_new_pack(
+    reload_client: httpx.AsyncClient, reloadable_runtime: Runtime, pack_dir: Path
+) -> None:
+    old = reloadable_runtime.engine.ruleset.digest
+    unchanged = (await reload_client.post("/rules/reload")).json()
+    assert unchanged["changed"] is False
+    assert unchanged["ruleset"]["digest"] == old
+
+    bump_version(pack_dir, "2.0")
+    response = await reload_client.post("/rules/reload")
+    assert response.status_code == 200
+    result = response.json()
+    assert result["previous_digest"] == old
+    assert result["changed"] is True
+    assert result["ruleset"]["version"] == "2.0"
+    assert result["rules"] == len(reloadable_runtime.engine.rules)
+    assert result["seconds"] >= 0
+    new = result["ruleset"]["digest"]
+    assert (await reload_client.get("/rules")).json()["digest"] == new
+    verdict = (await reload_client.post("/check", content=SECRET, headers=JSON)).json()
+    assert verdict["ruleset"]["digest"] == new
+
+
+async def test_refused_pack_reports_every_issue_and_keeps_serving(
+    reload_client: httpx.AsyncClient, reloadable_runtime: Runtime, pack_dir: Path
+) -> None:
+    old = reloadable_runtime.engine.ruleset.digest
+    break_pack(pack_dir)
+    response = await reload_client.post("/rules/reload")
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == "rule pack refused"
+    assert len(body["detail"]) >= 2, body
+    for issue in body["detail"]:
+        assert set(issue) == {"file", "line", "message"}
+        assert issue["file"] == "rules/main.yaml"
+        assert issue["line"] > 0
+    messages = " ".join(issue["message"] for issue in body["detail"])
+    assert "secrets" in messages
+    assert "shout" in messages
+    # The old pack is still the one deciding.
+    assert (await reload_client.get("/rules")).json()["digest"] == old
+    verdict = (await reload_client.post("/check", content=SECRET, headers=JSON)).json()
+    assert verdict["ruleset"]["digest"] == old
+    assert verdict["action"] == "block"
+
+
+async def test_failing_rule_example_refuses_the_pack(
+    reload_client: httpx.AsyncClient, reloadable_runtime: Runtime, pack_dir: Path
+) -> None:
+    old = reloadable_runtime.engine.ruleset.digest
+    fail_an_example(pack_dir)
+    response = await reload_client.post("/rules/reload")
+    assert response.status_code == 422
+    [issue] = response.json()["detail"]
+    assert issue["file"] == "rules/main.yaml"
+    assert issue["line"] > 0
+    assert "you idiot" in issue["message"]
+    assert reloadable_runtime.engine.ruleset.digest == old
+
+
+async def test_no_request_sees_a_half_loaded_pack(
+    reload_client: httpx.AsyncClient, reloadable_runtime: Runtime, pack_dir: Path
+) -> None:
+    old = reloadable_runtime.engine.ruleset.digest
+    bump_version(pack_dir, "3.0")
+    stop = asyncio.Event()
+    digests: list[str] = []
+    statuses: list[int] = []
+
+    async def hammer() -> None:
+        while not stop.is_set():
+            response = await reload_client.post("/check", content=SECRET, headers=JSON)
+            statuses.append(response.status_code)
+            digests.append(response.json()["ruleset"]["digest"])
+            await asyncio.sleep(0)  # in-memory ASGI calls may never suspend: let the reload progress
+
+    workers = [asyncio.create_task(hammer()) for _ in range(4)]
+    reload_response = await reload_client.post("/rules/reload")  # compiles in a thread meanwhile
+    after = (await reload_client.post("/check", content=SECRET, headers=JSON)).json()
+    stop.set()
+    await asyncio.gather(*workers)
+    new = reload_response.json()["ruleset"]["digest"]
+    assert new != old
+    assert after["ruleset"]["digest"] == new  # a request after the reload answered is on the new pack
+    assert len(statuses) > 4
+    assert set(statuses) == {200}
+    assert set(digests) <= {old, new}  # every verdict came from one whole pack or the other
+
+
+def observe_reloads(runtime: Runtime) -> asyncio.Queue[bool]:
+    """Each finished `runtime.reload()` puts True (swapped) or False (refused) on the queue."""
+    finished: asyncio.Queue[bool] = asyncio.Queue()
+    original = runtime.reload
+
+    async def observed() -> Engine:
+        try:
+            engine = await original()
+        except PackError:
+            finished.put_nowait(False)
+            raise
+        finished.put_nowait(True)
+        return engine
+
+    runtime.reload = observed  # type: ignore[method-assign]
+    return finished
+
+
+async def test_watcher_reloads_when_the_directory_changes(reloadable_runtime: Runtime, pack_dir: Path) -> None:
+    reloads = observe_reloads(reloadable_runtime)
+    watcher = asyncio.create_task(watch_rules(reloadable_runtime, poll_seconds=0.05))
+    try:
+        await asyncio.sleep(0)  # the watcher takes its first fingerprint before it first yields
+        bump_version(pack_dir, "4.0")
+        assert await asyncio.wait_for(reloads.get(), timeout=30) is True
+        assert reloadable_runtime.engine.ruleset.version == "4.0"
+        # A broken pack is refused and the serving one stays; the watcher keeps running.
+        served = reloadable_runtime.engine
+        break_pack(pack_dir)
+        assert await asyncio.wait_for(reloads.get(), timeout=30) is False
+        assert reloadable_runtime.engine is served
+        assert not watcher.done()
+        # ...and the fixed pack is picked up again.
+        bump_version(pack_dir, "5.0")
+        (pack_dir / "rules" / "main.yaml").write_text(
+            (PACK_SOURCE / "rules" / "main.yaml").read_text(encoding="utf-8"), encoding="utf-8"
+        )
+        assert await asyncio.wait_for(reloads.get(), timeout=30) is True
+        assert reloadable_runtime.engine.ruleset.version == "5.0"
+    finally:
+        watcher.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await watcher
+
+
+def test_fingerprint_sees_content_changes_and_ignores_hidden_files(pack_dir: Path) -> None:
+    before = fingerprint(pack_dir)
+    (pack_dir / ".swp").write_text("editor junk")
+    assert fingerprint(pack_dir) == before
+    (pack_dir / "lexicons" / "insults.txt").write_text("changed\n", encoding="utf-8")
+    after = fingerprint(pack_dir)
+    assert after != before
+    assert {entry[0] for entry in after} == {entry[0] for entry in before}
