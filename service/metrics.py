@@ -7,6 +7,7 @@ Hot paths aggregate per batch and increment once per label set (`record_verdicts
 
 from __future__ import annotations
 
+import functools
 from collections import Counter as _Tally
 from collections.abc import Iterable
 from typing import Final
@@ -96,13 +97,19 @@ def record_verdicts(verdicts: Iterable[Verdict], source: str) -> None:
             shadow = "true" if match.shadow else "false"
             rules[(match.rule, match.category, shadow)] += 1
             categories[(match.category, shadow)] += 1
-    events_classified_total.labels(source).inc(total)
+    _child(events_classified_total, source).inc(total)
     for action, n in actions.items():
-        verdicts_total.labels(source, action).inc(n)
+        _child(verdicts_total, source, action).inc(n)
     for key, n in rules.items():
-        rule_matches_total.labels(*key).inc(n)
+        _child(rule_matches_total, *key).inc(n)
     for ckey, n in categories.items():
-        category_matches_total.labels(*ckey).inc(n)
+        _child(category_matches_total, *ckey).inc(n)
+
+
+@functools.lru_cache(maxsize=8192)
+def _child(metric: Counter, *labels: str) -> Counter:
+    """`metric.labels(...)` resolved once: the lookup (lock, validation) dominated small batches."""
+    return metric.labels(*labels)
 
 
 # --- stream (service/stream): partition labels are bounded by the input topic's partition count
