@@ -34,44 +34,44 @@ _Hex64 = Annotated[str, msgspec.Meta(pattern="^[0-9a-fA-F]{64}$")]
 _Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
-class Chat(msgspec.Struct, frozen=True):
+class Chat(msgspec.Struct, frozen=True, gc=False):
     id: str
     kind: ChatKind = "group"
     members: _Count | None = None
 
 
-class Sender(msgspec.Struct, frozen=True):
+class Sender(msgspec.Struct, frozen=True, gc=False):
     id: str = ""
     roles: tuple[str, ...] = ()
 
 
-class Payment(msgspec.Struct, frozen=True):
+class Payment(msgspec.Struct, frozen=True, gc=False):
     amount: _Amount
     direction: Direction
     currency: str = "CNY"
 
 
-class Media(msgspec.Struct, frozen=True):
+class Media(msgspec.Struct, frozen=True, gc=False):
     pdq: tuple[_Hex64, ...] = ()
     sha256: _Hex64 | None = None
 
 
-class File(msgspec.Struct, frozen=True):
+class File(msgspec.Struct, frozen=True, gc=False):
     name: str
     size: _Count | None = None
 
 
-class Link(msgspec.Struct, frozen=True):
+class Link(msgspec.Struct, frozen=True, gc=False):
     url: str
 
 
-class Forward(msgspec.Struct, frozen=True):
+class Forward(msgspec.Struct, frozen=True, gc=False):
     origin_id: str | None = None
     shares: _Count = 0
     views: _Count = 0
 
 
-class _EventBody(msgspec.Struct, frozen=True, kw_only=True):
+class _EventBody(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     type: EventType = "text"
     chat: Chat | None = None
     sender: Sender | None = None
@@ -101,7 +101,7 @@ class AdHocEvent(_EventBody, frozen=True, kw_only=True):
         return ChatEvent(**fields)
 
 
-class Evidence(msgspec.Struct, frozen=True):
+class Evidence(msgspec.Struct, frozen=True, gc=False):
     """A span of an event field that made a condition true; offsets index the original text."""
 
     field: str
@@ -110,7 +110,7 @@ class Evidence(msgspec.Struct, frozen=True):
     text: str
 
 
-class Match(msgspec.Struct, frozen=True):
+class Match(msgspec.Struct, frozen=True, gc=False):
     rule: str
     category: str
     severity: Severity
@@ -120,13 +120,13 @@ class Match(msgspec.Struct, frozen=True):
     reason: str
 
 
-class RulesetRef(msgspec.Struct, frozen=True):
+class RulesetRef(msgspec.Struct, frozen=True, gc=False):
     name: str
     version: str
     digest: str
 
 
-class Verdict(msgspec.Struct, frozen=True):
+class Verdict(msgspec.Struct, frozen=True, gc=False):
     event_id: str
     action: Action
     severity: Severity
