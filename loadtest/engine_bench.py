@@ -12,6 +12,7 @@ measured in fresh subprocesses so one pack's memory does not hide in another's.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import random
 import statistics
@@ -180,6 +181,8 @@ def main() -> None:
 
     default_dir = args.rules or bundled_rules_dir()
     engine = load_pack(default_dir)
+    gc.collect()
+    gc.freeze()  # as `redline serve` does after loading
     print(f"\ndefault pack {engine.ruleset.name} {engine.ruleset.version}: {len(engine.rules)} rules")
     for label, value in stage_costs(engine, raw, args.runs).items():
         print(_row(label, value))
