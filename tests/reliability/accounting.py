@@ -4,13 +4,13 @@ say what is missing and what came twice."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
+from kafka_helpers import read_all as read_all  # one reader for both suites
 
 from service.events import decode_verdict
 from service.sample_traffic import SampleRecord
@@ -36,27 +36,6 @@ async def produce_tagged(bootstrap: str, topic: str, records: list[SampleRecord]
                 halfway.set()
     finally:
         await producer.stop()
-
-
-async def read_all(bootstrap: str, topic: str, done: object, timeout_seconds: float) -> None:
-    """Feed every record of `topic`, from the beginning, to `done(record) -> bool` until it says True."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        partitions = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
-        await consumer.seek_to_beginning()
-        deadline = time.monotonic() + timeout_seconds
-        finished = False
-        while not finished and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            for records in batch.values():
-                for record in records:
-                    finished = done(record) or finished  # type: ignore[operator]
-    finally:
-        await consumer.stop()
 
 
 @dataclass

@@ -10,8 +10,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -149,9 +151,8 @@ async def produce_paced(bootstrap: str, topic: str, records: list[SampleRecord],
         await asyncio.sleep(pause_seconds)
 
 
-async def read_verdict_ids(bootstrap: str, topic: str, expected: set[str],
-                           timeout_seconds: float = 90.0) -> list[str]:
-    """Event ids of every verdict on `topic`, read until each expected id was seen (or time is up)."""
+async def read_all(bootstrap: str, topic: str, done: Callable[[Any], bool], timeout_seconds: float) -> None:
+    """Feed every record of `topic`, from the beginning, to `done(record)` until it says True."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     await consumer.start()
@@ -160,19 +161,32 @@ async def read_verdict_ids(bootstrap: str, topic: str, expected: set[str],
         partitions = consumer.partitions_for_topic(topic) or set()
         consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
         await consumer.seek_to_beginning()
-        seen: list[str] = []
-        missing = set(expected)
         deadline = time.monotonic() + timeout_seconds
-        while missing and time.monotonic() < deadline:
+        finished = False
+        while not finished and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
             for records in batch.values():
                 for record in records:
-                    event_id = decode_verdict(record.value).event_id
-                    seen.append(event_id)
-                    missing.discard(event_id)
-        return seen
+                    finished = done(record) or finished
     finally:
         await consumer.stop()
+
+
+async def read_verdict_ids(bootstrap: str, topic: str, expected: set[str],
+                           timeout_seconds: float = 90.0) -> list[str]:
+    """Event ids of every verdict on `topic`, read until each expected id was seen (or time is up)."""
+    seen: list[str] = []
+    missing = set(expected)
+
+    def note(record: Any) -> bool:
+        event_id = decode_verdict(record.value).event_id
+        seen.append(event_id)
+        missing.discard(event_id)
+        return not missing
+
+    if missing:
+        await read_all(bootstrap, topic, note, timeout_seconds)
+    return seen
 
 
 def assignment_of(line: str) -> list[int]:
