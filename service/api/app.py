@@ -1,7 +1,8 @@
-"""The FastAPI application: routes, error shapes, the OpenAPI document and four cheap ASGI layers.
+"""The FastAPI application: routes, error shapes, the OpenAPI document and cheap ASGI layers.
 
 Request path, outermost first: HttpMetricsMiddleware (count and time) → AuthMiddleware (bearer
-keys) → BodyLimitMiddleware (declared Content-Length) → HotRoutesMiddleware (`POST /check*`
+keys) → RateLimitMiddleware (only when configured; per known key or peer IP) →
+BodyLimitMiddleware (declared Content-Length) → HotRoutesMiddleware (`POST /check*`
 straight to their ASGI endpoints) → FastAPI's exception layer and router → the other routes.
 All pure ASGI (no BaseHTTPMiddleware: it costs a task and a stream per request).
 """
