@@ -57,8 +57,12 @@ SKELETON_PUNCTUATION: Final = "P"  # sentence punctuation: a separator only betw
 SKELETON_DELETED: Final = "D"
 SKELETON_OTHER: Final = "O"
 
-_REMOVABLE: Final = re.compile(r"(?P<d>D+)|C(?P<c>[SD]+)(?=C)|(?<!L)(?P<l>L(?:[SPD]+L)+)(?!L)")
-_INNER_SEPARATORS: Final = re.compile(r"[SPD]+")
+# A stand-in emoji a pack's keywords use (发🧧给你): a word between hanzi, a separator between
+# spelled-out Latin letters (I📄D📄I📄O📄T).
+SKELETON_KEPT_EMOJI: Final = "E"
+
+_REMOVABLE: Final = re.compile(r"(?P<d>D+)|[CE](?P<c>[SD]+)(?=[CE])|(?<!L)(?P<l>L(?:[SPDE]+L)+)(?!L)")
+_INNER_SEPARATORS: Final = re.compile(r"[SPDE]+")
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,9 @@ class Normalizer:
             return NormalizedText(folded)
         skeleton = folded.translate(self.skeleton)
         # Sentence punctuation only matters between spelled-out Latin letters.
-        if "S" not in skeleton and "D" not in skeleton and ("P" not in skeleton or "L" not in skeleton):
+        if "S" not in skeleton and "D" not in skeleton and (
+            ("P" not in skeleton and "E" not in skeleton) or "L" not in skeleton
+        ):
             return NormalizedText(folded)
         removals = _removals(skeleton)
         if not removals:

@@ -21,7 +21,7 @@ from service.engine import conditions as c
 from service.engine.classifier import Channel, CompiledRule, Engine, Exemption
 from service.engine.hashbank import HashBank
 from service.engine.matcher import FieldMatcher, PatternCompileError, PatternSpec, check_expression
-from service.engine.normalize import SKELETON_CJK, Normalizer
+from service.engine.normalize import SKELETON_KEPT_EMOJI, Normalizer
 from service.errors import PackIssue
 from service.events import ACTION_RANK, EVENT_TYPES, RulesetRef
 from service.rules import schema as s
@@ -80,7 +80,7 @@ def build_normalizer(layers: Layers, keep: frozenset[str] = frozenset()) -> Norm
         skeleton = list(skeleton)
         for char in keep:
             if ord(char) < len(skeleton):
-                skeleton[ord(char)] = SKELETON_CJK
+                skeleton[ord(char)] = SKELETON_KEPT_EMOJI
     return Normalizer(table, skeleton)
 
 

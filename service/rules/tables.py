@@ -98,9 +98,20 @@ def translate_table(
     return table
 
 
+# Emoji blocks: code points this Python's Unicode database (14.0) does not know yet are still
+# emoji to a chat client, so unassigned ones there count as symbols too.
+_EMOJI_BLOCKS: Final = ((0x1F000, 0x1FB00), (0x2600, 0x27C0))
+
+
 def _is_separator(char: str) -> bool:
     """Whitespace, punctuation and symbols (emoji included: 红🌹包 is an evasion)."""
-    return char in " \t\n\r" or unicodedata.category(char) in _SEPARATOR_CATEGORIES
+    if char in " \t\n\r":
+        return True
+    category = unicodedata.category(char)
+    if category in _SEPARATOR_CATEGORIES:
+        return True
+    code_point = ord(char)
+    return category == "Cn" and any(start <= code_point < stop for start, stop in _EMOJI_BLOCKS)
 
 
 @functools.lru_cache(maxsize=4)

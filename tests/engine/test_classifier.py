@@ -27,6 +27,8 @@ def text_event(text: str) -> ChatEvent:
         ("机 * 密", "block", "high", ["secret_leak.marking"]),
         # zero-width space between the characters
         ("机\u200b密", "block", "high", ["secret_leak.marking"]),
+        # an emoji newer than this Python's Unicode database (U+1FAE8, Unicode 15) is still a separator
+        ("机\U0001FAE8密", "block", "high", ["secret_leak.marking"]),
         # sentence punctuation does not join characters
         ("机，密", "allow", "none", []),
         # the training notice trap: `not` excludes it
