@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     engine: Engine
-    # Set by the stream when it runs: broker reachable and partitions assigned.
+    # Set by the stream when it runs: broker reachable and a member of the consumer group. A member
+    # with zero partitions (more replicas than partitions) is ready: it still serves HTTP.
     stream_ready: bool = False
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
@@ -49,7 +50,7 @@ class Runtime:
         """(ready, reasons not ready). The pack is always loaded once a Runtime exists."""
         reasons: list[str] = []
         if self.settings.stream_enabled and not self.stream_ready:
-            reasons.append("stream not connected or no partitions assigned")
+            reasons.append("stream not connected to the broker or not in the consumer group")
         return not reasons, reasons
 
     async def reload(self) -> Engine:
