@@ -32,7 +32,7 @@ def add_health_routes(app: FastAPI, runtime: Runtime, tally: VerdictTally) -> No
         tags=["operations"],
         summary="Readiness",
         description="200 when the pack is loaded and, with the stream on, Kafka is reachable and "
-        "partitions are assigned; 503 otherwise.",
+        "this process is a member of the consumer group; 503 otherwise.",
         response_class=Response,
         openapi_extra=openapi.ready_operation(),
     )
