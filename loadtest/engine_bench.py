@@ -26,7 +26,7 @@ from pathlib import Path
 
 import msgspec
 
-from service.engine.classifier import Engine, field_value
+from service.engine.classifier import FIELD_GETTERS, Engine
 from service.events import ChatEvent, decode_event, encode_verdict
 from service.rules.loader import load_pack
 from service.sample_traffic import SampleTraffic
@@ -53,7 +53,7 @@ def _median_us(runs: int, count: int, body: Callable[[], object]) -> tuple[float
 def stage_costs(engine: Engine, raw: list[bytes], runs: int) -> dict[str, tuple[float, float, float]]:
     events = [decode_event(r) for r in raw]
     text_channel = next((c for c in engine.channels if c.field == "text"), None)
-    texts = [field_value(e, "text") for e in events]
+    texts = [FIELD_GETTERS["text"](e) for e in events]
     verdicts = [engine.classify(e, NOW) for e in events]
     n = len(raw)
     costs = {

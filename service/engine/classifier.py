@@ -27,17 +27,12 @@ from service.events import (
     Verdict,
 )
 
-TEXT_FIELDS: Final = ("text", "file.name", "link.url")
-
-
-def field_value(event: ChatEvent, field_name: str) -> str:
-    if field_name == "text":
-        return event.text
-    if field_name == "file.name":
-        return event.file.name if event.file is not None else ""
-    if field_name == "link.url":
-        return event.link.url if event.link is not None else ""
-    raise ValueError(f"not a scanned field: {field_name}")
+# The scanned text fields of an event; an absent file or link reads as "".
+FIELD_GETTERS: Final[dict[str, Callable[[ChatEvent], str]]] = {
+    "text": lambda event: event.text,
+    "file.name": lambda event: event.file.name if event.file is not None else "",
+    "link.url": lambda event: event.link.url if event.link is not None else "",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +40,7 @@ class Channel:
     """A field scanned under one normalisation profile with its own pattern database."""
 
     field: str
-    normalizer_key: int  # channels of one field sharing a normaliser normalise once
-    normalizer: Normalizer
+    normalizer: Normalizer  # channels of one field sharing a normaliser normalise once
     matcher: FieldMatcher
 
 
@@ -104,7 +98,7 @@ class Engine:
             triggers = {pid: rules for (ch, pid), rules in self.triggers.items() if ch == index}
             groups.setdefault(key, []).append((index, channel.matcher, triggers))
         plan = tuple(
-            (field_name, _GETTERS[field_name], normalizers[(field_name, nid)], tuple(members))
+            (field_name, FIELD_GETTERS[field_name], normalizers[(field_name, nid)], tuple(members))
             for (field_name, nid), members in groups.items()
         )
         object.__setattr__(self, "_plan", plan)
@@ -137,13 +131,6 @@ class Engine:
     def classify_batch(self, events: Iterable[ChatEvent], now: datetime) -> list[Verdict]:
         classify = self.classify
         return [classify(event, now) for event in events]
-
-
-_GETTERS: Final[dict[str, Callable[[ChatEvent], str]]] = {
-    "text": lambda event: event.text,
-    "file.name": lambda event: event.file.name if event.file is not None else "",
-    "link.url": lambda event: event.link.url if event.link is not None else "",
-}
 
 
 def _evaluate(rule: CompiledRule, ctx: EvalContext) -> Match | None:

@@ -425,15 +425,13 @@ def compile_pack(
     if issues:
         return None
     channels: list[Channel] = []
-    layer_keys: dict[Layers, int] = {}
     for builder in compiler.channels.values():
         try:
             matcher = FieldMatcher(builder.patterns())
         except PatternCompileError as exc:
             issues.append(locate_in_pack("$", f"pattern database for {builder.field_name} failed: {exc.reason}"))
             return None
-        key = layer_keys.setdefault(builder.layers, len(layer_keys))
-        channels.append(Channel(builder.field_name, key, builder.normalizer, matcher))
+        channels.append(Channel(builder.field_name, builder.normalizer, matcher))
     triggers, untriggered = _trigger_index(compiled)
     return Engine(
         ruleset=RulesetRef(pack.name, pack.version, digest),
