@@ -139,10 +139,19 @@ class StreamProcessor:
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
         self._publisher = None
+        # A close is not allowed to fail the service: every commit it could make was made (or the
+        # records are delivered again, which at-least-once allows). aiokafka re-raises here what
+        # ended its coordinator task, e.g. an assertion when the stop lands inside a rebalance.
         if consumer is not None:
-            await consumer.stop()  # leaves the group: the partitions move on at once
+            try:
+                await consumer.stop()  # leaves the group: the partitions move on at once
+            except (KafkaError, OSError) as exc:
+                log.warning("consumer close failed", extra={"error": repr(exc)})
         if producer is not None:
-            await producer.stop()
+            try:
+                await producer.stop()
+            except (KafkaError, OSError) as exc:
+                log.warning("producer close failed", extra={"error": repr(exc)})
         self._set_ready()
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:

@@ -89,7 +89,7 @@ async def test_every_event_has_a_verdict_and_every_poison_record_a_dead_letter_t
         elif index == 7:
             second.signal(signal.SIGTERM)
             assert '"complete": true' in second.wait_for_log("stream drained")
-            assert second.wait() == 0
+            assert second.wait() == 0, _logs([second])
             faults.append("SIGTERM of member 2: drain, commit, leave (rebalance)")
         elif index == 9:
             visitor = member()
@@ -99,7 +99,7 @@ async def test_every_event_has_a_verdict_and_every_poison_record_a_dead_letter_t
             # It must have joined: a SIGTERM during its start-up (pack compile) would just end it.
             visitor.wait_for_log("partitions assigned")
             visitor.signal(signal.SIGTERM)
-            assert visitor.wait(timeout_seconds=30) == 0
+            assert visitor.wait(timeout_seconds=30) == 0, _logs([visitor])
             faults.append("SIGTERM of member 4: leaves (rebalance)")
         await producing
 
@@ -125,7 +125,7 @@ async def test_every_event_has_a_verdict_and_every_poison_record_a_dead_letter_t
     assert replacement is not None
     replacement.wait_for_log("partitions assigned")
     replacement.signal(signal.SIGTERM)
-    assert replacement.wait(timeout_seconds=30) == 0
+    assert replacement.wait(timeout_seconds=30) == 0, _logs([replacement])
 
 
 def _logs(members: list[ServiceProcess]) -> str:

@@ -129,6 +129,12 @@ class ServiceProcess:
             if text in line:
                 return line
 
+    def log_tail(self, lines: int = 40) -> str:
+        """The last log lines, those the test has not read yet included: for assertion messages."""
+        while not self.lines.empty():
+            self.log.append(self.lines.get())
+        return "".join(self.log[-lines:])
+
     def signal(self, signum: int) -> None:
         assert self.process is not None
         self.process.send_signal(signum)

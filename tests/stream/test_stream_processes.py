@@ -52,7 +52,7 @@ async def test_kill_9_mid_stream_then_restart_leaves_no_event_without_verdict(
           f"{duplicates} duplicate verdicts")
     assert duplicates <= 4 * 200 * 4 + 2000
     second.signal(signal.SIGTERM)
-    assert second.wait() == 0
+    assert second.wait() == 0, second.log_tail()
 
 
 async def test_two_members_share_partitions_and_the_survivor_takes_over(
@@ -82,7 +82,7 @@ async def test_two_members_share_partitions_and_the_survivor_takes_over(
     seen = await read_verdict_ids(kafka_bootstrap, topics.output, event_ids(records))
     assert event_ids(records) - set(seen) == set()
     second.signal(signal.SIGTERM)
-    assert second.wait() == 0
+    assert second.wait() == 0, second.log_tail()
 
 
 async def test_sigterm_drains_commits_and_exits_zero(
@@ -95,7 +95,7 @@ async def test_sigterm_drains_commits_and_exits_zero(
     await read_topic(kafka_bootstrap, topics.output, 2000)
     service.signal(signal.SIGTERM)
     assert '"complete": true' in service.wait_for_log("stream drained")
-    assert service.wait(timeout_seconds=20) == 0
+    assert service.wait(timeout_seconds=20) == 0, service.log_tail()
     await producing
 
     # Every record below a committed offset has its verdict: a commit never runs ahead of the acks.
