@@ -17,7 +17,9 @@ from prometheus_client import Counter, Gauge, Histogram, Info
 from service.events import ACTIONS, Verdict
 
 SOURCES: Final = ("stream", "http")
-DEAD_LETTER_REASONS: Final = ("invalid_json", "invalid_event", "too_large", "classify_error")
+DEAD_LETTER_REASONS: Final = (
+    "invalid_json", "invalid_event", "too_large", "classify_error", "invalid_counter_request"
+)
 
 # Sub-millisecond resolution: the engine answers in microseconds.
 _CLASSIFY_BUCKETS: Final = (
@@ -134,6 +136,28 @@ stream_produce_failures_total = Counter(
 )
 for _result in ("success", "failure"):
     stream_commits_total.labels(_result)
+
+
+# --- counters (service/counters): one replica owns each counter key (docs/counters.md).
+counter_sightings_total = Counter(
+    "redline_seen_sightings_total", "Sightings counted by the keys this process owns."
+)
+counter_keys = Gauge("redline_seen_keys", "Counter keys held in memory by this process.")
+counter_keys_evicted_total = Counter(
+    "redline_seen_keys_evicted_total",
+    "Counter keys evicted because the per-process cap (counter_max_keys) was reached.",
+)
+counter_keys_expired_total = Counter(
+    "redline_seen_keys_expired_total", "Counter keys dropped because their window passed."
+)
+counter_restored_keys_total = Counter(
+    "redline_seen_restored_keys_total", "Counter keys restored from the changelog on assignment."
+)
+counter_restore_duration_seconds = Histogram(
+    "redline_seen_restore_duration_seconds",
+    "Time to restore the state of newly assigned counter partitions from the changelog.",
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
 
 
 # --- http (the api package). `route` is the route template or "other", `method` a standard verb or

@@ -19,6 +19,7 @@ from typing import Any
 
 import uvicorn
 
+from service.counters.owner import CounterOwner
 from service.errors import PackError
 from service.logs import configure_logging
 from service.runtime import Runtime
@@ -101,6 +102,10 @@ async def serve(settings: Settings, runtime: Runtime, stop: asyncio.Event) -> in
     http = asyncio.create_task(server.serve(), name="redline-http")
     stream = StreamProcessor(settings, runtime) if settings.stream_enabled else None
     stream_task = asyncio.create_task(stream.run(), name="redline-stream") if stream else None
+    # Every replica owns a share of the counter keys (docs/counters.md), whether or not the pack
+    # serving now has counters: a reload may bring them, and requests may still be in flight.
+    counters = CounterOwner(settings, runtime) if settings.stream_enabled else None
+    counters_task = asyncio.create_task(counters.run(), name="redline-counters") if counters else None
     stopper = asyncio.create_task(stop.wait(), name="redline-stop")
     watcher = None
     if settings.rules_watch:
@@ -109,7 +114,7 @@ async def serve(settings: Settings, runtime: Runtime, stop: asyncio.Event) -> in
         watcher = asyncio.create_task(
             watch_rules(runtime, poll_seconds=settings.rules_watch_poll_seconds), name="redline-rules-watch"
         )
-    parts: set[asyncio.Task[Any]] = {http, stopper} | ({stream_task} if stream_task else set())
+    parts: set[asyncio.Task[Any]] = {http, stopper} | {t for t in (stream_task, counters_task) if t is not None}
     log.info("serving", extra={"http_port": settings.http_port, "stream": stream is not None})
     await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
     exit_code = 0
@@ -132,6 +137,18 @@ async def serve(settings: Settings, runtime: Runtime, stop: asyncio.Event) -> in
             exit_code = 1
         elif stream_task.exception() is not None:
             log.error("stream failed", exc_info=stream_task.exception())
+            exit_code = 1
+    if counters is not None and counters_task is not None:
+        # After the stream: its last counter requests are acknowledged; the owner finishes its
+        # batch, commits and leaves, and the rest of the requests go to the other owners.
+        counters.request_stop()
+        done, _ = await asyncio.wait({counters_task}, timeout=settings.drain_timeout_seconds + 15)
+        if not done:
+            log.error("counter owner did not stop in time")
+            counters_task.cancel()
+            exit_code = 1
+        elif counters_task.exception() is not None:
+            log.error("counter owner failed", exc_info=counters_task.exception())
             exit_code = 1
     server.should_exit = True
     with contextlib.suppress(asyncio.CancelledError):

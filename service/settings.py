@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     producer_request_timeout_ms: int = Field(default=15_000, ge=1000)
     retry_backoff_max_seconds: float = Field(default=10.0, gt=0)
     broker_probe_interval_seconds: float = Field(default=2.0, gt=0)
+    # Counters (`seen` conditions, docs/counters.md): requests keyed by counter key on an internal
+    # topic, each key's state in a compacted changelog; the owners form the group `<group_id>.counters`.
+    counter_topic: str = ""  # empty: "<group_id>.counters" (one deployment, one set of counters)
+    counter_changelog_topic: str = ""  # empty: "<counter topic>.changelog"
+    counter_request_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=-1)
+    counter_max_keys: int = Field(default=1_000_000, ge=1)  # per replica; least recently updated evicted
     kafka_security_protocol: str = "PLAINTEXT"  # PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL
     kafka_sasl_mechanism: str = "PLAIN"  # PLAIN|SCRAM-SHA-256|SCRAM-SHA-512
     kafka_sasl_username: str = ""
@@ -87,6 +93,14 @@ class Settings(BaseSettings):
 
     # --- logging
     log_level: str = "INFO"
+
+    @property
+    def counter_requests_topic(self) -> str:
+        return self.counter_topic or f"{self.group_id}.counters"
+
+    @property
+    def counter_state_topic(self) -> str:
+        return self.counter_changelog_topic or f"{self.counter_requests_topic}.changelog"
 
     @property
     def api_key_set(self) -> tuple[str, ...]:

@@ -7,12 +7,13 @@ One engine must be used from one thread at a time (Hyperscan scratch space is pe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
 from service.engine.conditions import Condition, EvalContext, ScanResult
+from service.engine.counting import Counted, Sighting
 from service.engine.matcher import FieldMatcher
 from service.engine.normalize import Normalizer
 from service.events import (
@@ -86,6 +87,7 @@ class Engine:
     # Rules that can hold without any text hit, by event type.
     untriggered: dict[str, tuple[int, ...]]
     _plan: tuple[_PlanGroup, ...] = field(init=False, repr=False, compare=False)
+    _has_counters: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Per-event work is planned once: which field getter feeds which normaliser, which
@@ -102,8 +104,24 @@ class Engine:
             for (field_name, nid), members in groups.items()
         )
         object.__setattr__(self, "_plan", plan)
+        object.__setattr__(self, "_has_counters", any(isinstance(r.condition, Counted) for r in self.rules))
 
-    def classify(self, event: ChatEvent, now: datetime) -> Verdict:
+    @property
+    def has_counters(self) -> bool:
+        """Whether any rule has counter conditions (`seen`): the stream then counts sightings."""
+        return self._has_counters
+
+    def classify(
+        self,
+        event: ChatEvent,
+        now: datetime,
+        counts: Mapping[str, int] | None = None,
+        sightings: list[Sighting] | None = None,
+    ) -> Verdict:
+        """The verdict; counter conditions hold only with `counts` given (service.engine.counting).
+
+        Without counts, a `sightings` list receives what the event must be counted under.
+        """
         scans: list[ScanResult | None] = [None] * len(self.channels)
         candidates: set[int] = set(self.untriggered.get(event.type, ()))
         for field_name, getter, normalizer, members in self._plan:
@@ -122,7 +140,7 @@ class Engine:
                         candidates.update(triggered)
         if not candidates:
             return Verdict(event.id, "allow", "none", (), self.ruleset, now)
-        ctx = EvalContext(event, event.sent_at or now, scans)
+        ctx = EvalContext(event, event.sent_at or now, scans, counts, sightings)
         compiled = self.rules
         ordered = sorted(candidates) if len(candidates) > 1 else candidates
         matches = [m for i in ordered if (m := _evaluate(compiled[i], ctx)) is not None]

@@ -6,9 +6,10 @@ Each node answers `holds(ctx, evidence)`; text nodes append the spans that made 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
 import re2
@@ -17,6 +18,9 @@ from service.engine.hashbank import HashBank, HashMatch
 from service.engine.matcher import Hits
 from service.engine.normalize import NormalizedText
 from service.events import ChatEvent, Evidence
+
+if TYPE_CHECKING:
+    from service.engine.counting import Sighting
 
 
 @dataclass(slots=True)
@@ -34,6 +38,10 @@ class EvalContext:
     event: ChatEvent
     at: datetime  # the event's sent_at, or its receipt time
     scans: list[ScanResult | None]  # indexed by channel
+    # Counter conditions (service.engine.counting): the counts by state key when known; else,
+    # when `sightings` is a list, what the event must be counted under is appended to it.
+    counts: Mapping[str, int] | None = None
+    sightings: list[Sighting] | None = None
 
     def evidence(self, channel: int, span: tuple[int, int]) -> Evidence:
         scan = self.scans[channel]

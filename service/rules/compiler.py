@@ -19,6 +19,7 @@ import re2
 
 from service.engine import conditions as c
 from service.engine.classifier import Channel, CompiledRule, Engine, Exemption
+from service.engine.counting import Counted, Seen
 from service.engine.hashbank import HashBank
 from service.engine.matcher import FieldMatcher, PatternCompileError, PatternSpec, check_expression
 from service.engine.normalize import SKELETON_KEPT_EMOJI, Normalizer
@@ -29,6 +30,9 @@ from service.rules.expansions import Variant, expand, fold_regex, folder
 from service.rules.tables import skeleton_table, translate_table
 
 Locate = Callable[[str, str], PackIssue]  # (json path, message) → located issue
+
+_DURATION_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_MAX_WINDOW_SECONDS: Final = 30 * 86400
 
 
 @dataclass(frozen=True)
@@ -294,6 +298,10 @@ class _Compiler:
             return c.ForwardReaches(spec.forward.shares, spec.forward.views)
         if spec.media_hash is not None:
             return self.media_hash(spec.media_hash, here, locate)
+        if spec.seen is not None:
+            self.issues.append(locate(here, "`seen` is only allowed as a member of the rule's top-level `all` "
+                                            "(not nested, negated or in `unless`)"))
+            return None
         assert spec.calendar is not None
         windows = self.windows.get(spec.calendar)
         if windows is None:
@@ -352,6 +360,39 @@ class _Compiler:
             parsed.append((start, end))
         return parsed
 
+    # --- counters
+
+    def when(self, spec: s.RuleSpec, path: str, layers: Layers, locate: Locate) -> c.Condition | None:
+        """The rule's condition; `seen` members of its top-level `all` make it a `Counted` node."""
+        members = spec.when.all
+        if members is None or not any(m.seen is not None for m in members):
+            return self.condition(spec.when, f"{path}.when", layers, locate)
+        here = f"{path}.when.all"
+        gate_specs = [(i, m) for i, m in enumerate(members) if m.seen is None]
+        seen_specs = [(i, m.seen) for i, m in enumerate(members) if m.seen is not None]
+        if not gate_specs:
+            self.issues.append(locate(here, "a rule with `seen` needs another condition in its `all`: "
+                                            "it counts the events that condition holds for"))
+            return None
+        gate_nodes = [self.condition(m, f"{here}[{i}]", layers, locate) for i, m in gate_specs]
+        seen_nodes = [self.seen(spec.id, position, seen, f"{here}[{i}].seen", locate)
+                      for position, (i, seen) in enumerate(seen_specs)]
+        if any(n is None for n in gate_nodes) or any(n is None for n in seen_nodes):
+            return None
+        gates = tuple(n for n in gate_nodes if n is not None)
+        gate = gates[0] if len(gates) == 1 else c.AllOf(gates)
+        return Counted(gate, tuple(n for n in seen_nodes if n is not None))
+
+    def seen(self, rule_id: str, position: int, spec: s.SeenSpec, path: str, locate: Locate) -> Seen | None:
+        within = int(spec.within[:-1]) * _DURATION_UNITS[spec.within[-1]]
+        if within > _MAX_WINDOW_SECONDS:
+            self.issues.append(locate(f"{path}.within", f"window {spec.within} exceeds the 30-day maximum"))
+            return None
+        # The threshold is not part of the id: raising or lowering it keeps the counted state.
+        counter_id = f"{rule_id}#{position}:{spec.of}/{spec.distinct}/{spec.within}"
+        fingerprint = build_normalizer(Layers(homophones=False).text_side())
+        return Seen(counter_id, spec.of, spec.distinct, spec.at_least, float(within), fingerprint)
+
     # --- rules
 
     def rule(self, source: RuleSource) -> CompiledRule | None:
@@ -359,7 +400,7 @@ class _Compiler:
         if spec.category not in self.pack.categories:
             self.issues.append(locate(f"{path}.category", f"unknown category {spec.category!r}"))
         layers = self.pack_layers.overridden(spec.normalize)
-        condition = self.condition(spec.when, f"{path}.when", layers, locate)
+        condition = self.when(spec, path, layers, locate)
         exemptions: list[Exemption] = []
         for i, unless in enumerate(spec.unless):
             where = f"{path}.unless[{i}]"
@@ -373,6 +414,13 @@ class _Compiler:
         if not spec.examples.no_match:
             self.issues.append(
                 locate(f"{path}.examples.no_match", "every rule needs at least one non-matching example")
+            )
+        examples = [*spec.examples.match, *spec.examples.no_match]
+        if condition is not None and not isinstance(condition, Counted) and any(
+            isinstance(e, s.ExampleSpec) and e.seen is not None for e in examples
+        ):
+            self.issues.append(
+                locate(f"{path}.examples", "an example gives `seen` but the rule has no `seen` condition")
             )
         if condition is None or len(exemptions) != len(spec.unless):
             return None
@@ -467,6 +515,8 @@ Required = frozenset[tuple[int, int]]
 
 def _required_hits(node: c.Condition) -> Required | None:
     """Pattern hits of which at least one is necessary for `node` to hold (None: none needed)."""
+    if isinstance(node, Counted):
+        return _required_hits(node.gate)
     if isinstance(node, c.TextHit):
         return frozenset((node.channel, i) for i in node.pattern_ids)
     if isinstance(node, c.Near):
@@ -485,6 +535,8 @@ def _required_hits(node: c.Condition) -> Required | None:
 
 
 def _required_types(node: c.Condition) -> frozenset[str] | None:
+    if isinstance(node, Counted):
+        return _required_types(node.gate)
     if isinstance(node, c.TypeIs):
         return node.types
     if isinstance(node, c.MediaHashNear):  # holds only for image/video: text events never pay for it

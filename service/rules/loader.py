@@ -20,8 +20,9 @@ import msgspec
 import yaml
 
 from service.engine.classifier import Engine
+from service.engine.counting import Sighting, counts_for
 from service.errors import EventDecodeError, PackError, PackIssue
-from service.events import Chat, ChatEvent, event_from_object
+from service.events import Chat, ChatEvent, Verdict, event_from_object
 from service.rules import schema as s
 from service.rules.compiler import RuleSource, compile_pack
 from service.rules.hashbanks import HASH_BANK_MAX_BYTES, BankStats, load_hash_banks
@@ -284,7 +285,7 @@ def run_examples(engine: Engine, sources: list[RuleSource]) -> list[PackIssue]:
                 except EventDecodeError as exc:
                     issues.append(source.locate(path, f"example is not a valid event: {exc}"))
                     continue
-                verdict = engine.classify(event, EXAMPLE_CLOCK)
+                verdict = _classify_example(engine, event, example)
                 match = next((m for m in verdict.matches if m.rule == spec.id), None)
                 label = _describe(example)
                 if kind == "match" and match is None:
@@ -301,6 +302,16 @@ def run_examples(engine: Engine, sources: list[RuleSource]) -> list[PackIssue]:
                         path, f"example expects action {example.action!r}, rule gave {match.action!r}: {label}"
                     ))
     return issues
+
+
+def _classify_example(engine: Engine, event: ChatEvent, example: s.Example) -> Verdict:
+    """As the stream would: `seen: N` is the count every counter of the event reads."""
+    seen = example.seen if isinstance(example, s.ExampleSpec) else None
+    if seen is None:
+        return engine.classify(event, EXAMPLE_CLOCK)
+    sightings: list[Sighting] = []
+    engine.classify(event, EXAMPLE_CLOCK, sightings=sightings)
+    return engine.classify(event, EXAMPLE_CLOCK, counts=counts_for(sightings, seen))
 
 
 def _describe(example: s.Example) -> str:

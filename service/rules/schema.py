@@ -96,6 +96,20 @@ class HashBankSpec(_Spec, kw_only=True):
     min_quality: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
 
 
+class SeenSpec(_Spec, kw_only=True):
+    """The same `of` seen `at_least` times within `within`, counted across replicas (docs/counters.md).
+
+    Counts the events for which the rest of the rule's top-level `all` holds, this one included;
+    `distinct` says what makes two sightings different (`chat`: how many chats; `event`: how many
+    times). Only allowed as a member of a rule's top-level `all`.
+    """
+
+    of: Literal["content", "sender", "chat"]
+    distinct: Literal["chat", "sender", "event"] = "event"
+    at_least: Annotated[int, msgspec.Meta(ge=2, le=10_000)]
+    within: Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]*(s|m|h|d)$")]
+
+
 class AtLeastSpec(_Spec, kw_only=True):
     n: Annotated[int, msgspec.Meta(ge=1)]
     of: list[ConditionSpec]
@@ -120,6 +134,7 @@ class ConditionSpec(_Spec, kw_only=True):
     forward: ForwardSpec | None = None
     calendar: str | None = None
     media_hash: MediaHashSpec | list[str] | None = None
+    seen: SeenSpec | None = None
 
 
 class UnlessSpec(_Spec, kw_only=True):
@@ -137,6 +152,8 @@ class ExampleSpec(_Spec, kw_only=True):
     text: str | None = None
     event: dict[str, Any] | None = None
     action: Literal["allow", "review", "block"] | None = None
+    # For rules with `seen`: the count every counter of the event reads (unset: not counted yet).
+    seen: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
 Example = str | ExampleSpec

@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from service import metrics
+from service.counters.routing import send_counter_requests
 from service.runtime import Runtime
 from service.settings import Settings
 from service.stream.dead_letters import DeadLetter
@@ -255,6 +256,10 @@ class StreamProcessor:
             futures += await publisher.send(topic, partition, items)
         if processed.dead_letters:
             futures += await self._send_dead_letters(processed.dead_letters)
+        if processed.counter_requests:  # their verdicts come from the counters' owners
+            futures += await send_counter_requests(
+                publisher, settings.counter_requests_topic, processed.counter_requests
+            )
         unit = _Unit(
             offsets={tp: tp_records[-1].offset + 1 for tp, tp_records in batch.items()},
             futures=futures,

@@ -2,7 +2,8 @@
 
 The original key, value and headers are kept; Redline appends headers naming why and where from:
 
-    redline-dlq-reason            invalid_json | invalid_event | too_large | classify_error
+    redline-dlq-reason            invalid_json | invalid_event | too_large | classify_error |
+                                  invalid_counter_request (a record of the internal counter topic)
     redline-dlq-detail            the decoder's message (names the JSON path), at most 1 KiB
     redline-source-topic          input topic
     redline-source-partition      decimal
@@ -18,7 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
-DeadLetterReason = Literal["invalid_json", "invalid_event", "too_large", "classify_error"]
+DeadLetterReason = Literal[
+    "invalid_json", "invalid_event", "too_large", "classify_error", "invalid_counter_request"
+]
 
 REASON_HEADER: Final = "redline-dlq-reason"
 DETAIL_HEADER: Final = "redline-dlq-detail"

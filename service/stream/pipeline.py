@@ -9,13 +9,15 @@ Outputs keep the input order, which keeps each partition's order on the way out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Protocol
 
 import msgspec
 
+from service.counters.requests import encode_request, new_request
+from service.engine.counting import Sighting
 from service.errors import EventDecodeError
 from service.events import ChatEvent, RulesetRef, Verdict, decode_event, encode_verdict
 from service.stream.dead_letters import DeadLetter, DeadLetterReason, dead_letter
@@ -45,7 +47,12 @@ class SourceRecord(Protocol):
 class Classifier(Protocol):
     @property
     def ruleset(self) -> RulesetRef: ...
-    def classify(self, event: ChatEvent, now: datetime) -> Verdict: ...
+    @property
+    def has_counters(self) -> bool: ...
+    def classify(
+        self, event: ChatEvent, now: datetime, counts: Mapping[str, int] | None = None,
+        sightings: list[Sighting] | None = None,
+    ) -> Verdict: ...
     def classify_batch(self, events: Iterable[ChatEvent], now: datetime) -> list[Verdict]: ...
 
 
@@ -63,11 +70,21 @@ class Decoded:
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
+@dataclass(frozen=True, slots=True)
+class CounterRecord:
+    """A counter request for the internal counter topic: key = the first sighting's state key."""
+
+    key: bytes
+    value: bytes
+
+
 @dataclass(slots=True)
 class Processed:
     verdict_records: list[VerdictRecord]
     verdicts: list[Verdict]
     dead_letters: list[DeadLetter]
+    # Events a counter rule may hold for: their verdict comes from the last key's owner.
+    counter_requests: list[CounterRecord] = field(default_factory=list)
 
 
 def _to_dead_letter(record: SourceRecord, reason: DeadLetterReason, detail: str, max_value: int) -> DeadLetter:
@@ -108,13 +125,19 @@ def decode_records(
 
 
 def _classify_each(
-    engine: Classifier, decoded: Decoded, now: datetime, dead_letter_max_value_bytes: int
+    engine: Classifier, decoded: Decoded, now: datetime, dead_letter_max_value_bytes: int,
+    sightings: list[list[Sighting]] | None = None,
 ) -> tuple[list[Verdict | None], list[DeadLetter]]:
+    """One by one: a failing event is dead-lettered alone. With `sightings`, each event's
+    sightings are appended there (one list per event, in order)."""
     verdicts: list[Verdict | None] = []
     dead: list[DeadLetter] = []
     for event, record in zip(decoded.events, decoded.records, strict=True):
+        found: list[Sighting] = []
+        if sightings is not None:
+            sightings.append(found)
         try:
-            verdicts.append(engine.classify(event, now))
+            verdicts.append(engine.classify(event, now, sightings=found if sightings is not None else None))
         except Exception as exc:  # one failing event must not stop the partition
             verdicts.append(None)
             detail = f"{type(exc).__name__}: {exc}"
@@ -126,21 +149,36 @@ def classify_decoded(
     engine: Classifier, decoded: Decoded, now: datetime, *, dead_letter_max_value_bytes: int
 ) -> Processed:
     dead_letters = decoded.dead_letters
-    try:
-        verdicts: Sequence[Verdict | None] = engine.classify_batch(decoded.events, now)
-    except Exception:  # find the culprit(s) one by one; the others still get verdicts
-        verdicts, failed = _classify_each(engine, decoded, now, dead_letter_max_value_bytes)
+    sightings: list[list[Sighting]] | None = None
+    verdicts: Sequence[Verdict | None]
+    if engine.has_counters:
+        sightings = []
+        verdicts, failed = _classify_each(engine, decoded, now, dead_letter_max_value_bytes, sightings)
         dead_letters = dead_letters + failed
+    else:
+        try:
+            verdicts = engine.classify_batch(decoded.events, now)
+        except Exception:  # find the culprit(s) one by one; the others still get verdicts
+            verdicts, failed = _classify_each(engine, decoded, now, dead_letter_max_value_bytes)
+            dead_letters = dead_letters + failed
     records: list[VerdictRecord] = []
     produced: list[Verdict] = []
-    for event, record, verdict in zip(decoded.events, decoded.records, verdicts, strict=True):
+    counter_requests: list[CounterRecord] = []
+    for index, (event, record, verdict) in enumerate(zip(decoded.events, decoded.records, verdicts, strict=True)):
         if verdict is None:
             continue
-        key = event.chat.id if event.chat is not None else event.id
         sent_at = event.sent_at.timestamp() if event.sent_at is not None else record.timestamp / 1000
+        if sightings is not None and sightings[index]:
+            found = sightings[index]
+            source = f"{record.topic}/{record.partition}/{record.offset}"
+            request = new_request(record.value or b"", found, source, sent_at)
+            counter_requests.append(CounterRecord(found[0].state_key.encode(), encode_request(request)))
+            continue
+        key = event.chat.id if event.chat is not None else event.id
         records.append(VerdictRecord(key.encode(), encode_verdict(verdict), sent_at))
         produced.append(verdict)
-    return Processed(verdict_records=records, verdicts=produced, dead_letters=dead_letters)
+    return Processed(verdict_records=records, verdicts=produced, dead_letters=dead_letters,
+                     counter_requests=counter_requests)
 
 
 def process_records(

@@ -41,6 +41,12 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         spec(settings.input_topic, settings.event_retention_ms),
         spec(settings.output_topic, settings.verdict_retention_ms),
         spec(settings.dlq_topic, settings.dlq_retention_ms, **{"max.message.bytes": dlq_bytes}),
+        # A counter request carries its event: it must take what the input topic takes.
+        spec(settings.counter_requests_topic, settings.counter_request_retention_ms),
+        # Co-partitioned with the requests (a key's state lives in the partition its requests use);
+        # compaction keeps the newest state per key, tombstones remove expired keys.
+        TopicSpec(settings.counter_state_topic, settings.topic_partitions, settings.topic_replication_factor,
+                  {"cleanup.policy": "compact"}),
     ]
 
 

@@ -82,6 +82,6 @@ async def test_a_stalled_broker_pauses_the_stream_within_its_window_and_memory(
               f"missing {len(ledger.missing)}, duplicates {ledger.duplicates}")
         assert max(in_flight) == MAX_IN_FLIGHT  # the window filled (work was pending) and went no further
         assert growth <= RSS_GROWTH_LIMIT_BYTES
-        assert ledger.missing == set()
+        assert ledger.missing == set(), service.log_tail(60)
         service.signal(signal.SIGTERM)
         assert service.wait(timeout_seconds=30) == 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -11,6 +11,7 @@ import pytest
 from kafka_helpers import rules_dir
 
 from service.engine.classifier import Engine
+from service.engine.counting import Sighting
 from service.errors import ConfigError
 from service.events import ChatEvent, RulesetRef, Verdict, decode_event, decode_verdict
 from service.rules.loader import load_pack
@@ -119,10 +120,17 @@ class FailsOn:
     def ruleset(self) -> RulesetRef:
         return self.inner.ruleset
 
-    def classify(self, event: ChatEvent, now: datetime) -> Verdict:
+    @property
+    def has_counters(self) -> bool:
+        return self.inner.has_counters
+
+    def classify(
+        self, event: ChatEvent, now: datetime, counts: Mapping[str, int] | None = None,
+        sightings: list[Sighting] | None = None,
+    ) -> Verdict:
         if event.id == self.bad_id:
             raise ValueError("boom")
-        return self.inner.classify(event, now)
+        return self.inner.classify(event, now, counts, sightings)
 
     def classify_batch(self, events: Iterable[ChatEvent], now: datetime) -> list[Verdict]:
         return [self.classify(e, now) for e in events]
