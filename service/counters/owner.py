@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +28,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from service import metrics
 from service.counters.requests import CounterRequest, decode_request, encode_request
+from service.counters.routing import send_keyed
 from service.counters.window import WindowStore, decode_state, encode_state
 from service.errors import ConfigError
 from service.events import decode_event, encode_verdict
@@ -237,8 +237,8 @@ class CounterOwner:
         settings = self.settings
         futures: list[asyncio.Future[Any]] = []
         headers = out.ruleset_headers
-        futures += await self._send_keyed(settings.output_topic, ((k, v, headers) for k, v in out.verdicts))
-        futures += await self._send_keyed(settings.counter_requests_topic, ((k, v, []) for k, v in out.forwards))
+        futures += await send_keyed(publisher, settings.output_topic, ((k, v, headers) for k, v in out.verdicts))
+        futures += await send_keyed(publisher, settings.counter_requests_topic, ((k, v, []) for k, v in out.forwards))
         for partition, changes in out.changelog.items():
             if changes:
                 items: list[Item] = [(key.encode(), value, []) for key, value in changes.items()]
@@ -253,20 +253,6 @@ class CounterOwner:
         for result in await asyncio.gather(*futures, return_exceptions=True):
             if isinstance(result, BaseException):
                 raise result if isinstance(result, KafkaError) else KafkaError(repr(result))
-
-    async def _send_keyed(self, topic: str, items: Iterable[Item]) -> list[asyncio.Future[Any]]:
-        publisher = self._publisher
-        assert publisher is not None
-        router = await publisher.key_router(topic)
-        groups: dict[int, list[Item]] = {}
-        for item in items:
-            key = item[0]
-            assert key is not None
-            groups.setdefault(publisher.partition_for(topic, key, router), []).append(item)
-        futures: list[asyncio.Future[Any]] = []
-        for partition, group in groups.items():
-            futures += await publisher.send(topic, partition, group)
-        return futures
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         consumer = self._consumer
