@@ -1,4 +1,4 @@
-"""`python -m loadtest.quality --data /work/shared/eval [--rules DIR] [--limit N] [--json PATH]`
+"""`python -m loadtest.quality --data /work/shared/eval [--rules DIR] [--limit N] [--json PATH] [--misses N]`
 
 Prints markdown: precision/recall per category on COLD and SWSR, the false positives, evasion
 robustness per perturbation kind, and the benign-trap table. Exit 0, or 1 when a trap was acted
@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from loadtest.quality import report
 from loadtest.quality.corpus import example_texts
 from loadtest.quality.datasets import load_cold, load_swsr
 from loadtest.quality.evasion import KindResult, robustness
+from loadtest.quality.perturb import KINDS
 from loadtest.quality.scoring import DatasetScore, acted, classify_texts, score
 from loadtest.quality.traps import Trap, check_traps, violations
 from service.engine.classifier import Engine
@@ -41,7 +43,9 @@ class Figures:
     traps: list[tuple[Trap, Verdict]]
 
 
-def evaluate(data: Path, rules: Path, limit: int | None = None, engine: Engine | None = None) -> Figures:
+def evaluate(
+    data: Path, rules: Path, limit: int | None = None, engine: Engine | None = None, max_misses: int = 5
+) -> Figures:
     """Every figure the harness reports, as plain values (also used by the smoke test).
     `engine`, when given, must be the pack in `rules` already loaded (its load time is then 0)."""
     started = time.perf_counter()
@@ -56,14 +60,14 @@ def evaluate(data: Path, rules: Path, limit: int | None = None, engine: Engine |
     matched_rows = [r.text for r, v in zip([*cold_rows, *swsr_rows], [*cold_verdicts, *swsr_verdicts], strict=True)
                     if acted(v) or any(m.action != "allow" for m in v.matches)]
     evasion = {
-        "pack examples": robustness(engine, example_texts(rules)),
-        "eval rows": robustness(engine, matched_rows),
+        "pack examples": robustness(engine, example_texts(rules), max_misses=max_misses),
+        "eval rows": robustness(engine, matched_rows, max_misses=max_misses),
     }
     traps = check_traps(engine)
     return Figures(engine, load_seconds, cold, swsr, evasion, traps)
 
 
-def render(figures: Figures, fp_limit: int) -> str:
+def render(figures: Figures, fp_limit: int, misses: int = 2, kinds: Sequence[str] = ()) -> str:
     cold, swsr, evasion, traps = figures.cold, figures.swsr, figures.evasion, figures.traps
     ruleset = figures.engine.ruleset
     pct = report.pct
@@ -93,8 +97,8 @@ def render(figures: Figures, fp_limit: int) -> str:
         "## Evasion robustness (same category still matched after perturbing the evidence)",
         report.evasion_table(evasion),
         "",
-        "Misses (first few per kind):",
-        report.evasion_misses(evasion, 2),
+        f"Misses (first {misses} per source and kind; `--misses N` for more):",
+        report.evasion_misses(evasion, misses, kinds),
         "## Benign traps",
         report.trap_table(traps),
     ]
@@ -125,13 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="rows per dataset (spread over the file), for a quick run")
     parser.add_argument("--fp", type=int, default=25, help="false positives listed per dataset")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
+    parser.add_argument("--misses", type=int, default=2, help="evasion misses listed per source and kind")
+    parser.add_argument("--kind", action="append", default=[], choices=sorted(KINDS),
+                        help="list misses of this perturbation kind only (repeatable)")
     args = parser.parse_args(argv)
     try:
-        figures = evaluate(args.data, args.rules, args.limit)
+        figures = evaluate(args.data, args.rules, args.limit, max_misses=max(args.misses, 0))
     except PackError as exc:
         print(exc, file=sys.stderr)
         return 2
-    sys.stdout.write(render(figures, args.fp))
+    sys.stdout.write(render(figures, args.fp, args.misses, args.kind))
     if args.json:
         args.json.write_text(json.dumps(_json(figures), ensure_ascii=False, indent=1, default=str), encoding="utf-8")
     bad = violations(figures.traps)

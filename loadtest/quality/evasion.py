@@ -18,11 +18,21 @@ from service.engine.classifier import Engine
 from service.events import Match
 
 
+@dataclass(frozen=True, slots=True)
+class Miss:
+    """A pair the kind defeated: what was matched, and what the perturbation made of it."""
+
+    category: str
+    original: str
+    perturbed: str
+    pieces: tuple[tuple[str, str], ...]  # (evidence, its rewrite) per rewritten span
+
+
 @dataclass
 class KindResult:
     applicable: int = 0
     kept: int = 0
-    misses: list[tuple[str, str, str]] = field(default_factory=list)  # (category, original, perturbed)
+    misses: list[Miss] = field(default_factory=list)
 
     @property
     def rate(self) -> float | None:
@@ -47,20 +57,21 @@ def robustness(engine: Engine, texts: Sequence[str], kinds: Sequence[str] | None
     chosen = list(kinds or perturb.KINDS)
     results = {kind: KindResult() for kind in chosen}
     originals = engine.classify_batch((text_event(f"orig:{i}", t) for i, t in enumerate(texts)), CLOCK)
-    jobs: list[tuple[str, str, str, str]] = []  # kind, category, original, perturbed
+    # kind, category, original, perturbed, (evidence, rewrite) pieces
+    jobs: list[tuple[str, str, str, str, tuple[tuple[str, str], ...]]] = []
     for text, verdict in zip(texts, originals, strict=True):
         for category, spans in _targets(verdict.matches).items():
             for kind in chosen:
                 rng = random.Random(zlib.crc32(f"{kind}\0{text}".encode()))
-                perturbed = perturb.apply(text, spans, perturb.KINDS[kind], rng)
+                perturbed, pieces = perturb.rewrite(text, spans, perturb.KINDS[kind], rng)
                 if perturbed != text:
-                    jobs.append((kind, category, text, perturbed))
+                    jobs.append((kind, category, text, perturbed, tuple(pieces)))
     verdicts = engine.classify_batch((text_event(f"p:{i}", job[3]) for i, job in enumerate(jobs)), CLOCK)
-    for (kind, category, original, perturbed), verdict in zip(jobs, verdicts, strict=True):
+    for (kind, category, original, perturbed, pieces), verdict in zip(jobs, verdicts, strict=True):
         result = results[kind]
         result.applicable += 1
         if any(m.category == category and m.action != "allow" for m in verdict.matches):
             result.kept += 1
         elif len(result.misses) < max_misses:
-            result.misses.append((category, original, perturbed))
+            result.misses.append(Miss(category, original, perturbed, pieces))
     return results

@@ -198,15 +198,30 @@ KINDS: Final[dict[str, Perturbation]] = {
 }
 
 
-def apply(text: str, spans: list[tuple[int, int]], kind: Perturbation, rng: random.Random) -> str:
-    """`text` with every span rewritten (overlapping spans merged first)."""
+def merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted spans with overlapping or touching ones merged."""
     merged: list[list[int]] = []
     for start, end in sorted(spans):
         if merged and start <= merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], end)
         else:
             merged.append([start, end])
+    return [(start, end) for start, end in merged]
+
+
+def rewrite(
+    text: str, spans: list[tuple[int, int]], kind: Perturbation, rng: random.Random
+) -> tuple[str, list[tuple[str, str]]]:
+    """`text` with every span rewritten (overlapping spans merged first), and (before, after) per span."""
     out = text
-    for start, end in reversed(merged):
-        out = out[:start] + kind(out[start:end], rng) + out[end:]
-    return out
+    pieces: list[tuple[str, str]] = []
+    for start, end in reversed(merge(spans)):
+        rewritten = kind(out[start:end], rng)
+        pieces.append((out[start:end], rewritten))
+        out = out[:start] + rewritten + out[end:]
+    return out, pieces[::-1]
+
+
+def apply(text: str, spans: list[tuple[int, int]], kind: Perturbation, rng: random.Random) -> str:
+    """`text` with every span rewritten (overlapping spans merged first)."""
+    return rewrite(text, spans, kind, rng)[0]

@@ -71,12 +71,16 @@ def evasion_table(results: dict[str, dict[str, KindResult]]) -> str:
     return "\n".join(lines)
 
 
-def evasion_misses(results: dict[str, dict[str, KindResult]], limit: int) -> str:
+def evasion_misses(results: dict[str, dict[str, KindResult]], limit: int, kinds: Sequence[str] = ()) -> str:
+    """Up to `limit` misses per source and kind: the rewritten evidence, then the message."""
     lines = []
-    for source, kinds in results.items():
-        for kind, r in kinds.items():
-            for category, original, perturbed in r.misses[:limit]:
-                lines.append(f"- {source}/{kind} [{category}] {original[:40]!r} → {perturbed[:60]!r}")
+    for source, by_kind in results.items():
+        for kind, r in by_kind.items():
+            if kinds and kind not in kinds:
+                continue
+            for miss in r.misses[:limit]:
+                rewrites = "; ".join(f"{before!r} → {after!r}" for before, after in miss.pieces)
+                lines.append(f"- {source}/{kind} [{miss.category}] {rewrites} in {miss.original[:60]!r}")
     return "\n".join(lines)
 
 

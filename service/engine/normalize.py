@@ -5,11 +5,17 @@ Two passes, both C-backed:
    compatibility folding, case folding, traditional → simplified, invisible characters → NUL.
    Every entry maps one character to exactly one character, so offsets survive unchanged.
 2. A second `str.translate` writes a one-letter-per-character *skeleton* (CJK, Latin, separator,
-   punctuation, deleted, other) and one ASCII regex over it finds what to *remove*: the NULs,
-   separators wedged between CJK characters (红 包, 红*包) and between spelled-out single Latin
-   letters (p o r n, f.u.c.k). Latin words that were really separate ("red packet") keep their
-   space. Removal builds a segment map so a span of the compact text maps back to the original
-   with one bisect.
+   punctuation, deleted, kept, other) and one ASCII regex over it finds what to *remove*: the NULs,
+   separators wedged between CJK characters (红 包, 红*包), between CJK and Latin (l o w 逼,
+   3-9-元) and between spelled-out single Latin letters (p o r n, f.u.c.k). Latin words that were
+   really separate ("red packet") keep their space, also inside a spelled run whose other gaps are
+   symbols (r*e*d p*a*c*k*e*t). Removal builds a segment map so a span of the compact text maps
+   back to the original with one bisect.
+
+*Kept* characters are separators a pack's patterns contain (the stand-in emoji of 发🧧, the ★ of
+秘密★, the ¥ of ¥99): they stay in the text. The same character can also be an evader's
+separator (畜🥧牲, 红★包), so `Normalizer.without_kept` gives the matcher a second view of the
+compact text with kept characters that touch hanzi removed, mapped back to the first view.
 """
 
 from __future__ import annotations
@@ -57,12 +63,23 @@ SKELETON_PUNCTUATION: Final = "P"  # sentence punctuation: a separator only betw
 SKELETON_DELETED: Final = "D"
 SKELETON_OTHER: Final = "O"
 
-# A stand-in emoji a pack's keywords use (发🧧给你): a word between hanzi, a separator between
-# spelled-out Latin letters (I📄D📄I📄O📄T).
-SKELETON_KEPT_EMOJI: Final = "E"
+# A separator a pack's patterns contain (发🧧给你, 秘密★, ¥99): a word between hanzi, a separator
+# between spelled-out Latin letters (I📄D📄I📄O📄T).
+SKELETON_KEPT: Final = "E"
 
-_REMOVABLE: Final = re.compile(r"(?P<d>D+)|[CE](?P<c>[SD]+)(?=[CE])|(?<!L)(?P<l>L(?:[SPDE]+L)+)(?!L)")
+# Gaps between hanzi (or kept characters), between hanzi and Latin or sentence punctuation in
+# either direction (密/级_：^秘~密 reads 密级：秘密), the gaps of a spelled-out Latin run, and any
+# other deleted character (last, so a gap of deleted and separator characters is taken whole).
+# Sentence punctuation (P) itself is never removed next to hanzi.
+# A spelled-out run is single letters with visible gaps: zero-width characters alone (D) do not
+# spell a word out (m.t\u200bb.cn is m.tb.cn, not m t b c n), they are only deleted.
+_REMOVABLE: Final = re.compile(
+    r"(?<=[CE])(?P<c>[SD]+)(?=[CELP])|(?<=[LP])(?P<lc>[SD]+)(?=[CE])"
+    r"|(?<!L)(?<!LD)(?P<l>L(?:D*[SPE][SPDE]*L)+)(?!D?L)|(?P<d>D+)"
+)
 _INNER_SEPARATORS: Final = re.compile(r"[SPDE]+")
+# Kept characters touching hanzi on one side and hanzi or Latin on the other (see without_kept).
+_KEPT_BETWEEN_WORDS: Final = re.compile(r"(?<=C)E+(?=[CL])|(?<=L)E+(?=C)")
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,7 @@ class Normalizer:
 
     table: TranslateTable
     skeleton: list[str] | None
+    kept: frozenset[str] = frozenset()  # characters the skeleton marks SKELETON_KEPT
 
     def normalize(self, text: str) -> NormalizedText:
         folded = text.translate(self.table)
@@ -85,26 +103,47 @@ class Normalizer:
             ("P" not in skeleton and "E" not in skeleton) or "L" not in skeleton
         ):
             return NormalizedText(folded)
-        removals = _removals(skeleton)
+        removals = _removals(folded, skeleton)
         if not removals:
             return NormalizedText(folded)
         return _compact(folded, removals)
 
+    def without_kept(self, compact: str) -> NormalizedText | None:
+        """The normalised `compact` text with the kept characters that sit between words removed
+        (畜🥧牲 → 畜牲, 红★包 → 红包, 价$99 → 价99), its spans mapping back to `compact`; None when
+        there is none. The matcher scans both views, so a kept character counts both ways."""
+        if not self.kept or self.skeleton is None:
+            return None
+        skeleton = compact.translate(self.skeleton)
+        if SKELETON_KEPT not in skeleton:
+            return None
+        removals = [m.span() for m in _KEPT_BETWEEN_WORDS.finditer(skeleton)]
+        return _compact(compact, removals) if removals else None
 
-def _removals(skeleton: str) -> list[tuple[int, int]]:
+
+def _removals(folded: str, skeleton: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     for match in _REMOVABLE.finditer(skeleton):
         group = match.lastgroup
         assert group is not None
         if group == "l":
             offset = match.start("l")
-            spans.extend(
-                (offset + inner.start(), offset + inner.end())
-                for inner in _INNER_SEPARATORS.finditer(match.group("l"))
-            )
+            inner = _INNER_SEPARATORS.finditer(match[group])
+            gaps = [(offset + gap.start(), offset + gap.end()) for gap in inner]
+            spans.extend(_word_breaks_kept(folded, gaps))
         else:
             spans.append(match.span(group))
     return spans
+
+
+def _word_breaks_kept(folded: str, gaps: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The gaps of a spelled-out run to remove: all of them, except that plain spaces stay as word
+    breaks when the run's other gaps are symbols (r*e*d p*a*c*k*e*t reads "red packet"; in
+    r e d p a c k e t every gap is a space and nothing tells the words apart)."""
+    spaces = [folded[start:end].replace(DELETED, "").isspace() for start, end in gaps]
+    if all(spaces) or not any(spaces):
+        return gaps
+    return [gap for gap, space in zip(gaps, spaces, strict=True) if not space]
 
 
 def _compact(folded: str, removals: list[tuple[int, int]]) -> NormalizedText:

@@ -21,13 +21,30 @@ from service.engine import conditions as c
 from service.engine.classifier import Channel, CompiledRule, Engine, Exemption
 from service.engine.counting import Counted, Seen
 from service.engine.hashbank import HashBank
-from service.engine.matcher import FieldMatcher, PatternCompileError, PatternSpec, check_expression
-from service.engine.normalize import SKELETON_KEPT_EMOJI, Normalizer
+from service.engine.matcher import FieldMatcher, Homophones, PatternCompileError, PatternSpec, check_expression
+from service.engine.normalize import SKELETON_KEPT, Normalizer
 from service.errors import PackIssue
 from service.events import ACTION_RANK, EVENT_TYPES, RulesetRef
 from service.rules import schema as s
-from service.rules.expansions import Variant, expand, fold_regex, folder
-from service.rules.tables import skeleton_table, translate_table
+from service.rules.expansions import (
+    MIN_HOMOPHONE_CHARS,
+    Variant,
+    expand,
+    fold_regex,
+    folder,
+    homophone_twin,
+    literal_separators,
+)
+from service.rules.tables import (
+    COMMON_WORD_MAX_CHARS,
+    TABLE_SIZE,
+    common_characters,
+    common_words,
+    homophone_table,
+    pinyin_syllables,
+    skeleton_table,
+    translate_table,
+)
 
 Locate = Callable[[str, str], PackIssue]  # (json path, message) → located issue
 
@@ -37,10 +54,11 @@ _MAX_WINDOW_SECONDS: Final = 30 * 86400
 
 @dataclass(frozen=True)
 class Layers:
-    """Normalisation layers (docs/rules.md, "Evasion layers"). width … traditional and homophones
-    fold the text 1:1 (one normaliser per distinct setting); leet, pinyin and emoji widen keywords
-    into variants at load (service.rules.expansions), so rules that differ only in those share
-    one normalised text and one database."""
+    """Normalisation layers (docs/rules.md, "Evasion layers"). width … traditional fold the text
+    1:1 (one normaliser per distinct setting); leet, pinyin and emoji widen keywords into variants
+    at load (service.rules.expansions), so rules that differ only in those share one normalised
+    text and one database. homophones gives a channel's patterns twins that the matcher scans over
+    a homophone-folded view of the same text (rules that differ in it get their own channel)."""
 
     width: bool = True
     case: bool = True
@@ -50,7 +68,7 @@ class Layers:
     leet: bool = True
     pinyin: bool = True
     emoji: bool = True
-    homophones: bool = False  # opt-in: folds ordinary words together (measured in docs/rules.md)
+    homophones: bool = False  # opt-in per pack or rule; the default pack turns it on (docs/quality.md)
 
     def overridden(self, spec: s.NormalizeSpec | None) -> Layers:
         if spec is None:
@@ -61,7 +79,7 @@ class Layers:
         return dataclasses.replace(self, **changes) if changes else self
 
     def text_side(self) -> Layers:
-        """Only the switches that change the normalised text: the key of a channel."""
+        """The switches that decide a channel: what changes the normalised text, and homophones."""
         return dataclasses.replace(self, leet=False, pinyin=False, emoji=False)
 
 
@@ -70,22 +88,22 @@ _LAYER_NAMES: Final = tuple(f.name for f in dataclasses.fields(Layers))
 
 @functools.lru_cache(maxsize=64)
 def build_normalizer(layers: Layers, keep: frozenset[str] = frozenset()) -> Normalizer:
-    """The text-side normaliser; `keep` are emoji that stand for keywords, so they are never
-    removed as separators (发🧧给我 keeps its 🧧) and gaps around them close as between hanzi."""
+    """The text-side normaliser; `keep` are separators that patterns contain (stand-in emoji,
+    symbols of regexes), so they are never removed (发🧧给我 keeps its 🧧) and gaps around them
+    close as between hanzi; the matcher's alternate view removes them (Normalizer.without_kept)."""
     table = translate_table(
         width=layers.width,
         case=layers.case,
         traditional=layers.traditional,
         invisible=layers.invisible,
-        homophones=layers.homophones,
     )
     skeleton = skeleton_table(invisible=layers.invisible, separators=layers.separators)
-    if keep and skeleton is not None and layers.separators:
+    kept = frozenset(c for c in keep if ord(c) < TABLE_SIZE) if layers.separators else frozenset()
+    if kept and skeleton is not None:
         skeleton = list(skeleton)
-        for char in keep:
-            if ord(char) < len(skeleton):
-                skeleton[ord(char)] = SKELETON_KEPT_EMOJI
-    return Normalizer(table, skeleton)
+        for char in kept:
+            skeleton[ord(char)] = SKELETON_KEPT
+    return Normalizer(table, skeleton, kept)
 
 
 @dataclass
@@ -101,19 +119,40 @@ class RuleSource:
 class _ChannelBuilder:
     field_name: str
     layers: Layers
-    keep: set[str] = field(default_factory=set)  # stand-in emoji the normaliser keeps (build_normalizer)
+    keep: set[str] = field(default_factory=set)  # separators the normaliser keeps (build_normalizer)
     expressions: dict[str, int] = field(default_factory=dict)
     lengths: list[int | None] = field(default_factory=list)
     needs_all_spans: set[int] = field(default_factory=set)
+    twins: dict[int, dict[str, None]] = field(default_factory=dict)  # homophone twins per pattern id
+    spelled: set[int] = field(default_factory=set)  # pinyin spellings (ends checked as syllables)
 
-    def add(self, expression: str, fixed_length: int | None, *, all_spans: bool) -> int:
+    def add(
+        self,
+        expression: str,
+        fixed_length: int | None,
+        *,
+        all_spans: bool,
+        twins: bool = True,
+        more_twins: Sequence[str] = (),
+        spelled: bool = False,
+    ) -> int:
+        """The id of `expression`. In a channel with homophones, a pattern of hanzi (a keyword of
+        at least MIN_HOMOPHONE_CHARS, or a regex) gets its homophone fold and `more_twins` as
+        twins, unless `twins` is False (variants that are not hanzi words: pinyin, emoji)."""
         pattern_id = self.expressions.get(expression)
         if pattern_id is None:
             pattern_id = len(self.lengths)
             self.expressions[expression] = pattern_id
             self.lengths.append(fixed_length)
+            self.keep |= literal_separators(expression, regex=fixed_length is None)
+            if spelled:
+                self.spelled.add(pattern_id)
         if all_spans:
             self.needs_all_spans.add(pattern_id)
+        wide_enough = fixed_length is None or fixed_length >= MIN_HOMOPHONE_CHARS
+        if twins and self.layers.homophones and wide_enough:
+            found = (homophone_twin(expression, regex=fixed_length is None), *more_twins)
+            self.twins.setdefault(pattern_id, {}).update(dict.fromkeys(t for t in found if t is not None))
         return pattern_id
 
     @property
@@ -122,8 +161,21 @@ class _ChannelBuilder:
 
     def patterns(self) -> tuple[PatternSpec, ...]:
         return tuple(
-            PatternSpec(expression, self.lengths[i], i not in self.needs_all_spans)
+            PatternSpec(expression, self.lengths[i], i not in self.needs_all_spans, tuple(self.twins.get(i, ())))
             for expression, i in self.expressions.items()
+        )
+
+    def matcher(self) -> FieldMatcher:
+        normalizer = self.normalizer
+        homophones = None
+        if any(self.twins.values()):
+            homophones = Homophones(homophone_table(), common_words(), COMMON_WORD_MAX_CHARS, common_characters())
+        return FieldMatcher(
+            self.patterns(),
+            alternate=normalizer.without_kept if normalizer.kept else None,
+            homophones=homophones,
+            syllables=pinyin_syllables() if self.spelled else frozenset(),
+            spelled=frozenset(self.spelled),
         )
 
 
@@ -193,24 +245,25 @@ class _Compiler:
         self, terms: Sequence[str], field_name: str, layers: Layers, path: str, locate: Locate, *, all_spans: bool
     ) -> tuple[int, tuple[int, ...]]:
         index, builder = self.channel(field_name, layers)
-        # Terms fold without the stand-in emoji kept (builder.keep), so the result never depends on
-        # the order rules were compiled in; `plain` skips the homophone fold because readings and
-        # emoji names are looked up on the real characters.
+        # Terms fold without the kept separators (builder.keep), so the result never depends on
+        # the order rules were compiled in.
         fold = folder(build_normalizer(builder.layers))
-        plain_normalizer = build_normalizer(dataclasses.replace(builder.layers, homophones=False))
         ids: list[int] = []
         for term in terms:
-            plain = plain_normalizer.normalize(term.strip()).text
-            if not plain:
+            folded = fold(term.strip())
+            if not folded:
                 self.issues.append(locate(path, f"keyword {term!r} is empty after normalisation"))
                 continue
-            folded = fold(plain)
             found = expand(
-                plain, fold, leet=layers.leet, pinyin=layers.pinyin, homophones=layers.homophones, emoji=layers.emoji
+                folded, fold, leet=layers.leet, pinyin=layers.pinyin, homophones=layers.homophones, emoji=layers.emoji
             )
             main = found.fixed or Variant(literal_expression(folded), len(folded))
-            for variant in (main, *found.extra):
-                ids.append(builder.add(variant.expression, variant.length, all_spans=all_spans))
+            ids.append(builder.add(main.expression, main.length, all_spans=all_spans, more_twins=found.homophones))
+            for variant in found.extra:
+                ids.append(
+                    builder.add(variant.expression, variant.length, all_spans=all_spans, twins=False,
+                                spelled=variant.spelled)
+                )
             builder.keep |= found.emoji
         return index, tuple(dict.fromkeys(ids))
 
@@ -475,7 +528,7 @@ def compile_pack(
     channels: list[Channel] = []
     for builder in compiler.channels.values():
         try:
-            matcher = FieldMatcher(builder.patterns())
+            matcher = builder.matcher()
         except PatternCompileError as exc:
             issues.append(locate_in_pack("$", f"pattern database for {builder.field_name} failed: {exc.reason}"))
             return None

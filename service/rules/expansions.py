@@ -1,26 +1,35 @@
-"""Keyword → extra pattern variants for the keyword-side evasion layers: leet, pinyin, emoji
-(and the reading-in-context half of homophones).
+"""Keyword → extra pattern variants for the keyword-side evasion layers: leet, pinyin, emoji,
+and the homophone twins the matcher scans over its homophone view.
 
-The text-side layers (width, case, invisible, separators, traditional, homophones) fold the
-*message* 1:1, so offsets survive. These cannot: 🧧 stands for two characters, "hongbao" for two,
-and folding p0rn → porn in the text would also rewrite prices and the numbers regexes look for.
-So they widen the *keyword* instead, once at pack load:
+The text-side layers (width, case, invisible, separators, traditional) fold the *message* 1:1, so
+offsets survive. These cannot: 🧧 stands for two characters, "hongbao" for two, and folding
+p0rn → porn in the text would also rewrite prices and the numbers regexes look for. So they
+widen the *keyword* instead, once at pack load:
 
-    porn  (leet)    → \\bp[o0]rn\\b                      one pattern, classes per letter
-    红包  (pinyin)  → \\bhongbao\\b, \\bhong bao\\b         one literal per spelling
-    红包  (emoji)   → 🧧                                 one literal per stand-in
-    发红包 (emoji)  → 发🧧
+    porn   (leet)    → \\bp[o0]rn\\b                     one pattern, classes per letter
+    low逼  (leet)    → \\bl[o0]w逼                         the Latin part of a mixed keyword
+    红包   (pinyin)  → hongbao, hong bao                    one literal per spelling
+    low逼  (pinyin)  → lowbi, low bi
+    红包   (emoji)   → 🧧                                 one literal per stand-in
+    发红包 (emoji)   → 发🧧
+    red packet       → \\bredpacket\\b                    a Latin phrase run together
+    银行   (homophones) → twins 垠杭 (first readings) and 垠航 (in context: 行 hang), scanned over
+                       the matcher's homophone view only
 
 Variants are fixed-length literals (or leet classes of single characters), so the matcher takes a
 hit's start as end − length and checks word boundaries itself: no RE2 call, and Hyperscan compiles
 plain literals ~3x faster than alternations or optional gaps (measured: docs/benchmarks.md).
+Pinyin spellings carry no `\\b`: the matcher checks that the letters around a hit read as pinyin
+syllables (nigeshabi holds shabi, shabiz does not).
 Every variant matches the normalised text, whose spans map back to the original, so evidence
 offsets stay exact whatever layer found the match.
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -37,8 +46,14 @@ MAX_EMOJI_VARIANTS: Final = 8
 # Stand-ins by reading (🐔 鸡 ji for 机) only in terms this short: they are how 2–3 character
 # insults and markings get written (傻🖊, 代🐕); for longer terms they only grow the database.
 MAX_READING_EMOJI_CHARS: Final = 3
+# Homophone twins for keywords of at least this many hanzi: one character has ~20 homophones
+# among common characters, and nearly every one is a word of its own.
+MIN_HOMOPHONE_CHARS: Final = 2
 
 _ASCII_WORD: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+# Python's own regex parser (what `re` compiles with) reads the literals of a pattern; RE2's syntax
+# is the same for literals, escapes and classes.
+_REGEX_PARSER: Final = importlib.import_module("re._parser")
 
 Fold = Callable[[str], str]  # the channel's normalisation, applied to what the patterns contain
 
@@ -54,6 +69,7 @@ def folder(normalizer: Normalizer) -> Fold:
 class Variant:
     expression: str
     length: int  # in characters of the normalised text
+    spelled: bool = False  # pinyin: its ends are checked as syllables, not as \b
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +79,7 @@ class Expansion:
     fixed: Variant | None
     extra: tuple[Variant, ...]
     emoji: frozenset[str]  # stand-in emoji the normaliser must keep (never removed as separators)
+    homophones: tuple[str, ...] = ()  # twins of the keyword's own pattern beyond its plain fold
 
 
 NO_EXPANSION: Final = Expansion(None, (), frozenset())
@@ -71,29 +88,91 @@ NO_EXPANSION: Final = Expansion(None, (), frozenset())
 def expand(
     plain: str, fold: Fold, *, leet: bool, pinyin: bool, homophones: bool, emoji: bool
 ) -> Expansion:
-    """Variants of the keyword `plain` (normalised without homophone folding) for a channel whose
-    normalisation is `fold`."""
+    """Variants of the keyword `plain` (normalised) for a channel whose normalisation is `fold`."""
     has_cjk = any(tables.is_cjk(ch) for ch in plain)
     cjk_only = has_cjk and all(tables.is_cjk(ch) for ch in plain)
-    fixed = _leet(plain, fold) if leet and not has_cjk else None
-    readings = tables.readings(plain) if cjk_only and (pinyin or homophones or emoji) else []
+    has_latin = any(ch.isascii() and ch.isalpha() for ch in plain)
+    fixed = _leet(plain, fold) if leet and has_latin else None
+    readings = tables.readings(plain) if has_cjk and (pinyin or homophones or emoji) else []
     extra: list[Variant] = []
-    if homophones and readings:
-        extra.extend(_reading_in_context(plain, readings, fold))
-    if pinyin and readings and 2 <= len(plain) <= MAX_PINYIN_CHARS and all(readings):
-        extra.extend(_pinyin(readings))
+    twins: list[str] = []
+    if homophones and cjk_only and len(plain) >= MIN_HOMOPHONE_CHARS:
+        twins.extend(_reading_in_context(plain, readings))
+    if pinyin and readings:
+        if cjk_only and 2 <= len(plain) <= MAX_PINYIN_CHARS and all(readings):
+            extra.extend(_pinyin(readings))
+        elif not cjk_only:
+            extra.extend(_pinyin_mixed(plain, readings))
+    if not has_cjk and " " in plain and all(ch.isascii() and (ch.isalnum() or ch == " ") for ch in plain):
+        joined = plain.replace(" ", "")
+        extra.append(Variant(_literal(joined), len(joined)))
     used: set[str] = set()
     if emoji:
-        for variant, stand_in in _emoji_variants(plain, readings, fold):
+        for variant, stand_in in _emoji_variants(plain, readings if cjk_only else [], fold):
             extra.append(Variant(_literal(variant), len(variant)))
             used.add(stand_in)
-    if fixed is None and not extra:
+    if fixed is None and not extra and not twins:
         return NO_EXPANSION
-    return Expansion(fixed, tuple(dict.fromkeys(extra)), frozenset(used))
+    return Expansion(fixed, tuple(dict.fromkeys(extra)), frozenset(used), tuple(dict.fromkeys(twins)))
+
+
+_HANZI_RUN: Final = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]{2,}")
+_CLASS: Final = re.compile(r"\[(?:\\.|[^\]])*\]")
+
+
+def homophone_twin(expression: str, *, regex: bool) -> str | None:
+    """`expression` over the homophone view (its hanzi folded, as fold_regex folds a regex); None
+    when it has no hanzi (the view leaves it unchanged), or for a regex when a run of its hanzi
+    sounds like common words (tables.HOMOPHONE_COLLISION_LIMIT)."""
+    if not any(tables.is_cjk(ch) for ch in expression):
+        return None
+    if regex:
+        runs = _HANZI_RUN.findall(_CLASS.sub(" ", expression))
+        if any(tables.homophone_collisions(run) >= tables.HOMOPHONE_COLLISION_LIMIT for run in runs):
+            return None
+    return fold_regex(expression, tables.homophone_fold)
+
+
+_LITERAL_CHARS: Final = re.compile(r"\\x([0-9a-f]{2})|([^\x00-\x7f])")
+
+
+def literal_separators(expression: str, *, regex: bool = True) -> frozenset[str]:
+    """Characters `expression` matches literally that the separators layer could remove (★ in
+    秘密 ?[★☆], $ in [¥$]): the normaliser must keep them. Regex syntax is not a literal. A
+    keyword's expression (`regex` False) holds its characters as themselves or as \\xNN."""
+    literals: set[str] = set()
+    if not regex:
+        literals = {chr(int(code, 16)) if code else char for code, char in _LITERAL_CHARS.findall(expression)}
+    else:
+        try:
+            _collect_literals(_REGEX_PARSER.parse(expression), literals)
+        except (re.error, ValueError, OverflowError, RecursionError):
+            literals = {ch for ch in expression if ord(ch) > 0x7F}  # RE2-only syntax: non-ASCII is literal
+    return frozenset(ch for ch in literals if tables.is_removable(ch))
+
+
+def _collect_literals(node: object, into: set[str]) -> None:
+    for op, argument in node:  # type: ignore[attr-defined]
+        name = str(op)
+        if name == "LITERAL":
+            into.add(chr(argument))
+        elif name == "IN":
+            if not any(str(item_op) == "NEGATE" for item_op, _ in argument):
+                into.update(chr(code) for item_op, code in argument if str(item_op) == "LITERAL")
+        elif name in ("SUBPATTERN", "MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            _collect_literals(argument[-1], into)
+        elif name == "BRANCH":
+            for branch in argument[1]:
+                _collect_literals(branch, into)
 
 
 def _escape(char: str) -> str:
     return char if char.isalnum() or ord(char) > 0x7F else f"\\x{ord(char):02x}"
+
+
+def _plain(text: str) -> str:
+    """A literal without \\b (a pinyin spelling: the matcher checks its ends as syllables)."""
+    return "".join(_escape(c) for c in text)
 
 
 def _literal(text: str) -> str:
@@ -144,26 +223,48 @@ def _edge(members: str, *, before: bool, after: bool) -> str:
 # --- homophones and pinyin
 
 
-def _reading_in_context(plain: str, readings: Sequence[tuple[str, ...]], fold: Fold) -> list[Variant]:
-    """The homophone table folds each character by its most common reading; a keyword read
-    otherwise in context (银行: 行 hang, not xing) also gets its in-context reading's form."""
+def _reading_in_context(plain: str, readings: Sequence[tuple[str, ...]]) -> list[str]:
+    """The homophone view folds each character by its most common reading; a keyword read
+    otherwise in context (银行: 行 hang, not xing) also gets a twin with its in-context reading."""
     chars = []
     for char, options in zip(plain, readings, strict=True):
         representative = tables.homophone_representative(options[0]) if options else None
-        chars.append(representative or fold(char))
+        chars.append(representative or tables.homophone_fold(char))
     variant = "".join(chars)
-    return [] if variant == fold(plain) else [Variant(_literal(variant), len(variant))]
+    return [] if variant == tables.homophone_fold(plain) else [_literal(variant)]
 
 
-def _pinyin(readings: Sequence[tuple[str, ...]]) -> list[Variant]:
+def _pinyin(readings: Sequence[Sequence[str]]) -> list[Variant]:
     """Toneless spellings: hongbao and hong bao (ü written v and u: lvse, luse)."""
     variants = []
     for combination in itertools.islice(itertools.product(*readings), MAX_READING_COMBINATIONS):
         for syllables in dict.fromkeys((combination, tuple(s.replace("v", "u") for s in combination))):
             for gap in ("", " "):
                 spelled = gap.join(syllables)
-                variants.append(Variant(_literal(spelled), len(spelled)))
+                variants.append(Variant(_plain(spelled), len(spelled), spelled=True))
     return variants
+
+
+def _pinyin_mixed(plain: str, readings: Sequence[tuple[str, ...]]) -> list[Variant]:
+    """A keyword mixing Latin and hanzi (low逼, 傻b) spelled with its hanzi in pinyin: lowbi,
+    low bi. Its Latin runs stay as they are; at least two parts, so a lone syllable never stands."""
+    parts: list[Sequence[str]] = []
+    latin = ""
+    for char, options in zip(plain, readings, strict=True):
+        if tables.is_cjk(char):
+            if not options:
+                return []
+            if latin:
+                parts.append((latin,))
+                latin = ""
+            parts.append(options)
+        elif char.isascii() and char.isalnum():
+            latin += char
+        else:
+            return []  # a symbol or space inside: spelled forms of it are guesses
+    if latin:
+        parts.append((latin,))
+    return _pinyin(parts) if len(parts) >= 2 else []
 
 
 def fold_regex(pattern: str, fold: Fold) -> str:

@@ -6,12 +6,17 @@
 - invisible characters: Unicode categories Cf/Cc, variation selectors and combining marks that
   evaders stack on Latin letters (U+0300–U+036F, U+20D0–U+20FF) map to the DELETED placeholder;
   lone surrogates map to U+FFFD so the UTF-8 the scanner sees is always valid;
-- homophones (opt-in): the characters of GB2312 (the 6,763 common simplified characters,
-  enumerated with Python's own codec) grouped by the toneless form of their first pypinyin
-  reading; each folds to its group's first character, so 沙比 and 傻逼 read the same.
+- homophones: the characters of GB2312 (the 6,763 common simplified characters, enumerated with
+  Python's own codec) grouped by the toneless form of their first pypinyin reading; each folds to
+  its group's first character, so 沙比 and 傻逼 read the same. The matcher folds a *view* of the
+  text with it (the text itself is not folded), and refuses a homophone hit that is, or straddles,
+  a common word: the words of jieba's dictionary (MIT) attested at least COMMON_WORD_MIN_COUNT
+  times.
 
 Keyword-side layers (service.rules.expansions turns keywords into variants with these):
 - pinyin: pypinyin's readings in context (its phrase dictionary picks 行长 → hang zhang), toneless;
+  the syllable inventory (every toneless reading in pypinyin's dictionary) checks where a spelling
+  sits inside a longer run of letters;
 - emoji: CLDR short names in Chinese and English as shipped by the `emoji` package;
 - leet: the one table typed here, because leetspeak has no maintained machine-readable source:
   single ASCII glyphs that stand for a letter by shape (0 → o, 1 → i/l, 3 → e, @ → a, $ → s…).
@@ -22,6 +27,8 @@ Tables are pure functions of the layer switches, so they are cached per process.
 from __future__ import annotations
 
 import functools
+import importlib.resources
+import re
 import unicodedata
 from collections.abc import Iterator
 from typing import Final
@@ -45,8 +52,9 @@ from service.engine.normalize import (
 # Dense up to the end of plane 2 (CJK Extension B…): list lookups are ~2x faster than a dict.
 TABLE_SIZE: Final = 0x30000
 _CJK_RANGES: Final = ((0x3400, 0x4DC0), (0x4E00, 0xA000), (0xF900, 0xFB00), (0x20000, 0x2EBF0))
-# Sentence punctuation is never a separator between CJK characters: "红，包括" must not read 红包.
-_SENTENCE_PUNCTUATION: Final = ",.!?;:，。！？；：、\u3000"
+# Sentence punctuation is never a separator between CJK characters: "红，包括" must not read 红包,
+# nor 治……长达 read 治长 (智障 by sound). The ellipsis and the dash end clauses in Chinese too.
+_SENTENCE_PUNCTUATION: Final = ",.!?;:，。！？；：、\u3000…⋯—"
 _SEPARATOR_CATEGORIES: Final = frozenset({"Zs", "Pc", "Pd", "Po", "Ps", "Pe", "Pi", "Pf", "Sm", "Sk", "So", "Sc"})
 
 
@@ -60,9 +68,7 @@ def _is_invisible(code_point: int) -> bool:
 
 
 @functools.lru_cache(maxsize=16)
-def translate_table(
-    *, width: bool, case: bool, traditional: bool, invisible: bool, homophones: bool = False
-) -> TranslateTable:
+def translate_table(*, width: bool, case: bool, traditional: bool, invisible: bool) -> TranslateTable:
     table: list[int | None] = list(range(TABLE_SIZE))
     converter = opencc.OpenCC("t2s.json") if traditional else None
     for code_point in range(TABLE_SIZE):
@@ -89,18 +95,18 @@ def translate_table(
                 simplified = converter.convert(chr(code_point))
                 if len(simplified) == 1 and simplified != chr(code_point):
                     table[code_point] = ord(simplified)
-    if homophones:
-        # Last, so traditional and compatibility forms fold to a simplified character first.
-        folds = homophone_folds()
-        for code_point, target in enumerate(table):
-            if target is not None and target in folds:
-                table[code_point] = folds[target]
     return table
 
 
 # Emoji blocks: code points this Python's Unicode database (14.0) does not know yet are still
 # emoji to a chat client, so unassigned ones there count as symbols too.
 _EMOJI_BLOCKS: Final = ((0x1F000, 0x1FB00), (0x2600, 0x27C0))
+
+
+def is_removable(char: str) -> bool:
+    """Whether the separators layer may remove `char` (between hanzi, in spelled-out words):
+    a pattern that contains such a character needs it kept (see compiler.build_normalizer)."""
+    return not char.isspace() and char not in _SENTENCE_PUNCTUATION and _is_separator(char)
 
 
 def _is_separator(char: str) -> bool:
@@ -193,6 +199,103 @@ def homophone_groups() -> dict[str, str]:
 def homophone_folds() -> dict[int, int]:
     """Common character → the first character (GB2312 order) of its reading's group: 沙 傻 → 莎."""
     return {ord(char): ord(group[0]) for group in homophone_groups().values() for char in group}
+
+
+# The homophone view's table only needs the BMP's hanzi: str.translate leaves any code point past
+# its end unchanged.
+_HOMOPHONE_TABLE_SIZE: Final = 0xA000
+
+
+@functools.lru_cache(maxsize=1)
+def homophone_table() -> TranslateTable:
+    """The 1:1 fold of the matcher's homophone view (its input is already simplified)."""
+    table: list[int | None] = list(range(_HOMOPHONE_TABLE_SIZE))
+    for code_point, target in homophone_folds().items():
+        if code_point < _HOMOPHONE_TABLE_SIZE:
+            table[code_point] = target
+    return table
+
+
+def homophone_fold(text: str) -> str:
+    return text.translate(homophone_table())
+
+
+# A homophone hit that is (or straddles) a word of jieba's dictionary attested at least this many
+# times is an ordinary word, not an evasion. The dictionary's long tail (counts 1-9, ~240k
+# entries) is mostly rare names and compounds; 10 keeps its ~105k attested words.
+COMMON_WORD_MIN_COUNT: Final = 10
+COMMON_WORD_MAX_CHARS: Final = 4
+
+
+# A dictionary line: word, count, part of speech. Only hanzi words of the lengths used are read.
+_DICTIONARY_LINE: Final = re.compile(
+    rf"^([\u3400-\u4dbf\u4e00-\u9fff]{{2,{COMMON_WORD_MAX_CHARS}}}) (\d+)", re.MULTILINE
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _dictionary_counts() -> dict[str, int]:
+    """jieba's hanzi words of 2 to COMMON_WORD_MAX_CHARS characters with at least
+    COMMON_WORD_MIN_COUNT occurrences (its words are simplified: 22 of 94k are not)."""
+    source = importlib.resources.files("jieba").joinpath("dict.txt").read_text(encoding="utf-8")
+    # finditer, not findall: the 330k matching lines would otherwise all exist at once.
+    counts = ((line[1], int(line[2])) for line in _DICTIONARY_LINE.finditer(source))
+    return {word: count for word, count in counts if count >= COMMON_WORD_MIN_COUNT}
+
+
+@functools.lru_cache(maxsize=1)
+def common_words() -> frozenset[str]:
+    """The common words the matcher refuses homophone hits in (see _dictionary_counts)."""
+    return frozenset(_dictionary_counts())
+
+
+# A regex whose hanzi sound like common words attested this often in total (机密: 羁縻 613,
+# 吉米 221, 几米 60) gets no homophone twin: its hits also cover context characters and classes
+# (机密 + one character), which the matcher's word check cannot read apart, and the ordinary
+# strings around those words get through (黄焖鸡米饭 for 机密 in a COLD row). Keywords are
+# checked hit by hit instead (Homophones.ordinary).
+HOMOPHONE_COLLISION_LIMIT: Final = 100
+
+
+@functools.lru_cache(maxsize=1)
+def _counts_by_fold() -> dict[str, int]:
+    by_fold: dict[str, int] = {}
+    for word, count in _dictionary_counts().items():
+        folded = homophone_fold(word)
+        by_fold[folded] = by_fold.get(folded, 0) + count
+    return by_fold
+
+
+def homophone_collisions(word: str) -> int:
+    """How often common words other than `word` itself read as `word` (the same homophone fold)."""
+    return _counts_by_fold().get(homophone_fold(word), 0) - _dictionary_counts().get(word, 0)
+
+
+# A homophone made only of the most frequent characters (是, 有, 没, 全, 出…) is ordinary text far
+# more often than an evasion (全是 reads like 拳师, 没比 like 美鲍): the matcher refuses it.
+COMMON_CHARACTERS: Final = 300
+_DICTIONARY_CHARACTER: Final = re.compile(r"^([\u3400-\u4dbf\u4e00-\u9fff]) (\d+)", re.MULTILINE)
+
+
+@functools.lru_cache(maxsize=1)
+def common_characters() -> frozenset[str]:
+    """The COMMON_CHARACTERS most frequent one-character words of jieba's dictionary."""
+    source = importlib.resources.files("jieba").joinpath("dict.txt").read_text(encoding="utf-8")
+    counted = sorted(((int(line[2]), line[1]) for line in _DICTIONARY_CHARACTER.finditer(source)), reverse=True)
+    return frozenset(char for _, char in counted[:COMMON_CHARACTERS])
+
+
+@functools.lru_cache(maxsize=1)
+def pinyin_syllables() -> frozenset[str]:
+    """Every toneless syllable pypinyin's dictionary knows (ü as v and as u), but the vowelless
+    interjections (m, n, ng, hm…), which would let any consonant pass for a syllable."""
+    syllables: set[str] = set()
+    for readings in pinyin_dict.values():
+        for reading in readings.split(","):
+            toneless = _toneless(reading)
+            if toneless.isascii() and toneless.isalpha() and any(v in toneless for v in "aeiouv"):
+                syllables.update((toneless, toneless.replace("v", "u")))
+    return frozenset(syllables)
 
 
 def homophone_representative(syllable: str) -> str | None:

@@ -52,7 +52,7 @@ CAUGHT = [
     # homophones (the rule opted in): same toneless reading, other characters
     ("薇商招代理", "shop.side_business", (0, 2)),
     ("你个沙比", "insult.zh", (2, 4)),
-    ("你个傻逼", "insult.zh", (2, 4)),  # the keyword itself still matches on the folded text
+    ("你个傻逼", "insult.zh", (2, 4)),  # the keyword itself, from the plain database
     # emoji standing for the whole keyword (CLDR name 红包), between hanzi, and by reading (🐔 鸡 ji)
     ("🧧", "payment.red_packet", (0, 1)),
     ("发🧧给你", "payment.red_packet", (1, 2)),
@@ -63,7 +63,7 @@ CAUGHT = [
     ("機\u200b 密", "secret.marking", (0, 4)),
     # emoji with a variation selector: the selector is invisible, so the evidence is the emoji
     ("发🧧\ufe0f了", "payment.red_packet", (1, 2)),
-    # a regex of a rule with homophones sees folded text and is folded alike
+    # a regex of a rule with homophones gets a twin over the homophone view
     ("嘉格100元", "shop.price", (0, 6)),
 ]
 
@@ -80,8 +80,8 @@ MISSED = [
     ("红，包括", "payment.red_packet"),
     # words that were really separate in Latin text are not glued
     ("red packet", "payment.red_packet"),
-    # pinyin keeps word boundaries: no match inside a longer Latin word
-    ("hongbaoxian", "payment.red_packet"),
+    # pinyin matches inside a longer run of letters only where the rest reads as pinyin
+    ("hongbaoz", "payment.red_packet"),
     # leet keeps word boundaries too
     ("idiotic plan", "obscene.en"),
     ("p0rno", "obscene.en"),

@@ -31,10 +31,7 @@ FOLDS = [
     (DEFAULT_TEXT, "red packet", "red packet"),  # real Latin words keep their space
     (DEFAULT_TEXT, "红，包括", "红,包括"),  # sentence punctuation never joins hanzi (，is width-folded)
     (DEFAULT_TEXT, "价格100元", "价格100元"),  # digits are never folded in the text
-    (ALL_TEXT, "沙比", "莎逼"),  # homophones: each character to its reading group's first
-    (ALL_TEXT, "傻逼", "莎逼"),
-    (ALL_TEXT, "薇商", "威墒"),
-    (ALL_TEXT, "機密", "击眯"),  # traditional first, then the homophone fold
+    (ALL_TEXT, "沙比", "沙比"),  # homophones never fold the text itself (the matcher folds a view)
     (NONE, "ＡＢ 機\u200b", "ＡＢ 機\u200b"),  # every layer off: the text is untouched
 ]
 
@@ -48,9 +45,19 @@ def test_layer_folds(layers: Layers, original: str, normalized: str) -> None:
         assert 0 <= begin < end <= len(original)
 
 
-def test_homophone_fold_is_one_to_one() -> None:
-    text = "你个沙比，薇商代购，红包拿好"
-    assert len(_normalizer(ALL_TEXT).normalize(text).text) == len(_normalizer(DEFAULT_TEXT).normalize(text).text)
+HOMOPHONE_FOLDS = [
+    # (text, its homophone view): each hanzi to the first character of its reading group
+    ("沙比", "莎逼"),
+    ("傻逼", "莎逼"),
+    ("薇商", "威墒"),
+    ("机密", "击眯"),
+    ("价格100元, ok", "嘉哥100鸳, ok"),  # only hanzi fold
+]
+
+
+@pytest.mark.parametrize(("text", "folded"), HOMOPHONE_FOLDS, ids=[f[0] for f in HOMOPHONE_FOLDS])
+def test_homophone_view_folds_one_to_one(text: str, folded: str) -> None:
+    assert tables.homophone_fold(text) == folded
 
 
 def test_kept_emoji_survive_separator_removal_and_close_gaps_like_hanzi() -> None:
@@ -82,8 +89,11 @@ EXPANSIONS = [
     # (term, layers on, expressions expected among the variants)
     ("porn", {"leet"}, {r"\bp[o0]rn\b"}),
     ("sex", {"leet"}, {r"(?:\b[s5]|\x24)[e3]x\b"}),  # a symbol at an end gets no \b
-    ("红包", {"pinyin"}, {r"\bhongbao\b", r"\bhong\x20bao\b"}),
-    ("绿色", {"pinyin"}, {r"\blvse\b", r"\bluse\b"}),  # ü typed v or u
+    ("红包", {"pinyin"}, {"hongbao", r"hong\x20bao"}),  # ends checked as syllables by the matcher
+    ("绿色", {"pinyin"}, {"lvse", "luse"}),  # ü typed v or u
+    ("low逼", {"pinyin"}, {"lowbi", r"low\x20bi"}),  # a mixed keyword: its hanzi spelled
+    ("low逼", {"leet"}, {r"(?:\b[l1]|\x7c)[o0]w逼"}),  # a mixed keyword: its Latin letters widened
+    ("red packet", set(), {r"\bredpacket\b"}),  # a Latin phrase run together (r e d p a c k e t)
     ("红包", {"emoji"}, {"🧧"}),
     ("发红包", {"emoji"}, {"发🧧"}),
     ("money bag", {"emoji"}, {"💰"}),
@@ -123,4 +133,4 @@ REGEXES = [
 
 @pytest.mark.parametrize(("pattern", "folded"), REGEXES, ids=[r[0] for r in REGEXES])
 def test_fold_regex(pattern: str, folded: str) -> None:
-    assert fold_regex(pattern, folder(_normalizer(ALL_TEXT))) == folded
+    assert fold_regex(pattern, tables.homophone_fold) == folded

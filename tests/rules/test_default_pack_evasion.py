@@ -1,0 +1,68 @@
+"""The default pack with its evasion layers (homophones on): evasions of its own terms are caught
+with exact evidence, and ordinary text that merely sounds like them is left alone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from service.engine.classifier import Engine
+from service.events import ChatEvent
+from service.rules.loader import load_pack
+from service.settings import bundled_rules_dir
+
+NOW = datetime(2025, 1, 1, tzinfo=UTC)  # outside every election window
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return load_pack(bundled_rules_dir())
+
+
+def _acted(engine: Engine, text: str) -> dict[str, list[str]]:
+    """Category → evidence of every match an officer would see."""
+    verdict = engine.classify(ChatEvent(id="e", text=text), NOW)
+    found: dict[str, list[str]] = {}
+    for match in verdict.matches:
+        if match.action != "allow" and not match.shadow:
+            found.setdefault(match.category, []).extend(e.text for e in match.evidence)
+    return found
+
+
+CAUGHT = [
+    # (text, category, evidence)
+    ("你个沙比，会不会干活", "improper_remarks", "沙比"),  # homophones of 傻逼
+    ("这种人渣真恶心", "improper_remarks", "人渣"),
+    ("那种人就是壬扎", "improper_remarks", "壬扎"),
+    ("那种男人是畜🥧牲", "improper_remarks", "畜🥧牲"),  # an emoji that stands in elsewhere, as a separator
+    ("整个一l o w 逼", "improper_remarks", "l o w 逼"),  # spelled-out Latin next to hanzi
+    ("整个一l0w逼", "improper_remarks", "l0w逼"),  # leet in a mixed keyword
+    ("整个一lowbi", "improper_remarks", "lowbi"),  # pinyin of a mixed keyword
+    ("nigeshabi，会不会干活", "improper_remarks", "shabi"),  # pinyin inside a run of pinyin
+    ("秘密★启用前 关于干部调整的通知", "secret_leak", "秘密★"),  # the regex's ★ is kept
+    ("密/级_：^秘~密，请在内网处理", "secret_leak", "密/级_：^秘~密"),
+    ("This file is T*O_P S/E=C/R·E~T", "secret_leak", "T*O_P S/E=C/R·E~T"),  # words of a spelled phrase
+]
+
+
+@pytest.mark.parametrize(("text", "category", "evidence"), CAUGHT, ids=[c[0] for c in CAUGHT])
+def test_evasions_of_the_pack_are_caught(engine: Engine, text: str, category: str, evidence: str) -> None:
+    assert evidence in _acted(engine, text).get(category, [])
+
+
+CLEAN = [
+    # ordinary text whose sound matches a term of the pack
+    "My God，黄焖鸡米饭居然是山东的",  # 鸡米 sounds like 机密 (a regex: no twin, 羁縻/吉米/几米)
+    "评论里全是你只看到片面",  # 全是 sounds like 拳师
+    "我觉得女权是，女人按照自己的心意选择",  # 女权是 sounds like 女拳师
+    "我女友今天生日",  # 女友 sounds like 女优
+    "发现我的黑人脸盲不太好治……长达一个星期",  # 治……长 sounds like 智障; the ellipsis ends a clause
+    "大厦比较高",
+    "我可是最讨厌看繁体字的，zhichishiri我分得清",  # chishi mid-run of pinyin
+]
+
+
+@pytest.mark.parametrize("text", CLEAN)
+def test_ordinary_text_that_sounds_like_a_term_is_left_alone(engine: Engine, text: str) -> None:
+    assert _acted(engine, text) == {}
