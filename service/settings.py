@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)  # 413 above; Content-Length and streamed
     max_batch_events: int = Field(default=1000, ge=1)  # POST /check/batch: 422 above
     max_text_chars: int = Field(default=65536, ge=1)  # text, file.name, link.url: 422 above
+    # POST /check images (upload part, or base64 `media.image` decoded): 413 above. An upload may
+    # carry this plus max_body_bytes; a JSON body stays within max_body_bytes.
+    max_image_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     rules_watch_poll_seconds: float = Field(default=1.0, gt=0)  # pack-directory poll when rules_watch
     # Token bucket per bearer key (per client IP when auth is off); 0 = off. 429 with Retry-After.
     rate_limit_per_second: float = Field(default=0.0, ge=0)

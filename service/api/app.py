@@ -2,13 +2,15 @@
 
 Request path, outermost first: HttpMetricsMiddleware (count and time) → AuthMiddleware (bearer
 keys) → RateLimitMiddleware (only when configured; per known key or peer IP) →
-BodyLimitMiddleware (declared Content-Length) → HotRoutesMiddleware (`POST /check*`
+BodyLimitMiddleware (declared Content-Length; larger for image uploads) → HotRoutesMiddleware (`POST /check*`
 straight to their ASGI endpoints) → FastAPI's exception layer and router → the other routes.
 All pure ASGI (no BaseHTTPMiddleware: it costs a task and a stream per request).
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Final
 
 from fastapi import FastAPI
@@ -19,10 +21,11 @@ from service.api.auth import Access, AuthMiddleware, KeyRing, guarded_routes
 from service.api.errors import install_error_handlers
 from service.api.health import add_health_routes
 from service.api.http_metrics import HttpMetricsMiddleware
+from service.api.image_hasher import ImageHasher
 from service.api.limits import BodyLimitMiddleware, Limits
 from service.api.openapi import install_openapi
 from service.api.rate_limit import RateLimit, RateLimitMiddleware
-from service.api.routes_check import add_check_routes
+from service.api.routes_check import UPLOAD_ROUTES, add_check_routes
 from service.api.routes_rules import add_rules_routes
 from service.api.verdict_tally import VerdictTally
 from service.runtime import Runtime
@@ -47,10 +50,18 @@ Errors are JSON `{"error": "...", "detail": [...]}`; a 422 names the offending f
 def create_app(runtime: Runtime) -> FastAPI:
     settings = runtime.settings
     limits = Limits.from_settings(settings)
+    hasher = ImageHasher()  # its child process starts with the first image
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        hasher.close()
+
     app = FastAPI(
         title="Redline",
         version=_version(),
         description=DESCRIPTION,
+        lifespan=lifespan,
         # FastAPI's native OpenTelemetry probes global providers on every request; Redline exports
         # Prometheus metrics of its own (HttpMetricsMiddleware), so it stays off.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -59,7 +70,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     # Routes directly on the app (no include_router): flat matching, route templates in app.routes.
     tally = VerdictTally("http")
     app.state.verdict_tally = tally
-    hot_routes = add_check_routes(app, runtime, limits, tally)
+    app.state.image_hasher = hasher
+    hot_routes = add_check_routes(app, runtime, limits, tally, hasher)
     add_rules_routes(app, runtime)
     add_health_routes(app, runtime, tally)
     install_error_handlers(app)
@@ -72,7 +84,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     routes += [path for path in (app.openapi_url, app.docs_url, app.redoc_url) if path]
     # add_middleware wraps outward: the last added runs first.
     app.add_middleware(HotRoutesMiddleware, endpoints=hot_routes)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=limits.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=limits.max_body_bytes,
+                       max_upload_bytes=limits.max_upload_bytes, upload_routes=UPLOAD_ROUTES)
     if (rate_limit := RateLimit.from_settings(settings)) is not None:  # inside auth: only known keys
         app.add_middleware(RateLimitMiddleware, limit=rate_limit, keys=keys)
     app.add_middleware(AuthMiddleware, keys=keys, protected=protected)

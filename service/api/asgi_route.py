@@ -4,13 +4,15 @@ FastAPI's per-request machinery (dependency solving, validation, serialisation, 
 measured here at ~45 µs per request, several times the classifier itself. `AsgiRoute` keeps a
 route in FastAPI's router and OpenAPI document (schemas via `openapi_extra`) but answers with
 the given ASGI app. `JsonEndpoint` is that app for "JSON body in, JSON body out": it reads the
-body within the size limit, calls a synchronous `answer(body) -> bytes` and sends the result;
-`ApiError` becomes the usual JSON error answer.
+body within the size limit, calls a synchronous `answer(body)` and sends the result; `ApiError`
+becomes the usual JSON error answer. An answer that has to wait (an image to hash) returns an
+awaitable `Reply` instead of bytes; an endpoint given an `upload` handler also takes
+`multipart/form-data` bodies, which that handler reads itself (their limits differ).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 from fastapi.responses import Response
@@ -18,9 +20,14 @@ from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.errors import ApiError, error_response
-from service.api.limits import ClientGone, read_body, require_json
+from service.api.limits import ClientGone, content_type, is_json, is_multipart_form, read_body
 
 _JSON_HEADER: Final = (b"content-type", b"application/json")
+
+Headers = list[tuple[bytes, bytes]]
+Reply = tuple[bytes, Headers]  # JSON body, extra response headers
+Answer = Callable[[bytes], "bytes | Awaitable[Reply]"]
+Upload = Callable[[Receive, bytes], Awaitable[Reply]]  # (receive, Content-Type value) → reply
 
 
 async def _answered_by_asgi_app() -> None:  # pragma: no cover - AsgiRoute replaces the handler
@@ -55,27 +62,37 @@ class AsgiRoute(APIRoute):
 
 
 class JsonEndpoint:
-    def __init__(self, answer: Callable[[bytes], bytes], *, max_body_bytes: int) -> None:
+    def __init__(self, answer: Answer, *, max_body_bytes: int, upload: Upload | None = None) -> None:
         self.answer = answer
         self.max_body_bytes = max_body_bytes
+        self.upload = upload
+        accepted = "application/json or multipart/form-data" if upload is not None else "application/json"
+        self.unsupported = f"Content-Type must be {accepted}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        extra: Headers | None = None
         try:
-            require_json(scope["headers"])
-            body = await read_body(receive, self.max_body_bytes)
-            payload = self.answer(body)
+            declared = content_type(scope["headers"])
+            if is_json(declared):
+                body = await read_body(receive, self.max_body_bytes)
+                answer = self.answer(body)
+                if isinstance(answer, bytes):
+                    payload = answer
+                else:
+                    payload, extra = await answer
+            elif self.upload is not None and is_multipart_form(declared):
+                payload, extra = await self.upload(receive, declared)
+            else:
+                raise ApiError(415, self.unsupported)
         except ApiError as exc:
             await error_response(exc.status, exc.error, exc.detail, exc.headers)(scope, receive, send)
             return
         except ClientGone:
             return  # nobody is left to read an answer
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [_JSON_HEADER, (b"content-length", b"%d" % len(payload))],
-            }
-        )
+        headers = [_JSON_HEADER, (b"content-length", b"%d" % len(payload))]
+        if extra:
+            headers += extra
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
 

@@ -1,13 +1,16 @@
-"""Request size limits: body bytes (413), events per batch (413), characters per scanned field (422).
+"""Request size limits: body bytes (413), events per batch (422), characters per scanned field (422),
+image bytes (413).
 
 The body limit is enforced twice: `BodyLimitMiddleware` refuses a declared Content-Length above it
 before anything is read, and `read_body` counts the bytes actually streamed (chunked uploads, or a
-client that lies about its length).
+client that lies about its length). A multipart image upload to an upload route may be as large as
+`max_upload_bytes`: the image part (up to `max_image_bytes`) plus an event part and the framing
+(up to `max_body_bytes`); JSON bodies keep `max_body_bytes` everywhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -24,10 +27,17 @@ class Limits:
     max_body_bytes: int
     max_batch_events: int
     max_text_chars: int
+    max_image_bytes: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(settings.max_body_bytes, settings.max_batch_events, settings.max_text_chars)
+        return cls(settings.max_body_bytes, settings.max_batch_events, settings.max_text_chars,
+                   settings.max_image_bytes)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """A multipart upload: the image part plus an event part (and framing) of a JSON body's size."""
+        return self.max_image_bytes + self.max_body_bytes
 
 
 def body_too_large(limit: int) -> ApiError:
@@ -55,15 +65,25 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def require_json(headers: Iterable[tuple[bytes, bytes]]) -> None:
-    """415 unless the body is declared as JSON: a form post is a client mistake, not an event."""
+def content_type(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The raw Content-Type header value (b"" when absent)."""
     for name, value in headers:
         if name == b"content-type":
-            media_type = value.split(b";", 1)[0].strip().lower()
-            if media_type == b"application/json" or media_type.endswith(b"+json"):
-                return
-            break
-    raise ApiError(415, "Content-Type must be application/json")
+            return value
+    return b""
+
+
+def media_type(value: bytes) -> bytes:
+    return value.split(b";", 1)[0].strip().lower()
+
+
+def is_json(value: bytes) -> bool:
+    kind = media_type(value)
+    return kind == b"application/json" or kind.endswith(b"+json")
+
+
+def is_multipart_form(value: bytes) -> bool:
+    return media_type(value) == b"multipart/form-data"
 
 
 def check_text_lengths(event: AdHocEvent | ChatEvent, limit: int, path: str = "$") -> None:
@@ -82,11 +102,23 @@ def _too_long(path: str, limit: int) -> ApiError:
 
 
 class BodyLimitMiddleware:
-    """Refuses a declared Content-Length above the limit before the app reads a byte."""
+    """Refuses a declared Content-Length above the limit before the app reads a byte.
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    Multipart uploads to `upload_routes` ((method, path) pairs) get `max_upload_bytes` instead.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        max_upload_bytes: int | None = None,
+        upload_routes: Collection[tuple[str, str]] = (),
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_upload_bytes = max_body_bytes if max_upload_bytes is None else max_upload_bytes
+        self.upload_routes = frozenset(upload_routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -99,9 +131,16 @@ class BodyLimitMiddleware:
                     if declared < 0:
                         await error_response(400, "invalid Content-Length")(scope, receive, send)
                         return
-                    if declared > self.max_body_bytes:
-                        response = error_response(413, str(body_too_large(self.max_body_bytes)))
+                    limit = self._limit(scope) if declared > self.max_body_bytes else self.max_body_bytes
+                    if declared > limit:
+                        response = error_response(413, str(body_too_large(limit)))
                         await response(scope, receive, send)
                         return
                     break
         await self.app(scope, receive, send)
+
+    def _limit(self, scope: Scope) -> int:
+        # Looked up only for bodies above max_body_bytes: the common small request pays nothing.
+        if (scope["method"], scope["path"]) in self.upload_routes and is_multipart_form(content_type(scope["headers"])):
+            return self.max_upload_bytes
+        return self.max_body_bytes

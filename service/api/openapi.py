@@ -4,7 +4,8 @@ The hot routes take the raw body (FastAPI validates nothing there), so their req
 schemas are attached here via `openapi_extra`, from `msgspec.json.schema_components`, with the
 configured limits written into the schemas (maxLength, maxItems) so a schema-driven client such
 as schemathesis knows exactly what is accepted. Security requirements are added only for the
-routes the configured keys actually guard.
+routes the configured keys actually guard. `media.image` (base64 image, HTTP only) is added to
+the `Media` schema here: the wire model has no such field, the API reads it (see image_input.py).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from service.api.auth import Access, Endpoint
+from service.api.image_input import BASE64_IMAGE_PATTERN
 from service.api.limits import Limits
 from service.api.schemas import ErrorBody, Health, Readiness, ReloadResult, RulesView
 from service.events import AdHocEvent, Verdict
+from service.media_hashing import FORMAT_NAMES, MAX_IMAGE_PIXELS, PDQ_MIN_QUALITY
 
 JsonObject = dict[str, Any]
 
@@ -110,6 +113,29 @@ _INVALID_EVENT: Final = _error(
 _UNSUPPORTED: Final = _error(
     "The body is not declared as JSON.", {"error": "Content-Type must be application/json", "detail": []}
 )
+_UNSUPPORTED_CHECK: Final = _error(
+    "The body is declared neither as JSON nor as multipart/form-data.",
+    {"error": "Content-Type must be application/json or multipart/form-data", "detail": []},
+)
+_INVALID_CHECK: Final = _error(
+    "Malformed JSON, not a ChatEvent, an image that cannot be hashed (bad base64, not a "
+    f"{FORMAT_NAMES} image, corrupt, more than {MAX_IMAGE_PIXELS:,} pixels), or a malformed "
+    "upload; `path` names the field (`$.media.image`) or form part (`$.image`, `$.event.chat.id`).",
+    {"error": "invalid image", "detail": [{"message": "not a JPEG, PNG, GIF, WebP or BMP image",
+                                           "path": "$.media.image"}]},
+)
+PDQ_HEADER_NAME: Final = "Redline-Media-Pdq"
+_PDQ_HEADERS: Final = {
+    PDQ_HEADER_NAME: {
+        "description": "One per image hashed for this request (absent for requests without images): "
+        "`<64 hex digits>; quality=<0-100>`, then `; event=<index>` on `/check/batch`, and "
+        f"`; ignored=low-quality` when the quality is below {PDQ_MIN_QUALITY} (the hash was then not "
+        "added to `media.pdq`).",
+        "schema": {"type": "string",
+                   "pattern": r"^[0-9a-f]{64}; quality=\d{1,3}(; event=\d+)?(; ignored=low-quality)?$"},
+        "example": "f8f8e0e0c0c0e0f0a0b0c0d0e0f00010f8f8e0e0c0c0e0f0a0b0c0d0e0f00010; quality=100",
+    }
+}
 
 
 def _too_large(what: str) -> JsonObject:
@@ -124,40 +150,64 @@ def _json_ok(description: str, schema: JsonObject, examples: JsonObject) -> Json
     return {"description": description, "content": {"application/json": {"schema": schema, "examples": examples}}}
 
 
-def check_operation() -> JsonObject:
+def _upload_body() -> JsonObject:
     return {
-        "requestBody": _json_body(_ref("AdHocEvent"), EVENT_EXAMPLES),
+        "schema": {
+            "type": "object",
+            "required": ["image"],
+            "properties": {
+                "image": {"type": "string", "format": "binary",
+                          "description": f"The image file: {FORMAT_NAMES}, at most `max_image_bytes`."},
+                "event": {**_ref("UploadEvent"),
+                          "description": "The ChatEvent the image belongs to (JSON), as on the wire: "
+                          "`media.image` is not read here. Absent: an `image` event with a generated id."},
+            },
+        },
+        "encoding": {"event": {"contentType": "application/json"}},
+    }
+
+
+def check_operation() -> JsonObject:
+    body = _json_body(_ref("AdHocEvent"), EVENT_EXAMPLES)
+    body["content"]["multipart/form-data"] = _upload_body()
+    ok = _json_ok(
+        "The verdict, exactly as the stream would publish it for this event and pack.",
+        _ref("Verdict"),
+        {"block": {"value": VERDICT_EXAMPLE}, "allow": {"value": ALLOW_EXAMPLE}},
+    )
+    ok["headers"] = _PDQ_HEADERS
+    return {
+        "requestBody": body,
         "responses": {
-            "200": _json_ok(
-                "The verdict, exactly as the stream would publish it for this event and pack.",
-                _ref("Verdict"),
-                {"block": {"value": VERDICT_EXAMPLE}, "allow": {"value": ALLOW_EXAMPLE}},
-            ),
-            "413": _too_large("The body is larger than `max_body_bytes`."),
-            "415": _UNSUPPORTED,
-            "422": _INVALID_EVENT,
+            "200": ok,
+            "413": _too_large("A JSON body larger than `max_body_bytes`, an upload larger than `max_image_bytes` + "
+                              "`max_body_bytes`, or an image larger than `max_image_bytes`."),
+            "415": _UNSUPPORTED_CHECK,
+            "422": _INVALID_CHECK,
         },
     }
 
 
 def check_batch_operation() -> JsonObject:
     batch = [EVENT_EXAMPLES["text"]["value"], EVENT_EXAMPLES["red_packet"]["value"]]
+    ok = _json_ok(
+        "One verdict per event, in request order.",
+        {"type": "array", "items": _ref("Verdict")},
+        {"two_verdicts": {"value": [VERDICT_EXAMPLE, ALLOW_EXAMPLE]}},
+    )
+    ok["headers"] = _PDQ_HEADERS
     return {
         "requestBody": _json_body(
             {"$ref": _REF.format(name="AdHocEventBatch")},
             {"two_events": {"summary": "Two events, verdicts come back in order", "value": batch}},
         ),
         "responses": {
-            "200": _json_ok(
-                "One verdict per event, in request order.",
-                {"type": "array", "items": _ref("Verdict")},
-                {"two_verdicts": {"value": [VERDICT_EXAMPLE, ALLOW_EXAMPLE]}},
-            ),
-            "413": _too_large("The body is larger than `max_body_bytes`."),
+            "200": ok,
+            "413": _too_large("The body is larger than `max_body_bytes`, or an image larger than `max_image_bytes`."),
             "415": _UNSUPPORTED,
             "422": _error(
-                "Malformed JSON, not an array, more than `max_batch_events` items, or an item is not a "
-                "ChatEvent (`path` like `$[3].chat.id`).",
+                "Malformed JSON, not an array, more than `max_batch_events` items, an item is not a "
+                "ChatEvent (`path` like `$[3].chat.id`), or an item's `media.image` cannot be hashed.",
                 {"error": "invalid event", "detail": [{"message": "Object missing required field `id`",
                                                        "path": "$[1].chat"}]},
             ),
@@ -227,6 +277,28 @@ def _components(limits: Limits) -> JsonObject:
     schemas["AdHocEvent"]["properties"]["text"]["maxLength"] = limits.max_text_chars
     schemas["File"]["properties"]["name"]["maxLength"] = limits.max_text_chars
     schemas["Link"]["properties"]["url"]["maxLength"] = limits.max_text_chars
+    # The `event` part of an upload is a ChatEvent exactly as on the wire: its Media has no
+    # `image` (the image is the `image` part), so it is described before `image` is added below.
+    schemas["UploadMedia"] = {**copy.deepcopy(schemas["Media"]), "title": "UploadMedia"}
+    upload_event = copy.deepcopy(schemas["AdHocEvent"])
+    upload_event["title"] = "UploadEvent"
+    upload_event["properties"]["media"]["anyOf"][0] = _ref("UploadMedia")
+    schemas["UploadEvent"] = upload_event
+    base64_image = {
+        "type": "string",
+        "format": "byte",  # OpenAPI's name for base64 text
+        "minLength": 32,  # no accepted image is shorter than 26 bytes (36 base64 digits)
+        "contentEncoding": "base64",
+        "contentMediaType": "image/*",
+        "pattern": BASE64_IMAGE_PATTERN,
+    }
+    schemas["Media"]["properties"]["image"] = {
+        "anyOf": [base64_image, {"type": "null"}],  # null: no image, as msgspec reads it
+        "description": f"HTTP only: a {FORMAT_NAMES} image in base64 (standard or URL-safe, padding optional, "
+        "`data:image/...;base64,` prefix allowed), at most `max_image_bytes` decoded. The server computes "
+        f"its PDQ hash and appends it to `pdq` when its quality is >= {PDQ_MIN_QUALITY}; `type` `text` "
+        "becomes `image`. The Kafka stream ignores this field.",
+    }
     schemas["AdHocEventBatch"] = {
         "title": "AdHocEventBatch",
         "type": "array",

@@ -5,28 +5,46 @@ classifier): `JsonEndpoint` hands the raw body to `Checker`, which decodes it wi
 the same structs the stream uses and classifies with `runtime.engine` read at that moment (a
 reload swaps it between requests, never during one), `now` = the clock at request time (UTC),
 as the stream reads it per batch.
+
+Images (`media.image` in base64, or a multipart upload to `/check`) take a slower path: the JSON
+is decoded on the loop as usual, the images are hashed in the child process of `ImageHasher`
+(awaited, so other requests go on meanwhile), usable hashes are appended to `media.pdq`, and
+the event is classified on the loop like any other. Each computed hash is reported in a
+`Redline-Media-Pdq` response header; the Verdict body is unchanged.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
 import msgspec
 from fastapi import FastAPI
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive
 
 from service import metrics
 from service.api import openapi
-from service.api.asgi_route import AsgiRoute, JsonEndpoint
+from service.api.asgi_route import AsgiRoute, Headers, JsonEndpoint, Reply
 from service.api.errors import ApiError, decode_error_detail
+from service.api.image_hasher import ImageHasher
+from service.api.image_input import (
+    check_image_size,
+    decode_base64_image,
+    pdq_header,
+    probe_batch_images,
+    probe_image,
+    raise_for_failures,
+    with_hash,
+)
 from service.api.limits import Limits, check_text_lengths
+from service.api.multipart_form import read_upload_form
 from service.api.schemas import ErrorDetail, encode
 from service.api.verdict_tally import VerdictTally
 from service.errors import EventDecodeError
-from service.events import AdHocEvent, ChatEvent, decode_adhoc_event, decode_event, encode_verdict
+from service.events import AdHocEvent, ChatEvent, Verdict, decode_adhoc_event, decode_event, encode_verdict
 from service.runtime import Runtime
 
 _batch_decoder: Final = msgspec.json.Decoder(list[AdHocEvent])
@@ -58,24 +76,75 @@ def _decode_one(body: bytes) -> ChatEvent:
 class Checker:
     """Body bytes in, verdict JSON out; raises `ApiError` for anything a client got wrong."""
 
-    def __init__(self, runtime: Runtime, limits: Limits, tally: VerdictTally) -> None:
+    def __init__(self, runtime: Runtime, limits: Limits, tally: VerdictTally, hasher: ImageHasher) -> None:
         self.runtime = runtime
         self.limits = limits
         self.tally = tally
+        self.hasher = hasher
 
-    def check(self, body: bytes) -> bytes:
+    def check(self, body: bytes) -> bytes | Awaitable[Reply]:
         event = _decode_one(body)
         check_text_lengths(event, self.limits.max_text_chars)
+        # `media.image` lives in `media`: events without one (most traffic) skip the probe.
+        image = None if event.media is None else probe_image(body)
+        if image is not None:
+            path = "$.media.image"
+            return self._check_images(event, [decode_base64_image(image, self.limits.max_image_bytes, path)], [path])
+        return encode_verdict(self._classify(event))
+
+    async def check_upload(self, receive: Receive, content_type: bytes) -> Reply:
+        """`POST /check` as multipart/form-data: part `image`, optional part `event` (a ChatEvent
+        as on the wire: a `media.image` in it is an unknown field there, ignored)."""
+        form = await read_upload_form(receive, content_type, self.limits)
+        if form.event is None:
+            event = ChatEvent(id=str(uuid.uuid4()), type="image")
+        else:
+            try:
+                event = _decode_one(form.event)
+            except ApiError as exc:
+                # Paths in the event part are re-rooted under the part's name: `$.event.chat.id`.
+                detail = [ErrorDetail(message=d.message, path="$.event" + (d.path or "$")[1:]) for d in exc.detail]
+                raise ApiError(exc.status, exc.error, detail) from exc
+            check_text_lengths(event, self.limits.max_text_chars, "$.event")
+        return await self._check_images(event, [form.image], ["$.image"])
+
+    async def _check_images(self, event: ChatEvent, images: Sequence[bytes], paths: Sequence[str]) -> Reply:
+        for data in images:
+            check_image_size(data, self.limits.max_image_bytes)
+        hashes = raise_for_failures(await self.hasher.hash_images(images), paths)
+        for found in hashes:
+            event = with_hash(event, found)
+        payload = encode_verdict(self._classify(event))
+        return payload, [pdq_header(found) for found in hashes]
+
+    def _classify(self, event: ChatEvent) -> Verdict:
         now = datetime.now(UTC)
         engine = self.runtime.engine
         started = time.perf_counter()
         verdict = engine.classify(event, now)
         _classify_timer.observe(time.perf_counter() - started)
         self.tally.add(verdict)
-        return encode_verdict(verdict)
+        return verdict
 
-    def check_batch(self, body: bytes) -> bytes:
+    def check_batch(self, body: bytes) -> bytes | Awaitable[Reply]:
         events = [_with_id(adhoc) for adhoc in self._decode_batch(body)]
+        images = probe_batch_images(body) if any(event.media is not None for event in events) else []
+        if images:
+            return self._check_batch_images(events, images)
+        return encode(self._classify_batch(events))
+
+    async def _check_batch_images(self, events: list[ChatEvent], images: list[tuple[int, str]]) -> Reply:
+        limit = self.limits.max_image_bytes
+        paths = [f"$[{index}].media.image" for index, _ in images]
+        blobs = [decode_base64_image(text, limit, path) for (_, text), path in zip(images, paths, strict=True)]
+        hashes = raise_for_failures(await self.hasher.hash_images(blobs), paths)
+        headers: Headers = []
+        for (index, _), found in zip(images, hashes, strict=True):
+            events[index] = with_hash(events[index], found)
+            headers.append(pdq_header(found, index))
+        return encode(self._classify_batch(events)), headers
+
+    def _classify_batch(self, events: list[ChatEvent]) -> list[Verdict]:
         now = datetime.now(UTC)
         engine = self.runtime.engine
         started = time.perf_counter()
@@ -86,7 +155,7 @@ class Checker:
             for _ in events:
                 _classify_timer.observe(share)
         self.tally.add_many(verdicts)
-        return encode(verdicts)
+        return verdicts
 
     def _decode_batch(self, body: bytes) -> list[AdHocEvent]:
         try:
@@ -105,12 +174,15 @@ class Checker:
         return events
 
 
+UPLOAD_ROUTES: Final = (("POST", "/check"),)  # take multipart/form-data up to `max_upload_bytes`
+
+
 def add_check_routes(
-    app: FastAPI, runtime: Runtime, limits: Limits, tally: VerdictTally
+    app: FastAPI, runtime: Runtime, limits: Limits, tally: VerdictTally, hasher: ImageHasher
 ) -> dict[tuple[str, str], ASGIApp]:
     """Mount the check routes; returns them by (method, path) for `HotRoutesMiddleware`."""
-    checker = Checker(runtime, limits, tally)
-    check = JsonEndpoint(checker.check, max_body_bytes=limits.max_body_bytes)
+    checker = Checker(runtime, limits, tally, hasher)
+    check = JsonEndpoint(checker.check, max_body_bytes=limits.max_body_bytes, upload=checker.check_upload)
     check_batch = JsonEndpoint(checker.check_batch, max_body_bytes=limits.max_body_bytes)
     app.router.routes.append(
         AsgiRoute(
@@ -120,8 +192,12 @@ def add_check_routes(
             methods=["POST"],
             tags=["check"],
             summary="Classify one event",
-            description="Body: a ChatEvent (`id` optional; a UUID is assigned when absent). "
-            "Answers its Verdict, exactly as the stream would publish it for this event and pack.",
+            description="Body: a ChatEvent (`id` optional; a UUID is assigned when absent), or a "
+            "multipart/form-data upload of an image (part `image`, optional part `event`). "
+            "Answers its Verdict, exactly as the stream would publish it for this event and pack. "
+            "An image (upload, or base64 `media.image`) is PDQ-hashed by the server and the hash "
+            "appended to `media.pdq` (quality >= 50 only); each hash is returned in a "
+            "`Redline-Media-Pdq` header.",
             openapi_extra=openapi.check_operation(),
         )
     )
@@ -134,7 +210,8 @@ def add_check_routes(
             tags=["check"],
             summary="Classify events in order",
             description="Body: a JSON array of at most `max_batch_events` ChatEvents (422 above). "
-            "Answers one Verdict per event, in order; all share one `now`, as a stream batch does.",
+            "Answers one Verdict per event, in order; all share one `now`, as a stream batch does. "
+            "Events may carry a base64 `media.image` as on `POST /check`.",
             openapi_extra=openapi.check_batch_operation(),
         )
     )

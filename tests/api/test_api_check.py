@@ -133,7 +133,8 @@ async def test_body_must_be_declared_json(client: httpx.AsyncClient, content_typ
     headers = {"content-type": content_type} if content_type else {}
     response = await client.post("/check", content=b'{"text": "x"}', headers=headers)
     assert response.status_code == 415
-    assert response.json()["error"] == "Content-Type must be application/json"
+    # /check also takes image uploads (tests/api/test_check_image.py)
+    assert response.json()["error"] == "Content-Type must be application/json or multipart/form-data"
 
 
 async def test_json_media_type_parameters_and_suffix_are_accepted(client: httpx.AsyncClient) -> None:
