@@ -8,7 +8,8 @@ the kind does not apply (no Latin letters for leetspeak, no hanzi for pinyin…)
   every hanzi of the span is replaced;
 - full-width: code point + 0xFEE0; zero-width: a fixed list of code points;
 - emoji: the `emoji` package's CLDR names (Chinese and English), and its emoji as separators;
-- leetspeak: the usual a→4 e→3 i→1 o→0 s→5 t→7;
+- leetspeak: the usual a→4 e→3 i→1 o→0 s→5 t→7, except inside dotted host names (m.tb.cn): a
+  leet host is another host, not the same link disguised — no reader would type it to get there;
 - pinyin: pypinyin toneless readings, with and without spaces.
 The choice among candidates is seeded by the text, so a run is reproducible.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import functools
 import itertools
 import random
+import re
 from collections.abc import Callable
 from typing import Final
 
@@ -84,8 +86,14 @@ def full_width(span: str, rng: random.Random) -> str:
     return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in span)
 
 
+_HOST: Final = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)+", re.IGNORECASE)
+
+
 def leetspeak(span: str, rng: random.Random) -> str:
-    return "".join(LEET.get(c.lower(), c) for c in span)
+    hosts = [m.span() for m in _HOST.finditer(span)]
+    return "".join(
+        c if any(start <= i < end for start, end in hosts) else LEET.get(c.lower(), c) for i, c in enumerate(span)
+    )
 
 
 def _pinyin(span: str, joiner: str) -> str:

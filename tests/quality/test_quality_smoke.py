@@ -49,6 +49,8 @@ def test_traps_stay_clean(engine: Engine) -> None:
         ("separators_space", "傻逼", "傻 逼"),
         ("emoji", "红包", "🧧"),  # CLDR zh name of U+1F9E7
         ("leetspeak", "红包", "红包"),  # not applicable: unchanged
+        # A leet host is another host, not a disguised link: hosts stay, the words around change.
+        ("leetspeak", "visit shop.taobao.com now", "v1517 shop.taobao.com n0w"),
     ],
 )
 def test_perturbations(kind: str, span: str, expected: str) -> None:
