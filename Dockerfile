@@ -29,11 +29,26 @@ RUN python3 -m venv /opt/redline
 
 WORKDIR /src
 
+# Two runtime dependencies are published as source only: pdqhash (C++ and Cython) and jieba (pure
+# Python, setup.py). This stage alone gets a C++ compiler, plus Python's headers where the base's
+# interpreter has none (Debian's python3; the python:3.11 images ship them); the final stage never does.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends g++ \
+    && { [ -f "$(python3 -c 'import sysconfig; print(sysconfig.get_path("include"))')/Python.h" ] \
+         || apt-get install -y --no-install-recommends python3-dev; } \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies in their own layer: rebuilt only when pyproject.toml changes, not on every source edit.
-# Every runtime dependency ships manylinux wheels, so no compiler is needed here either.
+# Wheels only, except the two sdists named in --no-binary, which must come after --only-binary=:all:
+# (pip's :all: clears the other list). Their build dependencies (setuptools, wheel, Cython, numpy)
+# come from wheels: pip hands both lists to each isolated build environment, --only-binary=:all: last.
+# --use-pep517: jieba has only a setup.py; build it in isolation as newer pips always do, not with
+# the base's pip's deprecated `setup.py install` (bookworm's venv has pip 23.0).
+# helm/build-image.sh reads the --no-binary list below to fill its wheelhouse: keep it on one line.
 COPY pyproject.toml ./
 RUN python3 -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write(chr(10).join(deps) + chr(10))" \
-    && /opt/redline/bin/pip install --no-cache-dir --only-binary=:all: -r /tmp/requirements.txt
+    && /opt/redline/bin/pip install --no-cache-dir --use-pep517 --only-binary=:all: --no-binary=pdqhash,jieba -r /tmp/requirements.txt
 
 # The project itself (pure Python; the default pack travels inside the wheel as well).
 COPY README.md ./

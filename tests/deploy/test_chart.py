@@ -114,6 +114,15 @@ def test_every_redline_env_var_is_a_setting(values: dict[str, Any]) -> None:
         assert name.removeprefix("REDLINE_").lower() in fields, f"{name} is not a field of Settings"
 
 
+def test_http_limits_reach_the_settings() -> None:
+    """The request-size values arrive as the settings the API enforces (413 above them)."""
+    env = _env(manifests({"http": {"maxBodyBytes": 2_097_152, "maxImageBytes": 26_214_400}}))
+    settings = Settings(**{name.removeprefix("REDLINE_").lower(): env[name]
+                           for name in ("REDLINE_MAX_BODY_BYTES", "REDLINE_MAX_IMAGE_BYTES")})
+    assert (settings.max_body_bytes, settings.max_image_bytes) == (2_097_152, 26_214_400)
+    assert _env(manifests({}))["REDLINE_MAX_IMAGE_BYTES"] == str(Settings().max_image_bytes)  # same default
+
+
 def test_kafka_security_maps_to_settings_and_secrets() -> None:
     objects = manifests(ci_values())
     env = _env(objects)
@@ -267,6 +276,7 @@ def test_invariants_fail_the_render(values: dict[str, Any], message: str) -> Non
         {"image": {"digest": "latest"}},
         {"auth": {"apiKeys": ["a,b"]}},  # a comma would split one key into two
         {"rules": {"files": {"../escape.yaml": "x"}}},
+        {"http": {"maxImageBytes": 0}},  # the service refuses 0 at start
     ],
 )
 def test_schema_rejects_bad_values(values: dict[str, Any]) -> None:

@@ -46,6 +46,7 @@ def test_final_stage_is_slim_non_root_and_serves() -> None:
     text = "\n".join(final)
     assert "apt-get install" not in text
     assert "gcc" not in text
+    assert "g++" not in text  # the builder compiles pdqhash; the image ships no compiler
     assert "build-essential" not in text
     assert "COPY --from=builder /opt/redline /opt/redline" in text
     user = next(line for line in final if line.startswith("USER "))
