@@ -17,14 +17,18 @@ Two more views of a text can be scanned, both 1:1 or mapped back to the text's o
 - the *alternate* view (`Normalizer.without_kept`): kept characters between words removed, so a
   stand-in emoji or a pattern's symbol used as a separator (畜🥧牲, 红★包) still lets the plain
   keyword match; scanned with the same database only when such a character is present;
-- the *homophone* view: the text folded character by character to homophone representatives and
-  scanned with a second database of each pattern's homophone twins (`PatternSpec.homophones`).
-  A twin's hit counts under its pattern's id only where the original characters are not, and do
-  not straddle, a common word (`Homophones.ordinary`): 沙比 stands for 傻逼, 大厦比较 does not.
+- the *homophone* view (service.engine.homophones): with homophones on, the database is compiled
+  over the view and the view is all that is scanned: one `str.translate`, one Hyperscan call. A
+  pattern whose characters have homophones matches the view where it matches the text and where
+  a homophone of it stands; each such hit is read on the text: the pattern's own characters are
+  a hit, a homophone counts under its pattern's id (through the pattern's twins,
+  `PatternSpec.homophones`) only where the original characters are not, and do not straddle, a
+  common word (`Homophones.ordinary`): 沙比 stands for 傻逼, 大厦比较 does not.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -32,6 +36,7 @@ from typing import Final
 import hyperscan
 import re2
 
+from service.engine.homophones import Homophones
 from service.engine.normalize import NormalizedText, TranslateTable
 
 MAX_SPANS_PER_PATTERN: Final = 64
@@ -47,47 +52,8 @@ class PatternSpec:
     expression: str
     fixed_length: int | None  # in characters; None when the length varies
     single_match: bool
-    # The pattern over homophone-folded text (same length), hits reported under this pattern's id.
+    # The pattern over the homophone view (same length), hits reported under this pattern's id.
     homophones: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Homophones:
-    """The homophone view: a 1:1 fold, and the common words a homophone hit must not be part of."""
-
-    fold: TranslateTable
-    words: frozenset[str]  # common words of 2 to `longest` characters
-    longest: int
-    characters: frozenset[str]  # the most frequent characters
-
-    def ordinary(self, text: str, start: int, end: int) -> bool:
-        """Whether text[start:end] is ordinary text: it reads entirely as common words and the most
-        frequent characters (全是 is no 拳师, 女权是 no 女拳师), or a common word crosses one of
-        its ends (大厦比较 holds 厦比 only across 大厦 and 比较)."""
-        if self._reads_as_words(text[start:end]):
-            return True
-        words = self.words
-        longest = self.longest
-        for first in range(max(0, start - longest + 1), end):
-            for stop in range(max(first + 2, start + 1), min(len(text), first + longest) + 1):
-                if first >= start and stop <= end:
-                    continue  # inside the span: read above (田园女圈 keeps its 田园)
-                if text[first:stop] in words:
-                    return True
-        return False
-
-    def _reads_as_words(self, piece: str) -> bool:
-        # reachable[i]: piece[:i] splits into common words and frequent characters.
-        reachable = [True] + [False] * len(piece)
-        for stop in range(1, len(piece) + 1):
-            if reachable[stop - 1] and piece[stop - 1] in self.characters:
-                reachable[stop] = True
-                continue
-            for size in range(2, min(self.longest, stop) + 1):
-                if reachable[stop - size] and piece[stop - size : stop] in self.words:
-                    reachable[stop] = True
-                    break
-        return reachable[-1]
 
 
 class PatternCompileError(Exception):
@@ -208,13 +174,15 @@ _LETTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz")
 @dataclass
 class _Database:
     """One Hyperscan database over some of a field's patterns (ids are the field's pattern ids),
-    with what locates and checks their hits."""
+    with what locates and checks their hits. The `deferred` ids are only compiled: their hits are
+    the caller's to read (FieldMatcher's homophonic patterns)."""
 
     lengths: dict[int, int | None]
     single: dict[int, bool]
     expressions: list[tuple[int, str]]
     syllables: _SyllableEdges | None = None
     spelled: frozenset[int] = frozenset()  # ids whose ends are checked as pinyin syllables
+    deferred: frozenset[int] = frozenset()
     _database: hyperscan.Database = field(init=False, repr=False)
     _locators: dict[int, re2._Regexp] = field(init=False, repr=False)
     _edges: dict[int, _Edges | _SyllableEdges] = field(init=False, repr=False)
@@ -226,13 +194,17 @@ class _Database:
         self._edges = {}
         for pattern_id, expression in self.expressions:
             stripped, removed = strip_boundaries(expression)
+            compiled.append(stripped.encode())
+            if pattern_id in self.deferred:
+                # One report is enough: the caller reads every occurrence off the text itself.
+                flags.append(hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_SINGLEMATCH)
+                continue
             flag = hyperscan.HS_FLAG_UTF8
             checked = pattern_id in self.spelled
             # A boundary can reject the first occurrence and accept a later one: keep them all.
             if self.single[pattern_id] and not removed and not checked:
                 flag |= hyperscan.HS_FLAG_SINGLEMATCH
             flags.append(flag)
-            compiled.append(stripped.encode())
             edges = _literal_edges(expression, removed)
             if self.lengths[pattern_id] is None or (removed and edges is None):
                 self._locators[pattern_id] = re2.compile(expression, _RE2_OPTIONS)
@@ -274,6 +246,8 @@ class _Database:
         return byte_ends
 
     def spans(self, text: str, data: bytes, byte_ends: list[tuple[int, int]]) -> Hits:
+        """The checked spans of `byte_ends` over `text`; `data` is the UTF-8 of `text` or of a
+        view with the same byte length per character (the homophone view)."""
         ascii_only = len(data) == len(text)
         char_end: dict[int, int] = {}
         if not ascii_only:
@@ -304,15 +278,81 @@ class _Database:
         return {pid: spans for pid, spans in hits.items() if spans}
 
     def _locate(self, pattern_id: int, text: str) -> list[Span]:  # exact spans of a variable pattern
+        return _locate(self._locators[pattern_id], text, single=self.single[pattern_id])
+
+
+def _locate(locator: re2._Regexp, text: str, *, single: bool) -> list[Span]:
+    spans: list[Span] = []
+    for match in locator.finditer(text):
+        spans.append(match.span())
+        if len(spans) >= MAX_SPANS_PER_PATTERN or single:
+            break
+    return spans
+
+
+@dataclass(frozen=True, slots=True)
+class _Homophonic:
+    """A pattern whose hits on the homophone view are read on the text: a literal's occurrences
+    are found with str.find (in the text: the pattern itself; in the view: its twins), any other
+    pattern is located by RE2 (over the text: itself; over the view: its twins)."""
+
+    pattern_id: int
+    single: bool
+    length: int
+    literal: str | None  # the characters a literal pattern matches; None: located by RE2
+    edges: _Edges | _SyllableEdges | None  # a literal's ends
+    locator: re2._Regexp | None  # the pattern over the text, when not a literal
+    twin_literals: tuple[tuple[str, _Edges | None], ...]  # a literal's twins as characters
+    twin_locators: tuple[re2._Regexp, ...]  # the twins over the view, when not a literal
+    twinned: bool = field(init=False)
+    plain_single: bool = field(init=False)  # a single-match literal without edges: one str.find
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "twinned", bool(self.twin_literals or self.twin_locators))
+        object.__setattr__(self, "plain_single", self.single and self.literal is not None and self.edges is None)
+
+    def exact(self, text: str) -> list[Span]:
+        """The pattern's own hits in the text."""
+        literal = self.literal
+        if literal is None:
+            assert self.locator is not None
+            return _locate(self.locator, text, single=self.single)
         spans: list[Span] = []
-        for match in self._locators[pattern_id].finditer(text):
-            spans.append(match.span())
-            if len(spans) >= MAX_SPANS_PER_PATTERN or self.single[pattern_id]:
-                break
+        start = text.find(literal)
+        seen = 0
+        while start >= 0 and seen < MAX_SPANS_PER_PATTERN:
+            seen += 1
+            stop = start + self.length
+            if self.edges is None or self.edges.hold(text, start, stop):
+                spans.append((start, stop))
+                if self.single:
+                    break
+            start = text.find(literal, start + 1)
         return spans
+
+    def homophones(self, text: str, view: str) -> list[Span]:
+        """The twins' hits in `view` (the folded `text`) that are not the pattern's own characters."""
+        literal = self.literal
+        if literal is None:
+            spans: list[Span] = []
+            for locator in self.twin_locators:
+                spans.extend(_locate(locator, view, single=False))
+            return spans
+        found: list[Span] = []
+        for twin, edges in self.twin_literals:
+            start = view.find(twin)
+            seen = 0
+            while start >= 0 and seen < MAX_SPANS_PER_PATTERN:
+                seen += 1
+                stop = start + self.length
+                if not text.startswith(literal, start) and (edges is None or edges.hold(text, start, stop)):
+                    found.append((start, stop))
+                start = view.find(twin, start + 1)
+        return found
 
 
 View = Callable[[str], NormalizedText | None]
+Candidates = list[tuple[int, Span]]  # (pattern id, span) of homophone hits not yet checked
 
 
 @dataclass
@@ -328,10 +368,11 @@ class FieldMatcher:
     homophones: Homophones | None = None
     syllables: frozenset[str] = frozenset()
     spelled: frozenset[int] = frozenset()
+    # Finds every character `alternate` can remove (maybe more): text without one skips the call.
+    alternate_probe: re.Pattern[str] | None = None
     _main: _Database = field(init=False, repr=False)
-    _homophone: _Database | None = field(init=False, repr=False)
-    _twin_of: list[int] = field(init=False, repr=False)  # homophone database id → pattern id
-    _twin_literals: dict[int, str] = field(init=False, repr=False)
+    _fold: TranslateTable | None = field(init=False, repr=False)  # the homophone view's, when scanned
+    _deferred: dict[int, _Homophonic] = field(init=False, repr=False)  # database id → its pattern
 
     def __post_init__(self) -> None:
         lengths = {i: p.fixed_length for i, p in enumerate(self.patterns)}
@@ -339,73 +380,133 @@ class FieldMatcher:
         syllable_edges = (
             _SyllableEdges(self.syllables, max(map(len, self.syllables))) if self.syllables and self.spelled else None
         )
+        expressions = [(i, p.expression) for i, p in enumerate(self.patterns)]
+        self._deferred = {}
+        self._fold = None
+        if self.homophones is not None and any(p.homophones for p in self.patterns):
+            expressions = self._homophone_view(lengths, single, syllable_edges)
+            self._fold = self.homophones.fold
         self._main = _Database(
-            lengths, single, [(i, p.expression) for i, p in enumerate(self.patterns)], syllable_edges, self.spelled
+            lengths, single, expressions, syllable_edges, self.spelled, frozenset(self._deferred)
         )
-        # The homophone database numbers its twins itself (a pattern can have two). A twin's hit
-        # can be refused (a common word), so a plain-literal twin reports once and its further
-        # occurrences are found with str.find (SINGLEMATCH also compiles ~15x faster: 0.12 s vs
-        # 1.9 s for this pack's ~850 twins); other twins report every hit.
-        twins = [(i, twin) for i, p in enumerate(self.patterns) for twin in p.homophones]
-        self._twin_of = [pattern_id for pattern_id, _ in twins]
-        self._twin_literals = {
-            n: twin for n, (i, twin) in enumerate(twins) if lengths[i] is not None and _is_plain_literal(twin)
-        }
-        self._homophone = None
-        if twins and self.homophones is not None:
-            self._homophone = _Database(
-                {n: lengths[i] for n, (i, _) in enumerate(twins)},
-                {n: n in self._twin_literals for n in range(len(twins))},
-                list(enumerate(twin for _, twin in twins)),
-            )
+
+    def _homophone_view(
+        self, lengths: dict[int, int | None], single: dict[int, bool], syllables: _SyllableEdges | None
+    ) -> list[tuple[int, str]]:
+        """The database's expressions over the homophone view. A pattern that mentions no
+        character with homophones, and has no twin of its own, compiles as it is (its hits on the
+        view are its hits on the text); the others compile as their view (Homophones.view), with
+        the twins the view does not cover as extra ids, and are read by `_Homophonic`."""
+        assert self.homophones is not None
+        expressions: list[tuple[int, str]] = []
+        extra = len(self.patterns)
+        for i, pattern in enumerate(self.patterns):
+            view = self.homophones.view(pattern.expression)
+            twins = [t for t in pattern.homophones if t != pattern.expression]
+            if view is None and not twins:
+                expressions.append((i, pattern.expression))
+                continue
+            homophonic = _homophonic(i, pattern, syllables if i in self.spelled else None)
+            self._deferred[i] = homophonic
+            expressions.append((i, view or pattern.expression))
+            for twin in dict.fromkeys(twins):
+                if twin != view:
+                    self._deferred[extra] = homophonic
+                    lengths[extra] = lengths[i]
+                    single[extra] = True
+                    expressions.append((extra, twin))
+                    extra += 1
+        return expressions
 
     def scan(self, text: str) -> Hits:
         if not text:
             return {}
-        data = text.encode("utf-8", "replace")
-        main_ends = self._main.ends(data)
-        hits = self._main.spans(text, data, main_ends) if main_ends else {}
-        alternate = self.alternate(text) if self.alternate is not None else None
-        if alternate is not None:
-            for pattern_id, spans in self._main.scan(alternate.text).items():
-                self._merge(hits, pattern_id, [alternate.original_span(*span) for span in spans])
-        if self._homophone is not None:
-            self._scan_homophones(text, hits, None, frozenset(main_ends))
-            if alternate is not None:
-                self._scan_homophones(alternate.text, hits, alternate, frozenset())
+        ascii_only = text.isascii()
+        fold = self._fold
+        # The fold maps hanzi only: ASCII text is its own view.
+        view = text if fold is None or ascii_only else text.translate(fold)
+        data = view.encode("utf-8", "replace")
+        byte_ends = self._main.ends(data)
+        hits, candidates = self._read(text, view, data, byte_ends) if byte_ends else ({}, None)
+        # Only text with hanzi can have a kept character between words (Normalizer.without_kept).
+        probe = self.alternate_probe
+        if self.alternate is None or ascii_only or (probe is not None and probe.search(text) is None):
+            if candidates:
+                self._add_homophones(hits, text, candidates, None)
+            return hits
+        alternate = self.alternate(text)
+        if alternate is None:
+            if candidates:
+                self._add_homophones(hits, text, candidates, None)
+            return hits
+        alternate_view = alternate.text if fold is None else alternate.text.translate(fold)
+        alternate_data = alternate_view.encode("utf-8", "replace")
+        alternate_ends = self._main.ends(alternate_data)
+        found, alternate_candidates = (
+            self._read(alternate.text, alternate_view, alternate_data, alternate_ends) if alternate_ends else ({}, None)
+        )
+        for pattern_id, spans in found.items():
+            self._merge(hits, pattern_id, [alternate.original_span(*span) for span in spans])
+        if candidates:
+            self._add_homophones(hits, text, candidates, None)
+        if alternate_candidates:
+            self._add_homophones(hits, alternate.text, alternate_candidates, alternate)
         return hits
 
-    def _scan_homophones(
-        self, text: str, hits: Hits, view: NormalizedText | None, exact: frozenset[tuple[int, int]]
-    ) -> None:
-        """Twins' hits over the folded `text`, refused where ordinary. `exact` are the main scan's
-        (pattern id, end byte): the fold maps common hanzi to common hanzi, three UTF-8 bytes
-        each, so a twin ending at the same byte as its pattern is the keyword itself, already
-        reported, and is dropped before any offset is decoded (most twin hits are such)."""
-        assert self._homophone is not None
-        assert self.homophones is not None
-        folded = text.translate(self.homophones.fold)
-        data = folded.encode("utf-8", "replace")
-        twin_of = self._twin_of
-        ends = [(twin, end) for twin, end in self._homophone.ends(data) if (twin_of[twin], end) not in exact]
-        if not ends:
-            return
-        ordinary = self.homophones.ordinary
-        for twin, spans in self._homophone.spans(folded, data, ends).items():
-            literal = self._twin_literals.get(twin)
-            if literal is not None:
-                spans = _occurrences(folded, literal, spans[0][0])
-            pattern_id = twin_of[twin]
-            if view is not None:
-                mapped = [(span, view.original_span(*span)) for span in spans]
+    def _read(
+        self, text: str, view: str, data: bytes, byte_ends: list[tuple[int, int]]
+    ) -> tuple[Hits, Candidates | None]:
+        """The hits over one view of the text (the text's own characters), and its homophone
+        candidates. `view` is the folded text (the text itself without homophones) and `data` its
+        UTF-8: folded hanzi keep their UTF-8 length (3 bytes), so its byte offsets are the text's."""
+        deferred = self._deferred
+        if not deferred:
+            return self._main.spans(text, data, byte_ends), None
+        direct: list[tuple[int, int]] = []
+        touched: dict[int, _Homophonic] = {}
+        for hit in byte_ends:
+            homophonic = deferred.get(hit[0])
+            if homophonic is None:
+                direct.append(hit)
             else:
-                mapped = [(span, span) for span in spans]
-            known = hits.get(pattern_id, ())
-            # The exact characters were reported already (and need no check); a homophone must
-            # not be ordinary text: 大厦比较 holds no 傻逼.
-            fresh = [found for span, found in mapped if found not in known and not ordinary(text, *span)]
-            if fresh:
-                self._merge(hits, pattern_id, fresh)
+                touched[homophonic.pattern_id] = homophonic
+        hits = self._main.spans(text, data, direct) if direct else {}
+        candidates: Candidates | None = None
+        for pattern_id, homophonic in touched.items():
+            literal = homophonic.literal
+            if homophonic.plain_single:
+                assert literal is not None
+                start = text.find(literal)
+                if start >= 0:
+                    hits[pattern_id] = [(start, start + homophonic.length)]
+                    continue
+            else:
+                spans = homophonic.exact(text)
+                if spans:
+                    hits[pattern_id] = spans
+                    if homophonic.single:
+                        continue  # one hit is all a single-match pattern reports
+            if homophonic.twinned:
+                if candidates is None:
+                    candidates = []
+                candidates.extend((pattern_id, span) for span in homophonic.homophones(text, view))
+        return hits, candidates
+
+    def _add_homophones(
+        self, hits: Hits, text: str, candidates: Candidates, view: NormalizedText | None
+    ) -> None:
+        """Add the homophone hits that are new and not ordinary text (大厦比较 holds no 傻逼)."""
+        ordinary = self.homophones.ordinary if self.homophones is not None else None
+        assert ordinary is not None
+        for pattern_id, span in candidates:
+            known = hits.get(pattern_id)
+            if known and self.patterns[pattern_id].single_match:
+                continue
+            found = view.original_span(*span) if view is not None else span
+            if known and found in known:
+                continue
+            if not ordinary(text, *span):
+                self._merge(hits, pattern_id, [found])
 
     def _merge(self, hits: Hits, pattern_id: int, spans: list[Span]) -> None:
         """Add another view's spans under the pattern's id, as one scan would have reported them."""
@@ -420,18 +521,59 @@ class FieldMatcher:
                 found.append(span)
 
 
-def _is_plain_literal(expression: str) -> bool:
-    """Whether `expression` matches exactly its own characters (letters, digits, hanzi)."""
-    return all(ch.isalnum() for ch in expression)
+def _homophonic(pattern_id: int, pattern: PatternSpec, syllables: _SyllableEdges | None) -> _Homophonic:
+    """How `pattern`'s hits on the homophone view are read: as a literal when it and its twins are
+    fixed characters (with `\\b` at most at their ends), else by RE2."""
+    literal = _literal_chars(pattern.expression) if pattern.fixed_length is not None else None
+    twins = [_literal_chars(twin) for twin in pattern.homophones]
+    if literal is not None and all(twin is not None and len(twin[0]) == len(literal[0]) for twin in twins):
+        chars, edges = literal
+        return _Homophonic(
+            pattern_id,
+            pattern.single_match,
+            len(chars),
+            chars,
+            syllables or edges,
+            None,
+            tuple(twin for twin in twins if twin is not None),
+            (),
+        )
+    return _Homophonic(
+        pattern_id,
+        pattern.single_match,
+        pattern.fixed_length or 0,
+        None,
+        None,
+        re2.compile(pattern.expression, _RE2_OPTIONS),
+        (),
+        tuple(re2.compile(twin, _RE2_OPTIONS) for twin in pattern.homophones),
+    )
 
 
-def _occurrences(text: str, literal: str, first: int) -> list[Span]:
-    spans: list[Span] = []
-    start = first
-    while start >= 0 and len(spans) < MAX_SPANS_PER_PATTERN:
-        spans.append((start, start + len(literal)))
-        start = text.find(literal, start + 1)
-    return spans
+_PLAIN_LITERAL: Final = re.compile(r"[^\\\[\](){}.*+?|^$]+")
+_LITERAL_CHAR: Final = re.compile(r"\\x([0-9a-fA-F]{2})|\\x\{([0-9a-fA-F]+)\}|([^\\\[\](){}.*+?|^$])")
+
+
+def _literal_chars(expression: str) -> tuple[str, _Edges | None] | None:
+    """The characters `expression` matches and its `\\b` ends, when it is a literal (characters
+    and `\\x` escapes, `\\b` at most at its ends); None otherwise."""
+    if _PLAIN_LITERAL.fullmatch(expression):
+        return expression, None
+    stripped, removed = strip_boundaries(expression)
+    edges = _literal_edges(expression, removed)
+    if removed and edges is None:
+        return None
+    chars: list[str] = []
+    position = 0
+    for match in _LITERAL_CHAR.finditer(stripped):
+        if match.start() != position:
+            return None
+        position = match.end()
+        short, long, plain = match.groups()
+        chars.append(plain if plain is not None else chr(int(short or long, 16)))
+    if position != len(stripped) or not chars:
+        return None
+    return "".join(chars), edges
 
 
 def _literal_edges(expression: str, removed: int) -> _Edges | None:

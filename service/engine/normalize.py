@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 # Placeholder the translate table assigns to characters that must disappear (zero-width, BOM…).
@@ -77,6 +77,9 @@ _REMOVABLE: Final = re.compile(
     r"(?<=[CE])(?P<c>[SD]+)(?=[CELP])|(?<=[LP])(?P<lc>[SD]+)(?=[CE])"
     r"|(?<!L)(?<!LD)(?P<l>L(?:D*[SPE][SPDE]*L)+)(?!D?L)|(?P<d>D+)"
 )
+# The spelled-out-run branch alone: without D, and without S or without C and E, the other
+# branches cannot match, and this one runs ~3x faster than all four (English chat, URLs).
+_SPELLED: Final = re.compile(r"(?<!L)(?<!LD)(?P<l>L(?:D*[SPE][SPDE]*L)+)(?!D?L)")
 _INNER_SEPARATORS: Final = re.compile(r"[SPDE]+")
 # Kept characters touching hanzi on one side and hanzi or Latin on the other (see without_kept).
 _KEPT_BETWEEN_WORDS: Final = re.compile(r"(?<=C)E+(?=[CL])|(?<=L)E+(?=C)")
@@ -92,6 +95,11 @@ class Normalizer:
     table: TranslateTable
     skeleton: list[str] | None
     kept: frozenset[str] = frozenset()  # characters the skeleton marks SKELETON_KEPT
+    # Finds a kept character in one C call, so text without one skips the skeleton pass.
+    kept_probe: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kept_probe", _kept_probe(self.kept))
 
     def normalize(self, text: str) -> NormalizedText:
         folded = text.translate(self.table)
@@ -112,7 +120,7 @@ class Normalizer:
         """The normalised `compact` text with the kept characters that sit between words removed
         (畜🥧牲 → 畜牲, 红★包 → 红包, 价$99 → 价99), its spans mapping back to `compact`; None when
         there is none. The matcher scans both views, so a kept character counts both ways."""
-        if not self.kept or self.skeleton is None:
+        if self.kept_probe is None or self.skeleton is None or self.kept_probe.search(compact) is None:
             return None
         skeleton = compact.translate(self.skeleton)
         if SKELETON_KEPT not in skeleton:
@@ -121,9 +129,28 @@ class Normalizer:
         return _compact(compact, removals) if removals else None
 
 
+# Blocks of symbols and emoji that a kept character's probe may cover whole: a class of a few
+# ranges is searched ~8x faster by `re` than one of ~100 scattered emoji (0.13 vs 1.1 µs on a
+# sample chat message), and these blocks hold no letter, hanzi or sentence punctuation.
+_SYMBOL_BLOCKS: Final = ((0x2190, 0x2BFF), (0x1F000, 0x1FAFF))
+
+
+def _kept_probe(kept: frozenset[str]) -> re.Pattern[str] | None:
+    """A regex that finds every kept character (and maybe other symbols: it only gates the
+    skeleton pass of `without_kept`)."""
+    if not kept:
+        return None
+    members: set[str] = set()
+    for char in kept:
+        block = next(((low, high) for low, high in _SYMBOL_BLOCKS if low <= ord(char) <= high), None)
+        members.add(re.escape(char) if block is None else f"{chr(block[0])}-{chr(block[1])}")
+    return re.compile("[" + "".join(sorted(members)) + "]")
+
+
 def _removals(folded: str, skeleton: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
-    for match in _REMOVABLE.finditer(skeleton):
+    spelled_only = "D" not in skeleton and ("S" not in skeleton or ("C" not in skeleton and "E" not in skeleton))
+    for match in (_SPELLED if spelled_only else _REMOVABLE).finditer(skeleton):
         group = match.lastgroup
         assert group is not None
         if group == "l":

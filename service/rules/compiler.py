@@ -21,7 +21,8 @@ from service.engine import conditions as c
 from service.engine.classifier import Channel, CompiledRule, Engine, Exemption
 from service.engine.counting import Counted, Seen
 from service.engine.hashbank import HashBank
-from service.engine.matcher import FieldMatcher, Homophones, PatternCompileError, PatternSpec, check_expression
+from service.engine.homophones import Homophones
+from service.engine.matcher import FieldMatcher, PatternCompileError, PatternSpec, check_expression
 from service.engine.normalize import SKELETON_KEPT, Normalizer
 from service.errors import PackIssue
 from service.events import ACTION_RANK, EVENT_TYPES, RulesetRef
@@ -173,6 +174,7 @@ class _ChannelBuilder:
         return FieldMatcher(
             self.patterns(),
             alternate=normalizer.without_kept if normalizer.kept else None,
+            alternate_probe=normalizer.kept_probe,
             homophones=homophones,
             syllables=pinyin_syllables() if self.spelled else frozenset(),
             spelled=frozenset(self.spelled),

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from service.engine import normalize
 from service.engine.normalize import Normalizer
 from service.rules import tables
 from service.rules.compiler import Layers, build_normalizer
@@ -134,3 +137,25 @@ REGEXES = [
 @pytest.mark.parametrize(("pattern", "folded"), REGEXES, ids=[r[0] for r in REGEXES])
 def test_fold_regex(pattern: str, folded: str) -> None:
     assert fold_regex(pattern, tables.homophone_fold) == folded
+
+
+def test_the_spelled_run_shortcut_removes_what_the_full_rule_removes() -> None:
+    """Without D, and without S or without C and E, only the spelled-run branch of the removal
+    rule can match: normalize runs that branch alone (faster on English text and URLs)."""
+    rng = random.Random(7)
+    chars = {"C": "中", "L": "a", "S": " ", "P": ",", "D": "\x00", "E": "★", "O": "ø"}
+    for _ in range(20_000):
+        skeleton = "".join(rng.choice("CLSPDEO") for _ in range(rng.randint(0, 16)))
+        folded = "".join(chars[c] if rng.random() < 0.8 else "*" for c in skeleton)
+        expected: list[tuple[int, int]] = []
+        for match in normalize._REMOVABLE.finditer(skeleton):
+            group = match.lastgroup
+            assert group is not None
+            if group == "l":
+                offset = match.start(group)
+                inner = normalize._INNER_SEPARATORS.finditer(match[group])
+                gaps = [(offset + gap.start(), offset + gap.end()) for gap in inner]
+                expected.extend(normalize._word_breaks_kept(folded, gaps))
+            else:
+                expected.append(match.span(group))
+        assert normalize._removals(folded, skeleton) == expected, skeleton
