@@ -9,13 +9,25 @@ its own output topic, in a separate process:
 
 - naive:   aiokafka getmany → one `send()` per record → wait for acks → commit (no classification)
 - batch:   getmany → `create_batch()`/`send_batch()` per partition → wait → commit (no classification)
-- redline: `python -m service serve` (decode → classify with the pack → encode → produce → commit)
-- redline x2: two `serve` processes in one group (scaling on the 2 cores)
+- redline: `python -m service serve` (decode → classify with the pack → encode → produce → commit),
+           classifying in its worker process (REDLINE_STREAM_CLASSIFY_WORKER=on)
+- redline-off: the same with the worker off (classification inline on the event loop)
+- scaleN / scaleN-off: N `serve` processes in one group joined before the data (scaling on the
+           2 cores), worker on / off
 
-Throughput = output records / (last − first output record timestamp), i.e. steady state without
-start-up and group join. Latency: events produced at 50% of the measured redline throughput for
-`--latency-seconds`; latency = verdict record timestamp − event record timestamp (both stamped by
-producers on this machine), p50/p99. The broker shares the 2 cores with the processes measured.
+Per mode the CPU time per event of the process tree measured (main process, worker) and of the
+broker, counted from 10% to 90% of the input committed (start-up, group join and the worker's
+compile left out), and the tree's resident memory are printed too.
+
+Throughput, two figures: `span` = output records / (last − first output record timestamp), i.e.
+without start-up and group join (a burst of output inflates it); `steady` = input records
+committed per second between 10% and 90% of the input committed (polled every 0.1 s), which also
+leaves out the seconds before a classify worker is ready. Ratios are paired within a run.
+
+Latency: events produced, with the worker on and then off, at 50% of the slower one's steady
+throughput for `--latency-seconds`; latency = verdict record timestamp − event record timestamp
+(both stamped by producers on this machine), p50/p99. The broker shares the 2 cores with the
+processes measured; the 1-minute load average is printed with each run.
 """
 
 from __future__ import annotations
@@ -28,6 +40,8 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,10 +59,12 @@ PARTITIONS = 4
 
 # --- pass-through baselines (run as `python -m loadtest.stream_bench passthrough ...`)
 
-async def passthrough(mode: str, bootstrap: str, source: str, target: str, group: str, expect: int) -> None:
+async def passthrough(mode: str, bootstrap: str, source: str, target: str, group: str, expect: int,
+                      fetch_max_wait_ms: int = 500) -> None:
     consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_poll_records=2000, session_timeout_ms=3000, heartbeat_interval_ms=1000)
+                                max_poll_records=2000, session_timeout_ms=3000, heartbeat_interval_ms=1000,
+                                fetch_max_wait_ms=fetch_max_wait_ms)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
                                 max_batch_size=512 * 1024, compression_type="lz4")
     await producer.start()
@@ -59,6 +75,12 @@ async def passthrough(mode: str, bootstrap: str, source: str, target: str, group
         while done < expect:
             batch = await consumer.getmany(timeout_ms=200, max_records=2000)
             if not batch:
+                # Idle (a live, paced input: loadtest.kafka_load): settle what is in flight, as a
+                # consumer that commits on ack would, instead of holding it until the next batch.
+                while in_flight:
+                    pending, offsets = in_flight.pop(0)
+                    await asyncio.gather(*pending)
+                    await consumer.commit(offsets)
                 continue
             futures: list[asyncio.Future[object]] = []
             for tp, records in batch.items():
@@ -182,8 +204,9 @@ def rate_of(records: list[object]) -> float:
 
 
 def serve_env(bootstrap: str, source: str, target: str, group: str, rules: Path,
-              port: int | None = None) -> dict[str, str]:
-    return {**os.environ, "REDLINE_KAFKA_BOOTSTRAP": bootstrap, "REDLINE_INPUT_TOPIC": source,
+              port: int | None = None, worker: str = "on") -> dict[str, str]:
+    return {**os.environ, "REDLINE_STREAM_CLASSIFY_WORKER": worker,
+            "REDLINE_KAFKA_BOOTSTRAP": bootstrap, "REDLINE_INPUT_TOPIC": source,
             "REDLINE_OUTPUT_TOPIC": target, "REDLINE_DLQ_TOPIC": f"{target}.dlq", "REDLINE_GROUP_ID": group,
             "REDLINE_HTTP_HOST": "127.0.0.1", "REDLINE_HTTP_PORT": str(port or free_port()),
             "REDLINE_RULES": str(rules), "REDLINE_SESSION_TIMEOUT_MS": "3000",
@@ -191,7 +214,8 @@ def serve_env(bootstrap: str, source: str, target: str, group: str, rules: Path,
             "REDLINE_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING")}
 
 
-async def wait_committed(bootstrap: str, topic: str, group: str, total: int, timeout_seconds: float) -> None:
+async def wait_committed(bootstrap: str, topic: str, group: str, total: int, timeout_seconds: float,
+                         on_progress: Callable[[int], None] | None = None) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -200,35 +224,114 @@ async def wait_committed(bootstrap: str, topic: str, group: str, total: int, tim
             done = 0
             for p in range(PARTITIONS):
                 done += await consumer.committed(TopicPartition(topic, p)) or 0
+            if on_progress is not None:
+                on_progress(done)
             if done >= total:
                 return
-            await asyncio.sleep(0.25)  # polling the group's progress from outside: no event to await
+            await asyncio.sleep(0.1)  # polling the group's progress from outside: no event to await
         raise TimeoutError(f"group {group} committed fewer than {total} records in {timeout_seconds}s")
     finally:
         await consumer.stop()
 
 
-async def run_mode(mode: str, bootstrap: str, source: str, total: int, rules: Path) -> float:
+@dataclass
+class ProcessStats:
+    """CPU seconds (user + system) and resident memory of a process, read from /proc."""
+
+    pid: int
+    cpu_seconds: float
+    rss_bytes: int
+
+
+def process_tree(pid: int) -> list[ProcessStats]:
+    """`pid` and its descendants (the serve process and its classify worker)."""
+    found: list[ProcessStats] = []
+    pending = [pid]
+    tick = os.sysconf("SC_CLK_TCK")
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            rss_pages = int(Path(f"/proc/{current}/statm").read_text().split()[1])
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, IndexError, ValueError):
+            continue  # it exited meanwhile
+        # Fields after the command: state is [0], utime [11], stime [12] (man 5 proc).
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        found.append(ProcessStats(current, cpu, rss_pages * os.sysconf("SC_PAGE_SIZE")))
+    return found
+
+
+@dataclass
+class TreeUsage:
+    """CPU µs per event of each process of the tree measured (main first) and of the broker, and
+    the tree's RSS at the end."""
+
+    cpu_us_per_event: list[float] = field(default_factory=list)
+    rss_mib: list[float] = field(default_factory=list)
+    broker_cpu_us_per_event: float = float("nan")
+    steady_rate: float = float("nan")  # records committed per second from 10% to 90% of the input
+
+    def describe(self) -> str:
+        names = ["main", *(f"worker{i}" for i in range(1, len(self.cpu_us_per_event)))]
+        own = ", ".join(f"{name} {cpu:.1f} µs/event CPU, {rss:.0f} MiB RSS"
+                        for name, cpu, rss in zip(names, self.cpu_us_per_event, self.rss_mib, strict=True))
+        return f"{own}; broker {self.broker_cpu_us_per_event:.1f} µs/event CPU"
+
+
+async def measure_until_committed(pid: int, broker_pid: int | None, bootstrap: str, source: str, group: str,
+                                  total: int) -> TreeUsage:
+    """Wait until `total` records are committed; CPU per event of `pid`'s tree and of the broker
+    from 10% to 90% of them (start-up, group join, the worker's compile and the exit left out)."""
+    marks: list[tuple[int, float, list[ProcessStats], ProcessStats | None]] = []
+
+    def on_progress(done: int) -> None:
+        if (not marks and done >= total // 10) or (len(marks) == 1 and done >= total * 9 // 10):
+            broker = process_tree(broker_pid)[:1] if broker_pid else []
+            marks.append((done, time.monotonic(), process_tree(pid), broker[0] if broker else None))
+
+    await wait_committed(bootstrap, source, group, total, 600, on_progress)
+    usage = TreeUsage()
+    if len(marks) == 2:
+        (first_done, first_at, first, first_broker), (last_done, last_at, last, last_broker) = marks
+        events = max(1, last_done - first_done)
+        usage.steady_rate = events / max(1e-9, last_at - first_at)
+        before = {stats.pid: stats.cpu_seconds for stats in first}
+        for stats in last:  # main process first: process_tree starts with it
+            usage.cpu_us_per_event.append((stats.cpu_seconds - before.get(stats.pid, 0.0)) / events * 1e6)
+            usage.rss_mib.append(stats.rss_bytes / 2**20)
+        if first_broker is not None and last_broker is not None:
+            usage.broker_cpu_us_per_event = (last_broker.cpu_seconds - first_broker.cpu_seconds) / events * 1e6
+    return usage
+
+
+async def run_mode(mode: str, broker: EmbeddedBroker, source: str, total: int,
+                   rules: Path) -> tuple[float, TreeUsage]:
     """Baselines and one redline process on the shared, pre-filled topic."""
     run = uuid.uuid4().hex[:8]
+    bootstrap = broker.bootstrap
     target, group = f"out-{mode}-{run}", f"bench-{mode}-{run}"
     await create_topics(bootstrap, [target])
     if mode in ("naive", "batch"):
         child = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "loadtest.stream_bench", "passthrough", mode, bootstrap, source, target,
             group, str(total), cwd=REPO)
+        usage = await measure_until_committed(child.pid, broker.pid, bootstrap, source, group, total)
         if await asyncio.wait_for(child.wait(), 600) != 0:
             raise RuntimeError(f"{mode} pass-through failed")
     else:
-        process = await start_serve(serve_env(bootstrap, source, target, group, rules))
+        worker = "off" if mode.endswith("-off") else "on"
+        process = await start_serve(serve_env(bootstrap, source, target, group, rules, worker=worker))
         try:
-            await wait_committed(bootstrap, source, group, total, 600)
+            usage = await measure_until_committed(process.pid, broker.pid, bootstrap, source, group, total)
         finally:
             await stop_serve(process)
-    return rate_of(await read_all(bootstrap, target, total))
+    return rate_of(await read_all(bootstrap, target, total)), usage
 
 
-async def run_scaling(members: int, bootstrap: str, values: list[tuple[bytes, bytes]], rules: Path) -> float:
+async def run_scaling(members: int, bootstrap: str, values: list[tuple[bytes, bytes]], rules: Path,
+                      worker: str = "on") -> tuple[float, float]:
     """`members` serve processes joined to a fresh, empty topic first; then the events are produced.
 
     Joining before the data arrives keeps the group's join and rebalance out of the measurement.
@@ -237,24 +340,26 @@ async def run_scaling(members: int, bootstrap: str, values: list[tuple[bytes, by
     source, target, group = f"scale-in-{run}", f"scale-out-{run}", f"bench-scale-{run}"
     await create_topics(bootstrap, [source, target])
     ports = [free_port() for _ in range(members)]
-    processes = [await start_serve(serve_env(bootstrap, source, target, group, rules, port)) for port in ports]
+    processes = [await start_serve(serve_env(bootstrap, source, target, group, rules, port, worker))
+                 for port in ports]
     try:
         await wait_ready(ports)
         await asyncio.sleep(2 * members)  # a late joiner's rebalance settles (tansu: ~half a session)
         await fill(bootstrap, source, values)
-        await wait_committed(bootstrap, source, group, len(values), 600)
+        usage = await measure_until_committed(processes[0].pid, None, bootstrap, source, group, len(values))
     finally:
         for process in processes:
             await stop_serve(process)
-    return rate_of(await read_all(bootstrap, target, len(values)))
+    return rate_of(await read_all(bootstrap, target, len(values))), usage.steady_rate
 
 
-async def latency(bootstrap: str, rate: float, seconds: float, rules: Path) -> tuple[float, float, int]:
+async def latency(bootstrap: str, rate: float, seconds: float, rules: Path,
+                  worker: str = "on") -> tuple[float, float, int]:
     run = uuid.uuid4().hex[:8]
     source, target, group = f"lat-in-{run}", f"lat-out-{run}", f"bench-lat-{run}"
     await create_topics(bootstrap, [source, target])
     port = free_port()
-    process = await start_serve(serve_env(bootstrap, source, target, group, rules, port))
+    process = await start_serve(serve_env(bootstrap, source, target, group, rules, port, worker))
     try:
         # Pre-built so that the generator costs little CPU next to the service it measures.
         values = sample_values(int(rate * seconds) + 1, seed=9)
@@ -301,6 +406,24 @@ def engine_ceiling(values: list[tuple[bytes, bytes]], rules: Path) -> float:
     return len(sample) / (time.perf_counter() - started)
 
 
+def report(title: str, runs: int, results: dict[str, list[float]]) -> None:
+    median = {mode: statistics.median(values) for mode, values in results.items()}
+    print(f"\n{title}: median events/s over {runs} run(s):")
+    for mode, value in median.items():
+        spread = f"{min(results[mode]):,.0f}–{max(results[mode]):,.0f}"
+        print(f"  {mode:11s} {value:>10,.0f}  (range {spread})")
+    # Ratios are paired within a run (same minute, same load) and then their median is taken.
+    ratios = [("redline", "naive"), ("redline", "batch"), ("redline", "engine"), ("redline", "redline-off"),
+              ("redline-off", "naive"), ("redline-off", "batch"),
+              ("scale2-off", "scale1-off"), ("scale2", "scale1"), ("scale2", "scale2-off"),
+              ("scale2-off", "redline"), ("scale1", "scale1-off")]
+    for top, bottom in ratios:
+        if {top, bottom} <= median.keys():
+            paired = [a / b for a, b in zip(results[top], results[bottom], strict=True)]
+            listing = ", ".join(f"{r:.2f}" for r in paired)
+            print(f"  {top} / {bottom}: median {statistics.median(paired):.2f}x (runs: {listing})")
+
+
 async def bench(args: argparse.Namespace) -> None:
     rules = args.rules
     values = sample_values(args.events, seed=1)
@@ -310,47 +433,66 @@ async def bench(args: argparse.Namespace) -> None:
         await fill(broker.bootstrap, source, values)
         print(f"{args.events} events in {source} ({PARTITIONS} partitions); pack {rules}", flush=True)
         modes = [m for m in args.modes.split(",") if m]
-        results: dict[str, list[float]] = {mode: [] for mode in modes}
+        # Two throughput figures per mode: `span` = output records / their timestamp span (the
+        # original measure; a burst of output inflates it), `steady` = input records committed per
+        # second from 10% to 90% of the input (start-up, a worker's compile and the end left out).
+        span: dict[str, list[float]] = {mode: [] for mode in modes}
+        steady: dict[str, list[float]] = {mode: [] for mode in modes}
+        usages: dict[str, list[TreeUsage]] = {}
         for run in range(args.runs):
             for mode in modes:
+                usage = None
                 if mode == "engine":
-                    rate = engine_ceiling(values, rules)
+                    rate = steady_rate = engine_ceiling(values, rules)
                 elif mode.startswith("scale"):
-                    rate = await run_scaling(int(mode[-1]), broker.bootstrap, values, rules)
+                    members = int(mode.removeprefix("scale").removesuffix("-off"))
+                    worker = "off" if mode.endswith("-off") else "on"
+                    rate, steady_rate = await run_scaling(members, broker.bootstrap, values, rules, worker)
                 else:
-                    rate = await run_mode(mode, broker.bootstrap, source, args.events, rules)
-                results[mode].append(rate)
-                print(f"run {run + 1} {mode:8s} {rate:>10,.0f} events/s", flush=True)
-        median = {mode: statistics.median(values) for mode, values in results.items()}
-        print("\nmedian events/s over", args.runs, "run(s):")
-        for mode, value in median.items():
-            spread = f"{min(results[mode]):,.0f}–{max(results[mode]):,.0f}"
-            print(f"  {mode:8s} {value:>10,.0f}  (range {spread})")
-        # Ratios are paired within a run (same minute, same load) and then their median is taken.
-        ratios = [("redline", "naive"), ("redline", "batch"), ("redline", "engine"), ("scale2", "scale1")]
-        for top, bottom in ratios:
-            if {top, bottom} <= median.keys():
-                paired = [a / b for a, b in zip(results[top], results[bottom], strict=True)]
-                listing = ", ".join(f"{r:.2f}" for r in paired)
-                print(f"  {top} / {bottom}: median {statistics.median(paired):.2f}x (runs: {listing})")
+                    rate, usage = await run_mode(mode, broker, source, args.events, rules)
+                    steady_rate = usage.steady_rate
+                span[mode].append(rate)
+                steady[mode].append(steady_rate)
+                load = os.getloadavg()[0]
+                line = f"run {run + 1} {mode:11s} span {rate:>9,.0f}/s  steady {steady_rate:>9,.0f}/s  load {load:.1f}"
+                if usage is not None and usage.cpu_us_per_event:
+                    usages.setdefault(mode, []).append(usage)
+                    line += f"   ({usage.describe()})"
+                print(line, flush=True)
+        for title, results in (("span", span), ("steady", steady)):
+            report(title, args.runs, results)
+        for mode, runs in usages.items():
+            shape = len(runs[0].cpu_us_per_event)
+            columns = zip(*(u.cpu_us_per_event for u in runs if len(u.cpu_us_per_event) == shape), strict=True)
+            cpu = ", ".join(f"{statistics.median(c):.1f}" for c in columns)
+            rss = ", ".join(f"{statistics.median(c):.0f}" for c in zip(*(u.rss_mib for u in runs), strict=False))
+            broker_cpu = statistics.median(u.broker_cpu_us_per_event for u in runs)
+            print(f"  {mode:11s} CPU µs/event (main, worker): {cpu}; broker {broker_cpu:.1f}; "
+                  f"RSS MiB at the end: {rss}")
+        median = {mode: statistics.median(values) for mode, values in steady.items()}
         if args.latency_seconds > 0:
-            rate = args.latency_rate or median.get("redline", 10_000) / 2
-            p50, p99, n = await latency(broker.bootstrap, rate, args.latency_seconds, rules)
-            print(f"\nlatency at {rate:,.0f} events/s, {n} events: p50 {p50} ms, p99 {p99} ms")
+            # Both configurations at the same offered rate: half of what the slower one sustains.
+            sustained = [median[m] for m in ("redline", "redline-off") if m in median]
+            rate = args.latency_rate or (min(sustained) / 2 if sustained else 10_000)
+            for worker in ("on", "off"):
+                p50, p99, n = await latency(broker.bootstrap, rate, args.latency_seconds, rules, worker)
+                print(f"\nlatency, worker {worker}, at {rate:,.0f} events/s, {n} events: p50 {p50} ms, p99 {p99} ms")
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "passthrough":
         mode, bootstrap, source, target, group, expect = sys.argv[2:8]
-        asyncio.run(passthrough(mode, bootstrap, source, target, group, int(expect)))
+        fetch_max_wait_ms = int(sys.argv[8]) if len(sys.argv) > 8 else 500  # aiokafka's default
+        asyncio.run(passthrough(mode, bootstrap, source, target, group, int(expect), fetch_max_wait_ms))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rules", type=Path, default=bundled_rules_dir())
     parser.add_argument("--latency-seconds", type=float, default=15.0)
-    parser.add_argument("--modes", default="engine,naive,batch,redline,scale1,scale2",
-                        help="comma-separated subset of engine,naive,batch,redline,scale1,scale2")
+    parser.add_argument("--modes", default="engine,naive,batch,redline,redline-off,scale1-off,scale2-off,scale2",
+                        help="comma-separated subset of engine,naive,batch,redline,redline-off,"
+                             "scaleN,scaleN-off (N processes; -off: classify worker off)")
     parser.add_argument("--latency-rate", type=float, help="events/s for the latency run (default: 50%% of redline)")
     asyncio.run(bench(parser.parse_args()))
 

@@ -7,6 +7,7 @@ Variables are `REDLINE_<FIELD>` (DESIGN.md). CLI flags override them by passing 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
     batch_max_records: int = Field(default=2000, ge=1)  # records per getmany → classify → produce
     max_in_flight_batches: int = Field(default=4, ge=1)  # un-acked batches before the consumer pauses
     poll_timeout_ms: int = Field(default=200, ge=0)
+    # Classify in a worker process (its own engine) while this one does the Kafka I/O: auto = on
+    # when this process may use >= 2 CPUs (affinity and cgroup quota), docs/stream.md.
+    stream_classify_worker: Literal["auto", "on", "off"] = "auto"
     fetch_max_wait_ms: int = Field(default=50, ge=0)  # the broker's wait for data: bounds idle latency
     drain_timeout_seconds: float = Field(default=10.0, gt=0)
     session_timeout_ms: int = Field(default=10_000, ge=1000)

@@ -2,14 +2,21 @@
 
 Delivery is at-least-once and in order per partition (docs/stream.md):
 
-* Each `getmany` result becomes one *unit*: its produce futures and the next offset per partition.
-  Up to `max_in_flight_batches` units are in flight; when the window is full the loop waits and
-  then pauses its partitions, so nothing is buffered without bound.
+* Each `getmany` result becomes one *unit*: its classification, its produce futures and the next
+  offset per partition. Up to `max_in_flight_batches` units are in flight, classifying included;
+  when the window is full the loop waits and then pauses its partitions, so nothing is buffered
+  without bound.
+* A unit is classified by the classify worker process (worker_client.py), or in this process when
+  the worker has `_WORKER_QUEUE_BATCHES` queued already (at most one batch in `_INLINE_EVERY`), or
+  when no worker serves the runtime's pack. A sender task sends each unit's outputs as soon as it
+  is classified, strictly in the order consumed, so fetching batch k+1 and producing batch k-1
+  overlap with classifying batch k. A worker that dies fails its units: handled like a produce
+  failure (below).
 * A committer task takes units strictly in order; a unit's offsets are committed only after every
   record it produced (verdicts and dead letters) was acknowledged by the broker.
-* A produce failure stops committing, lets the remaining units settle, seeks every partition back
-  to its last committed offset and retries after a backoff: the records are processed again
-  (duplicates possible, never a gap).
+* A produce (or classify worker) failure stops sending and committing, lets the remaining units
+  settle, seeks every partition back to its last committed offset and retries after a backoff: the
+  records are processed again (duplicates possible, never a gap).
 * Revoked partitions are drained and committed before the rebalance goes on; stop() drains
   within `drain_timeout_seconds`, commits, and leaves the group.
 """
@@ -32,22 +39,40 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from service import metrics
 from service.counters.routing import send_counter_requests
+from service.events import RulesetRef
 from service.runtime import Runtime
 from service.settings import Settings
+from service.stream.classify_worker import tally_verdicts
 from service.stream.dead_letters import DeadLetter
 from service.stream.kafka_config import consumer_options, producer_options
-from service.stream.pipeline import classify_decoded, decode_records, ruleset_headers
+from service.stream.pipeline import Processed, classify_decoded, decode_records, ruleset_headers
 from service.stream.publisher import BatchPublisher
 from service.stream.topics import ensure_topics
+from service.stream.worker_client import (
+    Classified,
+    ClassifyWorkers,
+    WorkerError,
+    effective_cpu_count,
+    record_tally,
+    worker_enabled,
+)
 
 log = logging.getLogger(__name__)
+
+# With the classify worker on, this process classifies a batch itself only when the worker already
+# has this many queued, and at most one batch in `_INLINE_EVERY`: it also does all the Kafka I/O
+# (~9 µs per event), and one in three balanced the two processes' CPU (docs/benchmarks.md).
+_WORKER_QUEUE_BATCHES = 2
+_INLINE_EVERY = 3
 
 
 @dataclass(slots=True)
 class _Unit:
     offsets: dict[TopicPartition, int]  # next offset to commit per partition
-    futures: list[asyncio.Future[Any]]
+    classified: asyncio.Future[Classified]
+    futures: list[asyncio.Future[Any]] = field(default_factory=list)  # produce acks
     sent_at: list[float] = field(default_factory=list)
+    sent: asyncio.Event = field(default_factory=asyncio.Event)  # futures is complete (or failed)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -70,7 +95,11 @@ class StreamProcessor:
         self._producer: AIOKafkaProducer | None = None
         self._publisher: BatchPublisher | None = None
         self._window: deque[_Unit] = deque()
+        self._unsent: deque[_Unit] = deque()  # the tail of the window the sender has not sent yet
         self._unit_added = asyncio.Event()
+        self._unit_submitted = asyncio.Event()
+        self._workers: ClassifyWorkers | None = None
+        self._since_inline = 0  # batches sent to the worker since this process classified one
         self._unit_done = asyncio.Event()
         self._lock = asyncio.Lock()  # one of: building a unit, handling a revoke, recovering
         self._failure: BaseException | None = None
@@ -91,18 +120,32 @@ class StreamProcessor:
 
     async def run(self) -> None:
         """Until request_stop(): connect (retrying), process, drain. Fatal errors propagate."""
+        use_worker = worker_enabled(self.settings)
+        log.info("stream classification", extra={"worker": use_worker, "cpus": effective_cpu_count(),
+                                                 "setting": self.settings.stream_classify_worker})
+        if use_worker:  # it compiles its pack while the consumer connects and joins
+            self._workers = ClassifyWorkers(self.settings, self.runtime.engine.ruleset.digest)
+            self._workers.open()
+        try:
+            await self._run_connected()
+        finally:
+            if self._workers is not None:
+                await self._workers.close()
+
+    async def _run_connected(self) -> None:
         if not await self._connect():
             return
         committer = asyncio.create_task(self._commit_loop(), name="redline-committer")
+        sender = asyncio.create_task(self._send_loop(), name="redline-sender")
         prober = asyncio.create_task(self._probe_loop(), name="redline-broker-probe")
         try:
-            await self._consume_loop(committer)
+            await self._consume_loop(committer, sender)
         finally:
             prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await prober
             try:
-                await self._drain(committer)
+                await self._drain(committer, sender)
             finally:
                 await self._close()
 
@@ -161,14 +204,15 @@ class StreamProcessor:
 
     # --- the loop
 
-    async def _consume_loop(self, committer: asyncio.Task[None]) -> None:
+    async def _consume_loop(self, committer: asyncio.Task[None], sender: asyncio.Task[None]) -> None:
         assert self._consumer is not None
         consumer = self._consumer
         settings = self.settings
         while not self.stopping:
-            if committer.done():
-                committer.result()  # re-raise what killed it
-                raise RuntimeError("the committer stopped")
+            for task in (committer, sender):
+                if task.done():
+                    task.result()  # re-raise what killed it
+                    raise RuntimeError(f"{task.get_name()} stopped")
             if self._failure is not None:
                 await self._recover()
                 continue
@@ -195,16 +239,11 @@ class StreamProcessor:
                 assigned = consumer.assignment()
                 batch = {tp: records for tp, records in batch.items() if tp in assigned}
                 if batch and self._failure is None:
-                    try:
-                        await self._produce(batch)
-                    except KafkaError as exc:  # no metadata or no room in time: the broker is away
-                        metrics.stream_produce_failures_total.inc()
-                        log.warning("produce failed; re-processing from the last commit",
-                                    extra={"error": repr(exc)})
-                        self._failure = exc
-                        self._set_ready()
-                        continue
+                    self._submit(batch)
                     self._observe_lag(batch)
+            # getmany answers from its prefetch without suspending: let the sender produce what is
+            # classified (and the committer commit) before the next batch, not after the window fills.
+            await asyncio.sleep(0)
 
     async def _wait_for_room(self) -> None:
         """Backpressure: wait for the oldest unit; if it takes long, stop fetching meanwhile."""
@@ -220,14 +259,42 @@ class StreamProcessor:
         with contextlib.suppress(KafkaError):
             await self._consumer.getmany(timeout_ms=0)
 
-    async def _produce(self, batch: dict[TopicPartition, list[Any]]) -> None:
-        assert self._publisher is not None
-        settings = self.settings
-        publisher = self._publisher
+    def _submit(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Start classifying a batch and append its unit to the window (the sender sends it)."""
         for tp, tp_records in batch.items():  # before anything is sent: a failure seeks back here
             self._resume.setdefault(tp, tp_records[0].offset)
         records = list(chain.from_iterable(batch.values()))
         metrics.events_consumed_total.inc(len(records))
+        unit = _Unit(
+            offsets={tp: tp_records[-1].offset + 1 for tp, tp_records in batch.items()},
+            classified=self._classify(records),
+        )
+        self._window.append(unit)
+        self._unsent.append(unit)
+        metrics.stream_in_flight_batches.set(len(self._window))
+        self._unit_added.set()
+        self._unit_submitted.set()
+
+    def _classify(self, records: list[Any]) -> asyncio.Future[Classified]:
+        """In the worker when one serves the runtime's pack, else here with the runtime's engine:
+        either way one pack decides the batch, the one the runtime serves at that moment."""
+        workers = self._workers
+        if workers is not None:
+            workers.sync(self.runtime.engine.ruleset.digest)
+            worker = workers.current()
+            # A worker with a queue already has its next batches: this process, which would only
+            # wait for it, classifies this one itself (with the same pack), now and then.
+            if worker is not None and (worker.in_flight < _WORKER_QUEUE_BATCHES
+                                       or self._since_inline < _INLINE_EVERY - 1):
+                self._since_inline += 1
+                return worker.submit(records)
+            self._since_inline = 0
+        future: asyncio.Future[Classified] = asyncio.get_running_loop().create_future()
+        future.set_result(self._classify_here(records))
+        return future
+
+    def _classify_here(self, records: list[Any]) -> Classified:
+        settings = self.settings
         engine = self.runtime.engine  # read at the moment of classifying: reloads swap it
         decoded = decode_records(
             records, max_record_bytes=settings.max_record_bytes,
@@ -238,36 +305,66 @@ class StreamProcessor:
             engine, decoded, datetime.now(UTC),
             dead_letter_max_value_bytes=settings.dead_letter_max_value_bytes,
         )
-        if processed.verdicts:
-            metrics.classify_duration_seconds.labels("stream").observe(
-                (time.perf_counter() - started) / len(processed.verdicts)
-            )
-            metrics.record_verdicts(processed.verdicts, "stream")
-        futures: list[asyncio.Future[Any]] = []
+        seconds = time.perf_counter() - started
+        return Classified(processed, engine.ruleset, tally_verdicts(processed.verdicts), seconds)
+
+    async def _send_loop(self) -> None:
+        """Send each unit's outputs once it is classified, strictly in the order consumed."""
+        while True:
+            while not self._unsent:
+                self._unit_submitted.clear()
+                await self._unit_submitted.wait()
+            unit = self._unsent[0]
+            try:
+                classified = await unit.classified
+                if self._failure is None:  # after a failure everything from the last commit is redone
+                    self._count(classified)
+                    await self._send_processed(classified.processed, classified.ruleset, unit)
+            except WorkerError as exc:
+                self._fail(exc, "classify worker failed; re-processing from the last commit")
+            except KafkaError as exc:  # no metadata or no room in time: the broker is away
+                metrics.stream_produce_failures_total.inc()
+                self._fail(exc, "produce failed; re-processing from the last commit")
+            finally:
+                self._unsent.popleft()
+                unit.sent.set()
+
+    @staticmethod
+    def _count(classified: Classified) -> None:
+        # Engine time per event, measured where the batch was classified (this process or the
+        # worker): the same definition either way.
+        tally = classified.tally
+        if tally.total:
+            metrics.classify_duration_seconds.labels("stream").observe(classified.classify_seconds / tally.total)
+            record_tally(tally, "stream")
+
+    async def _send_processed(self, processed: Processed, ruleset: RulesetRef, unit: _Unit) -> None:
+        """Send a batch's outputs (verdicts, dead letters) and add their futures to `unit`."""
+        assert self._publisher is not None
+        publisher = self._publisher
         # Verdicts: grouped by output partition, each group in input order.
-        topic = settings.output_topic
+        topic = self.settings.output_topic
         router = await publisher.key_router(topic)
-        headers = ruleset_headers(engine.ruleset)
+        headers = ruleset_headers(ruleset)
         groups: dict[int, list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]] = {}
         for record in processed.verdict_records:
             partition = publisher.partition_for(topic, record.key, router)
             groups.setdefault(partition, []).append((record.key, record.value, headers))
+        unit.sent_at = [record.sent_at for record in processed.verdict_records]
         for partition, items in groups.items():
-            futures += await publisher.send(topic, partition, items)
+            unit.futures += await publisher.send(topic, partition, items)
         if processed.dead_letters:
-            futures += await self._send_dead_letters(processed.dead_letters)
+            unit.futures += await self._send_dead_letters(processed.dead_letters)
         if processed.counter_requests:  # their verdicts come from the counters' owners
-            futures += await send_counter_requests(
-                publisher, settings.counter_requests_topic, processed.counter_requests
+            unit.futures += await send_counter_requests(
+                publisher, self.settings.counter_requests_topic, processed.counter_requests
             )
-        unit = _Unit(
-            offsets={tp: tp_records[-1].offset + 1 for tp, tp_records in batch.items()},
-            futures=futures,
-            sent_at=[record.sent_at for record in processed.verdict_records],
-        )
-        self._window.append(unit)
-        metrics.stream_in_flight_batches.set(len(self._window))
-        self._unit_added.set()
+
+    def _fail(self, error: BaseException, message: str) -> None:
+        if self._failure is None:
+            log.warning(message, extra={"error": repr(error)})
+            self._failure = error
+            self._set_ready()
 
     async def _send_dead_letters(self, letters: Iterable[DeadLetter]) -> list[asyncio.Future[Any]]:
         assert self._publisher is not None
@@ -296,15 +393,14 @@ class StreamProcessor:
                 self._unit_added.clear()
                 await self._unit_added.wait()
             unit = self._window[0]
+            await unit.sent.wait()
             results = await asyncio.gather(*unit.futures, return_exceptions=True)
             error = next((r for r in results if isinstance(r, BaseException)), None)
             if isinstance(error, asyncio.CancelledError):
                 raise error
             if error is not None and self._failure is None:
                 metrics.stream_produce_failures_total.inc()
-                log.warning("produce failed; re-processing from the last commit", extra={"error": repr(error)})
-                self._failure = error
-                self._set_ready()
+                self._fail(error, "produce failed; re-processing from the last commit")
             if self._failure is None:
                 await self._commit(unit)
             self._window.popleft()
@@ -382,15 +478,16 @@ class StreamProcessor:
             self._failure = None
             self._set_ready()
 
-    async def _drain(self, committer: asyncio.Task[None]) -> None:
+    async def _drain(self, committer: asyncio.Task[None], sender: asyncio.Task[None]) -> None:
         started = time.monotonic()
-        drained = committer.done() or await self._settle(self.settings.drain_timeout_seconds)
+        drained = committer.done() or sender.done() or await self._settle(self.settings.drain_timeout_seconds)
         if not drained:
             log.warning("drain timed out; uncommitted records will be processed again",
                         extra={"batches": len(self._window)})
+        sender.cancel()
         committer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await committer
+        # A task that failed already had its error raised by the consume loop: only end them here.
+        await asyncio.gather(sender, committer, return_exceptions=True)
         log.info("stream drained", extra={"seconds": round(time.monotonic() - started, 3),
                                           "complete": drained})
 
@@ -443,6 +540,8 @@ class StreamProcessor:
                     log.warning("broker unreachable")
                 self._set_ready()
             self._observe_idle_lag(consumer)
+            if self._workers is not None:  # an idle stream learns of a reload here, not at its next batch
+                self._workers.sync(self.runtime.engine.ruleset.digest)
 
     def _observe_lag(self, batch: dict[TopicPartition, list[Any]]) -> None:
         assert self._consumer is not None

@@ -24,6 +24,8 @@ from service.sample_traffic import SampleTraffic
 
 StartService = Callable[[dict[str, str]], ServiceProcess]
 SMALL_BATCHES = {"REDLINE_BATCH_MAX_RECORDS": "200"}
+# The stream's own line: the counter owner logs "counter partitions assigned" for its group.
+STREAM_ASSIGNED = '"msg": "partitions assigned"'
 
 
 def event_ids(records: list[object]) -> set[str]:
@@ -59,11 +61,11 @@ async def test_two_members_share_partitions_and_the_survivor_takes_over(
     kafka_bootstrap: str, topics: Topics, service_factory: StartService
 ) -> None:
     first = service_factory(topics.env(kafka_bootstrap, free_port(), **SMALL_BATCHES))
-    assert assignment_of(first.wait_for_log("partitions assigned")) == [0, 1, 2, 3]
+    assert assignment_of(first.wait_for_log(STREAM_ASSIGNED)) == [0, 1, 2, 3]
     second = service_factory(topics.env(kafka_bootstrap, free_port(), **SMALL_BATCHES))
-    second_share = assignment_of(second.wait_for_log("partitions assigned"))
+    second_share = assignment_of(second.wait_for_log(STREAM_ASSIGNED))
     while True:  # the first member is revoked and assigned again in the same rebalance
-        first_share = assignment_of(first.wait_for_log("partitions assigned"))
+        first_share = assignment_of(first.wait_for_log(STREAM_ASSIGNED))
         if len(first_share) < 4:
             break
     assert sorted(first_share + second_share) == [0, 1, 2, 3]
@@ -76,7 +78,7 @@ async def test_two_members_share_partitions_and_the_survivor_takes_over(
     first.process.kill()  # type: ignore[union-attr]
     first.wait()
     # After the dead member's session times out, the survivor owns every partition.
-    while assignment_of(second.wait_for_log("partitions assigned")) != [0, 1, 2, 3]:
+    while assignment_of(second.wait_for_log(STREAM_ASSIGNED)) != [0, 1, 2, 3]:
         pass
     await producing
     seen = await read_verdict_ids(kafka_bootstrap, topics.output, event_ids(records))
