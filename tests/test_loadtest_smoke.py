@@ -1,0 +1,65 @@
+"""The Kafka load tool runs end to end and reports what it measured (no figure is judged here:
+performance is measured in loadtest/, never asserted in tests)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RATE, SECONDS = 200, 2
+
+
+def test_kafka_load_reports_both_targets(tmp_path: Path) -> None:
+    # Its own session: on a timeout the broker and the services the tool started go down with it.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loadtest.kafka_load", "--rate", str(RATE), "--seconds", str(SECONDS),
+         "--pool", "200", "--warmup-events", "50", "--out", str(tmp_path)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"kafka_load did not finish in 150 s:\n{stdout[-3000:]}{stderr[-3000:]}")
+    assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    report = json.loads((tmp_path / "kafka_load.json").read_text())
+    runs = {run["target"]: run for run in report["runs"]}
+    assert set(runs) == {"naive", "redline"}
+    for target, run in runs.items():
+        (phase,) = run["phases"]
+        assert phase["offered_per_s"] == RATE
+        assert phase["events"] == RATE * SECONDS  # the schedule, to the record
+        assert phase["missing"] == 0, f"{target}: events without an output record"
+        assert phase["outputs"] >= phase["events"]
+        assert phase["processed_per_s"] > 0
+        assert phase["drained"] is True
+        for name in ("p50_ms", "p99_ms", "p999_ms"):
+            assert math.isfinite(phase[name]) and phase[name] >= 0, (target, name, phase[name])
+        assert phase["p50_ms"] <= phase["p99_ms"] <= phase["p999_ms"] <= phase["max_ms"]
+        samples = run["samples"]
+        assert samples, f"{target}: no lag samples"
+        assert samples[-1]["committed"] == samples[-1]["acked"] >= phase["events"]  # drained at the end
+        assert all(s["lag_records"] == s["acked"] - s["committed"] for s in samples)
+        assert any(s["target_rss_mib"] for s in samples)
+    # Only the service exposes its own lag gauge; the baseline has no /metrics.
+    assert any(s["lag_gauge_records"] is not None for s in runs["redline"]["samples"])
+    assert all(s["lag_gauge_records"] is None for s in runs["naive"]["samples"])
+    assert [row["target"] for row in report["medians"]] == [run["target"] for run in report["runs"]]
+
+    with (tmp_path / "phases.csv").open() as handle:
+        phases = list(csv.DictReader(handle))
+    assert sorted(row["target"] for row in phases) == ["naive", "redline"]
+    with (tmp_path / "samples.csv").open() as handle:
+        samples_csv = list(csv.DictReader(handle))
+    assert len(samples_csv) == sum(len(run["samples"]) for run in report["runs"])
+    assert "lag (HW − committed)" in stdout  # the printed lag table
