@@ -34,6 +34,7 @@ from service.errors import ConfigError
 from service.events import decode_event, encode_verdict
 from service.runtime import Runtime
 from service.settings import Settings
+from service.stream.clients import retry_delay, stop_quietly
 from service.stream.dead_letters import DeadLetter, DeadLetterReason, dead_letter
 from service.stream.kafka_config import client_options, consumer_options, producer_options
 from service.stream.pipeline import ruleset_headers
@@ -122,7 +123,7 @@ class CounterOwner:
             except (KafkaError, OSError) as exc:
                 await self._close()
                 attempt += 1
-                delay = min(settings.retry_backoff_max_seconds, 0.5 * 2 ** min(attempt, 10))
+                delay = retry_delay(settings, attempt)
                 log.warning("counter owner: broker not reachable, retrying",
                             extra={"error": repr(exc), "retry_in_seconds": delay})
                 await self._sleep_unless_stopping(delay)
@@ -143,12 +144,7 @@ class CounterOwner:
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
         self._publisher = None
-        for client in (consumer, producer):
-            if client is not None:
-                try:
-                    await client.stop()
-                except (KafkaError, OSError) as exc:  # everything committable was committed
-                    log.warning("counter owner close failed", extra={"error": repr(exc)})
+        await stop_quietly(consumer, producer)
         self._stores.clear()
         metrics.counter_keys.set(0)
 
@@ -307,7 +303,7 @@ class CounterOwner:
                 attempt += 1
                 if self.stopping:
                     raise
-                delay = min(self.settings.retry_backoff_max_seconds, 0.5 * 2 ** min(attempt, 6))
+                delay = retry_delay(self.settings, attempt)
                 log.warning("counter restore failed, retrying", extra={"error": repr(exc), "retry_in_seconds": delay})
                 await self._sleep_unless_stopping(delay)
 

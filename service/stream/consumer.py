@@ -43,6 +43,7 @@ from service.events import RulesetRef
 from service.runtime import Runtime
 from service.settings import Settings
 from service.stream.classify_worker import tally_verdicts
+from service.stream.clients import retry_delay, stop_quietly
 from service.stream.dead_letters import DeadLetter
 from service.stream.kafka_config import consumer_options, producer_options
 from service.stream.pipeline import Processed, classify_decoded, decode_records, ruleset_headers
@@ -173,7 +174,7 @@ class StreamProcessor:
             except (KafkaError, OSError) as exc:
                 await self._close()
                 attempt += 1
-                delay = min(settings.retry_backoff_max_seconds, 0.5 * 2 ** min(attempt, 10))
+                delay = retry_delay(settings, attempt)
                 log.warning("broker not reachable, retrying",
                             extra={"error": repr(exc), "retry_in_seconds": delay, "attempt": attempt})
                 await self._sleep_unless_stopping(delay)
@@ -183,19 +184,7 @@ class StreamProcessor:
         consumer, self._consumer = self._consumer, None
         producer, self._producer = self._producer, None
         self._publisher = None
-        # A close is not allowed to fail the service: every commit it could make was made (or the
-        # records are delivered again, which at-least-once allows). aiokafka re-raises here what
-        # ended its coordinator task, e.g. an assertion when the stop lands inside a rebalance.
-        if consumer is not None:
-            try:
-                await consumer.stop()  # leaves the group: the partitions move on at once
-            except (KafkaError, OSError) as exc:
-                log.warning("consumer close failed", extra={"error": repr(exc)})
-        if producer is not None:
-            try:
-                await producer.stop()
-            except (KafkaError, OSError) as exc:
-                log.warning("producer close failed", extra={"error": repr(exc)})
+        await stop_quietly(consumer, producer)
         self._set_ready()
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
