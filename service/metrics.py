@@ -8,13 +8,13 @@ Hot paths aggregate per batch and increment once per label set (`record_verdicts
 from __future__ import annotations
 
 import functools
-from collections import Counter as _Tally
 from collections.abc import Iterable
 from typing import Final
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 from service.events import ACTIONS, Verdict
+from service.verdict_counts import VerdictCounts, count_verdicts
 
 SOURCES: Final = ("stream", "http")
 DEAD_LETTER_REASONS: Final = (
@@ -88,23 +88,17 @@ def observe_pack(name: str, version: str, digest: str, rules: Iterable[tuple[str
 
 def record_verdicts(verdicts: Iterable[Verdict], source: str) -> None:
     """Count a batch of verdicts with one increment per label set."""
-    actions: _Tally[str] = _Tally()
-    rules: _Tally[tuple[str, str, str]] = _Tally()
-    categories: _Tally[tuple[str, str]] = _Tally()
-    total = 0
-    for verdict in verdicts:
-        total += 1
-        actions[verdict.action] += 1
-        for match in verdict.matches:
-            shadow = "true" if match.shadow else "false"
-            rules[(match.rule, match.category, shadow)] += 1
-            categories[(match.category, shadow)] += 1
-    _child(events_classified_total, source).inc(total)
-    for action, n in actions.items():
+    record_counts(count_verdicts(verdicts), source)
+
+
+def record_counts(counts: VerdictCounts, source: str) -> None:
+    """Apply counted verdicts (service.verdict_counts; the classify worker sends these)."""
+    _child(events_classified_total, source).inc(counts.total)
+    for action, n in counts.actions.items():
         _child(verdicts_total, source, action).inc(n)
-    for key, n in rules.items():
+    for key, n in counts.rules.items():
         _child(rule_matches_total, *key).inc(n)
-    for ckey, n in categories.items():
+    for ckey, n in counts.categories.items():
         _child(category_matches_total, *ckey).inc(n)
 
 

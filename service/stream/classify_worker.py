@@ -33,16 +33,15 @@ import signal
 import struct
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Final, NamedTuple
 
 from service.errors import PackError
-from service.events import Verdict
 from service.stream.dead_letters import DeadLetter
 from service.stream.pipeline import CounterRecord, Processed, VerdictRecord, classify_decoded, decode_records
+from service.verdict_counts import VerdictCounts, count_verdicts
 
 FRAME_HEADER: Final = struct.Struct("<Q")
 PICKLE_PROTOCOL: Final = 5
@@ -66,32 +65,6 @@ class WireRecord(NamedTuple):
 def to_rows(records: Iterable[Any]) -> list[Row]:
     """aiokafka ConsumerRecords → plain tuples (pickling the records themselves costs ~4×)."""
     return [(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value, r.headers) for r in records]
-
-
-# --- verdict counts that cross the process boundary instead of the verdicts
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class VerdictTally:
-    total: int
-    actions: dict[str, int]
-    rules: dict[tuple[str, str, str], int]  # (rule, category, shadow) → matches
-    categories: dict[tuple[str, str], int]  # (category, shadow) → matches
-
-
-def tally_verdicts(verdicts: Iterable[Verdict]) -> VerdictTally:
-    """What `metrics.record_verdicts` counts, as numbers (the same labels, the same increments)."""
-    actions: Counter[str] = Counter()
-    rules: Counter[tuple[str, str, str]] = Counter()
-    categories: Counter[tuple[str, str]] = Counter()
-    total = 0
-    for verdict in verdicts:
-        total += 1
-        actions[verdict.action] += 1
-        for match in verdict.matches:
-            shadow = "true" if match.shadow else "false"
-            rules[(match.rule, match.category, shadow)] += 1
-            categories[(match.category, shadow)] += 1
-    return VerdictTally(total, dict(actions), dict(rules), dict(categories))
 
 
 # --- framing
@@ -135,7 +108,7 @@ def _read_frame(stream: BinaryIO) -> Any | None:
 
 def classify_rows(
     engine: Any, rows: list[Row], *, max_record_bytes: int, dead_letter_max_value_bytes: int
-) -> tuple[Processed, VerdictTally, float]:
+) -> tuple[Processed, VerdictCounts, float]:
     """One batch, exactly as the in-process stream does it (pipeline.py), plus what crosses back."""
     records = list(map(WireRecord._make, rows))
     decoded = decode_records(
@@ -146,7 +119,7 @@ def classify_rows(
         engine, decoded, datetime.now(UTC), dead_letter_max_value_bytes=dead_letter_max_value_bytes
     )
     seconds = time.perf_counter() - started
-    tally = tally_verdicts(processed.verdicts)
+    tally = count_verdicts(processed.verdicts)
     # `replace` keeps any other field of Processed as it is: only the verdict structs stay behind.
     return dataclasses.replace(processed, verdicts=[]), tally, seconds
 

@@ -42,7 +42,6 @@ from service.counters.routing import send_counter_requests
 from service.events import RulesetRef
 from service.runtime import Runtime
 from service.settings import Settings
-from service.stream.classify_worker import tally_verdicts
 from service.stream.clients import retry_delay, stop_quietly
 from service.stream.dead_letters import DeadLetter
 from service.stream.kafka_config import consumer_options, producer_options
@@ -54,9 +53,9 @@ from service.stream.worker_client import (
     ClassifyWorkers,
     WorkerError,
     effective_cpu_count,
-    record_tally,
     worker_enabled,
 )
+from service.verdict_counts import count_verdicts
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +294,7 @@ class StreamProcessor:
             dead_letter_max_value_bytes=settings.dead_letter_max_value_bytes,
         )
         seconds = time.perf_counter() - started
-        return Classified(processed, engine.ruleset, tally_verdicts(processed.verdicts), seconds)
+        return Classified(processed, engine.ruleset, count_verdicts(processed.verdicts), seconds)
 
     async def _send_loop(self) -> None:
         """Send each unit's outputs once it is classified, strictly in the order consumed."""
@@ -325,7 +324,7 @@ class StreamProcessor:
         tally = classified.tally
         if tally.total:
             metrics.classify_duration_seconds.labels("stream").observe(classified.classify_seconds / tally.total)
-            record_tally(tally, "stream")
+            metrics.record_counts(tally, "stream")
 
     async def _send_processed(self, processed: Processed, ruleset: RulesetRef, unit: _Unit) -> None:
         """Send a batch's outputs (verdicts, dead letters) and add their futures to `unit`."""

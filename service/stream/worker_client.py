@@ -30,18 +30,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from service import metrics
 from service.errors import RedlineError
 from service.events import RulesetRef
 from service.settings import Settings
 from service.stream.classify_worker import (
     FRAME_HEADER,
-    VerdictTally,
     decode_payload,
     encode_frame,
     to_rows,
 )
 from service.stream.pipeline import Processed
+from service.verdict_counts import VerdictCounts
 
 log = logging.getLogger(__name__)
 
@@ -68,19 +67,8 @@ class Classified:
 
     processed: Processed
     ruleset: RulesetRef  # the pack that decided every verdict of the batch
-    tally: VerdictTally
+    tally: VerdictCounts
     classify_seconds: float  # engine time of the batch (decode excluded), measured where it ran
-
-
-def record_tally(tally: VerdictTally, source: str) -> None:
-    """Apply a tally to the verdict counters: one increment per label set, as record_verdicts does."""
-    metrics.events_classified_total.labels(source).inc(tally.total)
-    for action, count in tally.actions.items():
-        metrics.verdicts_total.labels(source, action).inc(count)
-    for (rule, category, shadow), count in tally.rules.items():
-        metrics.rule_matches_total.labels(rule, category, shadow).inc(count)
-    for (category, shadow), count in tally.categories.items():
-        metrics.category_matches_total.labels(category, shadow).inc(count)
 
 
 def effective_cpu_count() -> float:

@@ -17,9 +17,10 @@ from service.events import decode_verdict
 from service.rules.loader import load_pack
 from service.sample_traffic import SampleTraffic
 from service.settings import Settings
-from service.stream.classify_worker import WireRecord, tally_verdicts
+from service.stream.classify_worker import WireRecord
 from service.stream.pipeline import process_records
 from service.stream.worker_client import ClassifyWorkers, WorkerError, WorkerProcess, worker_enabled
+from service.verdict_counts import count_verdicts
 
 MAX_RECORD_BYTES = 4096
 
@@ -77,7 +78,7 @@ async def test_worker_outputs_equal_in_process_outputs_in_submission_order() -> 
         assert result.processed.dead_letters == expected.dead_letters
         assert expected.dead_letters, "the sample has malformed records"
         assert result.processed.verdicts == []  # the structs stay in the worker; the tally crosses
-        assert result.tally == tally_verdicts(expected.verdicts)
+        assert result.tally == count_verdicts(expected.verdicts)
         assert result.classify_seconds > 0
 
 

@@ -1,0 +1,36 @@
+"""Verdict counts by metric label set: what `metrics.record_verdicts` increments, as plain numbers.
+
+Pure (no prometheus import), so the stream's classify worker can count in its own process and send
+the counts instead of the verdicts; `metrics.record_counts` applies them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Iterable
+
+from service.events import Verdict
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VerdictCounts:
+    total: int
+    actions: dict[str, int]
+    rules: dict[tuple[str, str, str], int]  # (rule, category, shadow) → matches
+    categories: dict[tuple[str, str], int]  # (category, shadow) → matches
+
+
+def count_verdicts(verdicts: Iterable[Verdict]) -> VerdictCounts:
+    actions: Counter[str] = Counter()
+    rules: Counter[tuple[str, str, str]] = Counter()
+    categories: Counter[tuple[str, str]] = Counter()
+    total = 0
+    for verdict in verdicts:
+        total += 1
+        actions[verdict.action] += 1
+        for match in verdict.matches:
+            shadow = "true" if match.shadow else "false"
+            rules[(match.rule, match.category, shadow)] += 1
+            categories[(match.category, shadow)] += 1
+    return VerdictCounts(total, dict(actions), dict(rules), dict(categories))
