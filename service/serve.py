@@ -130,28 +130,29 @@ async def serve(settings: Settings, runtime: Runtime, stop: asyncio.Event) -> in
         runtime.stream_ready = False  # /readyz goes false while draining
         stream.request_stop()
         # The stream bounds its own drain; the margin covers leaving the group and closing.
-        done, _ = await asyncio.wait({stream_task}, timeout=settings.drain_timeout_seconds + 15)
-        if not done:
-            log.error("stream did not stop in time")
-            stream_task.cancel()
-            exit_code = 1
-        elif stream_task.exception() is not None:
-            log.error("stream failed", exc_info=stream_task.exception())
+        if not await _stopped(stream_task, "stream", settings.drain_timeout_seconds + 15):
             exit_code = 1
     if counters is not None and counters_task is not None:
         # After the stream: its last counter requests are acknowledged; the owner finishes its
         # batch, commits and leaves, and the rest of the requests go to the other owners.
         counters.request_stop()
-        done, _ = await asyncio.wait({counters_task}, timeout=settings.drain_timeout_seconds + 15)
-        if not done:
-            log.error("counter owner did not stop in time")
-            counters_task.cancel()
-            exit_code = 1
-        elif counters_task.exception() is not None:
-            log.error("counter owner failed", exc_info=counters_task.exception())
+        if not await _stopped(counters_task, "counter owner", settings.drain_timeout_seconds + 15):
             exit_code = 1
     server.should_exit = True
     with contextlib.suppress(asyncio.CancelledError):
         await http
     log.info("stopped", extra={"exit_code": exit_code})
     return exit_code
+
+
+async def _stopped(task: asyncio.Task[None], name: str, timeout_seconds: float) -> bool:
+    """Wait for a part asked to stop; False (logged) if it overran or failed."""
+    done, _ = await asyncio.wait({task}, timeout=timeout_seconds)
+    if not done:
+        log.error(f"{name} did not stop in time")
+        task.cancel()
+        return False
+    if task.exception() is not None:
+        log.error(f"{name} failed", exc_info=task.exception())
+        return False
+    return True

@@ -146,7 +146,7 @@ class CounterOwner:
         self._publisher = None
         await stop_quietly(consumer, producer)
         self._stores.clear()
-        metrics.counter_keys.set(0)
+        self._report_keys()
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -264,6 +264,9 @@ class CounterOwner:
         now = time.time()
         for sent_at in out.verdict_lags:
             metrics.end_to_end_lag_seconds.observe(max(0.0, now - sent_at))
+        self._report_keys()
+
+    def _report_keys(self) -> None:
         metrics.counter_keys.set(sum(len(store) for store in self._stores.values()))
 
     # --- rebalance (called by aiokafka's coordinator task)
@@ -272,7 +275,7 @@ class CounterOwner:
         async with self._lock:  # the batch in progress finishes (and commits) first
             for tp in revoked:
                 self._stores.pop(tp.partition, None)
-        metrics.counter_keys.set(sum(len(store) for store in self._stores.values()))
+        self._report_keys()
         log.info("counter partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -291,7 +294,7 @@ class CounterOwner:
             metrics.counter_restore_duration_seconds.observe(time.monotonic() - started)
             log.info("counter partitions assigned", extra={"partitions": partitions, "restored_keys": keys,
                                                            "seconds": round(time.monotonic() - started, 3)})
-        metrics.counter_keys.set(sum(len(store) for store in self._stores.values()))
+        self._report_keys()
 
     async def _restore(self, partitions: list[int], max_keys: int) -> dict[int, WindowStore]:
         """Read the changelog partitions to their end. Retries until it succeeds or we stop."""
