@@ -31,13 +31,13 @@ from service.counters.requests import CounterRequest, decode_request, encode_req
 from service.counters.routing import send_keyed
 from service.counters.window import WindowStore, decode_state, encode_state
 from service.errors import ConfigError
-from service.events import decode_event, encode_verdict
+from service.events import Verdict, decode_event, encode_verdict
 from service.runtime import Runtime
 from service.settings import Settings
 from service.stream.clients import retry_delay, stop_quietly
 from service.stream.dead_letters import DeadLetter, DeadLetterReason, dead_letter
 from service.stream.kafka_config import client_options, consumer_options, producer_options
-from service.stream.pipeline import ruleset_headers
+from service.stream.pipeline import ruleset_headers, verdict_key
 from service.stream.publisher import BatchPublisher, Item
 
 log = logging.getLogger(__name__)
@@ -180,6 +180,7 @@ class CounterOwner:
     def _count(self, batch: dict[TopicPartition, list[Any]]) -> _Outputs:
         engine = self.runtime.engine  # one engine for the whole batch: reloads swap the reference
         out = _Outputs(ruleset_headers=ruleset_headers(engine.ruleset))
+        decided: list[Verdict] = []
         now = datetime.now(UTC)
         for tp, records in batch.items():
             store = self._stores[tp.partition]  # _loop dropped partitions not restored yet
@@ -211,13 +212,13 @@ class CounterOwner:
                 except Exception as exc:  # one bad request must not stop the partition
                     out.dead_letters.append(self._dead_letter(record, "classify_error", f"{type(exc).__name__}: {exc}"))
                     continue
-                key = event.chat.id if event.chat is not None else event.id
-                out.verdicts.append((key.encode(), encode_verdict(verdict)))
+                out.verdicts.append((verdict_key(event), encode_verdict(verdict)))
                 out.verdict_lags.append(request.sent_at)
-                metrics.record_verdicts((verdict,), "stream")
+                decided.append(verdict)
             for key in store.expire(_EXPIRE_PER_BATCH):
                 changes[key] = None
                 metrics.counter_keys_expired_total.inc()
+        metrics.record_verdicts(decided, "stream")  # once per batch: one increment per label set
         return out
 
     def _dead_letter(self, record: Any, reason: DeadLetterReason, detail: str) -> DeadLetter:

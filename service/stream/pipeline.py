@@ -124,6 +124,11 @@ def decode_records(
     return out
 
 
+def verdict_key(event: ChatEvent) -> bytes:
+    """A verdict's record key: the chat id (a chat's verdicts stay in one partition), else the event id."""
+    return (event.chat.id if event.chat is not None else event.id).encode()
+
+
 def _classify_each(
     engine: Classifier, decoded: Decoded, now: datetime, dead_letter_max_value_bytes: int,
     sightings: list[list[Sighting]] | None = None,
@@ -174,8 +179,7 @@ def classify_decoded(
             request = new_request(record.value or b"", found, source, sent_at)
             counter_requests.append(CounterRecord(found[0].state_key.encode(), encode_request(request)))
             continue
-        key = event.chat.id if event.chat is not None else event.id
-        records.append(VerdictRecord(key.encode(), encode_verdict(verdict), sent_at))
+        records.append(VerdictRecord(verdict_key(event), encode_verdict(verdict), sent_at))
         produced.append(verdict)
     return Processed(verdict_records=records, verdicts=produced, dead_letters=dead_letters,
                      counter_requests=counter_requests)
