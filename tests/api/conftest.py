@@ -59,9 +59,10 @@ def reloadable_runtime(pack_dir: Path) -> Runtime:
 
 
 @asynccontextmanager
-async def asgi_client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+async def asgi_client(runtime: Runtime, root_path: str = "") -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(runtime)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://redline.test") as client:
+    transport = httpx.ASGITransport(app=app, root_path=root_path)
+    async with httpx.AsyncClient(transport=transport, base_url="http://redline.test") as client:
         yield client
     app.state.verdict_tally.flush()  # no pending count may land in a later test's measurement
 

@@ -13,10 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.api.app import create_app
 from service.events import decode_event, decode_verdict, encode_event
 from service.runtime import Runtime
-from tests.api.conftest import ClientFactory
+from tests.api.conftest import ClientFactory, asgi_client
 
 EVENTS: list[dict[str, Any]] = [
     # secrecy marking in a text message
@@ -219,8 +218,7 @@ async def test_verdict_round_trips_the_wire_contract(client: httpx.AsyncClient) 
 
 async def test_router_path_answers_like_the_shortcut(runtime: Runtime) -> None:
     """Under a root path HotRoutesMiddleware does not match; FastAPI's router reaches the same app."""
-    transport = httpx.ASGITransport(app=create_app(runtime), root_path="/api")
-    async with httpx.AsyncClient(transport=transport, base_url="http://redline.test") as client:
+    async with asgi_client(runtime, root_path="/api") as client:
         response = await post_json(client, "/api/check", EVENTS[0])
         assert response.status_code == 200
         verdict = decode_verdict(response.content)

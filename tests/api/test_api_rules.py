@@ -11,12 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.api.app import create_app
 from service.api.reload_triggers import fingerprint, watch_rules
 from service.engine.classifier import Engine
 from service.errors import PackError
 from service.runtime import Runtime
-from tests.api.conftest import PACK_SOURCE
+from tests.api.conftest import PACK_SOURCE, asgi_client
 
 JSON = {"content-type": "application/json"}
 SECRET = json.dumps({"text": "这份是机密文件"}).encode()
@@ -48,8 +47,7 @@ def fail_an_example(pack: Path) -> None:
 
 @pytest.fixture
 async def reload_client(reloadable_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(reloadable_runtime))
-    async with httpx.AsyncClient(transport=transport, base_url="http://redline.test") as client:
+    async with asgi_client(reloadable_runtime) as client:
         yield client
 
 
