@@ -67,6 +67,9 @@ class CompiledRule:
     exemptions: tuple[Exemption, ...]
 
 
+# What decides which rules a text-less event can trigger: its type and whether it has a link.
+EventKind = tuple[str, bool]
+
 # (field, getter, normaliser, ((channel index, database, pattern id → rule indices), …))
 _PlanGroup = tuple[
     str,
@@ -84,8 +87,8 @@ class Engine:
     rules: tuple[CompiledRule, ...]
     # Which rules a pattern hit can make true: (channel, pattern id) → rule indices.
     triggers: dict[tuple[int, int], tuple[int, ...]]
-    # Rules that can hold without any text hit, by event type.
-    untriggered: dict[str, tuple[int, ...]]
+    # Rules that can hold without any text hit, by event kind (type, has a link).
+    untriggered: dict[EventKind, tuple[int, ...]]
     _plan: tuple[_PlanGroup, ...] = field(init=False, repr=False, compare=False)
     _has_counters: bool = field(init=False, repr=False, compare=False)
 
@@ -123,7 +126,7 @@ class Engine:
         Without counts, a `sightings` list receives what the event must be counted under.
         """
         scans: list[ScanResult | None] = [None] * len(self.channels)
-        candidates: set[int] = set(self.untriggered.get(event.type, ()))
+        candidates: set[int] = set(self.untriggered.get((event.type, event.link is not None), ()))
         for field_name, getter, normalizer, members in self._plan:
             value = getter(event)
             if not value:

@@ -18,7 +18,7 @@ from typing import Final
 import re2
 
 from service.engine import conditions as c
-from service.engine.classifier import Channel, CompiledRule, Engine, Exemption
+from service.engine.classifier import Channel, CompiledRule, Engine, EventKind, Exemption
 from service.engine.counting import Counted, Seen
 from service.engine.hashbank import HashBank
 from service.engine.homophones import Homophones
@@ -548,63 +548,77 @@ def compile_pack(
 
 def _trigger_index(
     rules: Sequence[CompiledRule],
-) -> tuple[dict[tuple[int, int], tuple[int, ...]], dict[str, tuple[int, ...]]]:
+) -> tuple[dict[tuple[int, int], tuple[int, ...]], dict[EventKind, tuple[int, ...]]]:
     triggers: dict[tuple[int, int], list[int]] = {}
-    untriggered: dict[str, list[int]] = {t: [] for t in EVENT_TYPES}
+    untriggered: dict[EventKind, list[int]] = {kind: [] for kind in ALL_KINDS}
     for index, rule in enumerate(rules):
-        required = _required_hits(rule.condition)
-        if required is None:
-            for event_type in _required_types(rule.condition) or EVENT_TYPES:
-                untriggered[event_type].append(index)
-            continue
-        for key in required:
+        trigger = _trigger(rule.condition)
+        for key in trigger.hits:
             triggers.setdefault(key, []).append(index)
+        for kind in sorted(trigger.kinds):
+            untriggered[kind].append(index)
     return (
         {key: tuple(v) for key, v in triggers.items()},
         {key: tuple(v) for key, v in untriggered.items() if v},
     )
 
 
-Required = frozenset[tuple[int, int]]
+ALL_KINDS: Final[frozenset[EventKind]] = frozenset((t, linked) for t in EVENT_TYPES for linked in (False, True))
 
 
-def _required_hits(node: c.Condition) -> Required | None:
-    """Pattern hits of which at least one is necessary for `node` to hold (None: none needed)."""
+@dataclass(frozen=True)
+class _Trigger:
+    """A necessary condition for a node to hold: one of `hits` was scanned, or the event is of one of `kinds`.
+
+    The classifier evaluates a rule only when its trigger fires, so a text event without a link
+    never pays for a rule that only a payment, a media hash or a link's host can make true.
+    """
+
+    hits: frozenset[tuple[int, int]]
+    kinds: frozenset[EventKind]
+
+    @property
+    def cost(self) -> tuple[int, int]:
+        # Kinds fire on every event of the kind; hits only on a scan hit: fewer kinds first.
+        return (len(self.kinds), len(self.hits))
+
+
+_ANYTHING: Final = _Trigger(frozenset(), ALL_KINDS)
+
+
+def _kinds(predicate: Callable[[EventKind], bool]) -> _Trigger:
+    return _Trigger(frozenset(), frozenset(kind for kind in ALL_KINDS if predicate(kind)))
+
+
+def _trigger(node: c.Condition) -> _Trigger:
     if isinstance(node, Counted):
-        return _required_hits(node.gate)
+        return _trigger(node.gate)
     if isinstance(node, c.TextHit):
-        return frozenset((node.channel, i) for i in node.pattern_ids)
+        return _Trigger(frozenset((node.channel, i) for i in node.pattern_ids), frozenset())
     if isinstance(node, c.Near):
-        return frozenset((node.channel, i) for i in node.a_ids)
-    if isinstance(node, c.AllOf):
-        options = [r for r in map(_required_hits, node.children) if r is not None]
-        return min(options, key=len) if options else None
-    if isinstance(node, c.AnyOf | c.AtLeast):
-        parts = [_required_hits(child) for child in node.children]
-        untextual = sum(1 for p in parts if p is None)
-        needed = node.count if isinstance(node, c.AtLeast) else 1
-        if untextual >= needed:
-            return None
-        return frozenset().union(*(p for p in parts if p is not None))
-    return None
-
-
-def _required_types(node: c.Condition) -> frozenset[str] | None:
-    if isinstance(node, Counted):
-        return _required_types(node.gate)
+        return _Trigger(frozenset((node.channel, i) for i in node.a_ids), frozenset())
     if isinstance(node, c.TypeIs):
-        return node.types
-    if isinstance(node, c.MediaHashNear):  # holds only for image/video: text events never pay for it
-        return c.MEDIA_TYPES
+        return _kinds(lambda kind: kind[0] in node.types)
+    if isinstance(node, c.MediaHashNear):
+        return _kinds(lambda kind: kind[0] in c.MEDIA_TYPES)
+    if isinstance(node, c.LinkDomainIn):
+        return _kinds(lambda kind: kind[1])
     if isinstance(node, c.AllOf):
-        options = [t for t in map(_required_types, node.children) if t is not None]
-        return frozenset.intersection(*options) if options else None
-    if isinstance(node, c.AnyOf):
-        parts = [_required_types(child) for child in node.children]
-        if any(p is None for p in parts):
-            return None
-        return frozenset().union(*(p for p in parts if p is not None))
-    return None
+        # Every child is necessary: the cheapest one will do, or all kind-only children together.
+        children = [_trigger(child) for child in node.children]
+        options = [t for t in children if t.hits]
+        kind_only = [t.kinds for t in children if not t.hits]
+        if kind_only:
+            options.append(_Trigger(frozenset(), frozenset.intersection(*kind_only)))
+        return min(options, key=lambda t: t.cost, default=_ANYTHING)
+    if isinstance(node, c.AnyOf | c.AtLeast):
+        # Some child holds: a hit of any child, or a kind on which enough children can hold
+        # without a hit.
+        children = [_trigger(child) for child in node.children]
+        needed = node.count if isinstance(node, c.AtLeast) else 1
+        kinds = frozenset(k for k in ALL_KINDS if sum(1 for t in children if k in t.kinds) >= needed)
+        return _Trigger(frozenset().union(*(t.hits for t in children)), kinds)
+    return _ANYTHING
 
 
 def _glob_to_regex(glob: str) -> str:
