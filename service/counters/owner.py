@@ -263,8 +263,7 @@ class CounterOwner:
 
     def _observe(self, out: _Outputs) -> None:
         now = time.time()
-        for sent_at in out.verdict_lags:
-            metrics.end_to_end_lag_seconds.observe(max(0.0, now - sent_at))
+        metrics.observe_many(metrics.end_to_end_lag_seconds, [max(0.0, now - sent_at) for sent_at in out.verdict_lags])
         self._report_keys()
 
     def _report_keys(self) -> None:

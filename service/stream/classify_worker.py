@@ -72,7 +72,7 @@ def to_rows(records: Iterable[Any]) -> list[Row]:
 # Frozen slots dataclasses pickle through __getstate__/__setstate__ (~1.5 µs each way per record);
 # a constructor call with positional arguments costs a third of that.
 _DISPATCH: Final = copyreg.dispatch_table.copy()
-_DISPATCH[VerdictRecord] = lambda r: (VerdictRecord, (r.key, r.value, r.sent_at))
+_DISPATCH[VerdictRecord] = lambda r: (VerdictRecord, tuple(r))  # a NamedTuple's default reduce is ~4× slower
 _DISPATCH[DeadLetter] = lambda d: (DeadLetter, (d.key, d.value, d.headers, d.reason, d.source_partition))
 _DISPATCH[CounterRecord] = lambda c: (CounterRecord, (c.key, c.value))
 
