@@ -51,13 +51,20 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from service.embedded_broker import EmbeddedBroker, free_port
 from service.events import decode_event, decode_verdict
 from service.sample_traffic import SampleTraffic
-from service.settings import bundled_rules_dir
+from service.settings import Settings, bundled_rules_dir
 
 REPO = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
 
 
 # --- pass-through baselines (run as `python -m loadtest.stream_bench passthrough ...`)
+
+def output_compression() -> str | None:
+    """The baselines produce with the codec `serve` uses (its default, or REDLINE_PRODUCER_COMPRESSION
+    as both inherit it): the comparison is then about Redline's own work, not the codec."""
+    codec = os.environ.get("REDLINE_PRODUCER_COMPRESSION", Settings.model_fields["producer_compression"].default)
+    return None if codec == "none" else codec
+
 
 async def passthrough(mode: str, bootstrap: str, source: str, target: str, group: str, expect: int,
                       fetch_max_wait_ms: int = 500) -> None:
@@ -66,7 +73,7 @@ async def passthrough(mode: str, bootstrap: str, source: str, target: str, group
                                 max_poll_records=2000, session_timeout_ms=3000, heartbeat_interval_ms=1000,
                                 fetch_max_wait_ms=fetch_max_wait_ms)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                max_batch_size=512 * 1024, compression_type="lz4")
+                                max_batch_size=512 * 1024, compression_type=output_compression())
     await producer.start()
     await consumer.start()
     done = 0

@@ -59,8 +59,9 @@ class AllOf:
     children: tuple[Condition, ...]
 
     def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
-        # Plain loops: all()/any() over a generator cost ~0.3 µs more per call, on every evaluation.
-        for child in self.children:
+        # Plain loops (SIM110 off): all()/any() over a generator cost ~0.3 µs more per call, and
+        # these run on every rule evaluation.
+        for child in self.children:  # noqa: SIM110
             if not child.holds(ctx, evidence):
                 return False
         return True
@@ -71,7 +72,7 @@ class AnyOf:
     children: tuple[Condition, ...]
 
     def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
-        for child in self.children:
+        for child in self.children:  # noqa: SIM110  (a plain loop: see AllOf)
             if child.holds(ctx, evidence):
                 return True
         return False
@@ -299,7 +300,7 @@ class InWindow:
 
     def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
         at = ctx.at
-        for start, end in self.windows:
+        for start, end in self.windows:  # noqa: SIM110  (a plain loop: see AllOf)
             if start <= at < end:
                 return True
         return False
