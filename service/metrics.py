@@ -157,6 +157,19 @@ stream_produce_failures_total = Counter(
 )
 for _result in ("success", "failure"):
     stream_commits_total.labels(_result)
+stream_classify_worker_up = Gauge(
+    "redline_stream_classify_worker_up",
+    "1 while the classify worker process classifies the stream's batches with the serving pack; "
+    "0 while this process classifies them itself (worker off, starting, restarting or refused).",
+)
+stream_classify_worker_failures_total = Counter(
+    "redline_stream_classify_worker_failures_total",
+    "Classify worker processes that failed to start (stage=start) or died or hung while serving "
+    "(stage=serving; their batches are re-processed).",
+    ["stage"],
+)
+for _stage in ("start", "serving"):
+    stream_classify_worker_failures_total.labels(_stage)
 
 
 # --- counters (service/counters): one replica owns each counter key (docs/counters.md).

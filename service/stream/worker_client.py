@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from service import metrics
 from service.errors import RedlineError
 from service.events import RulesetRef
 from service.settings import Settings
@@ -294,6 +295,7 @@ class ClassifyWorkers:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         workers = [w for w in (self._current, *self._retired) if w is not None]
         self._current = None
+        metrics.stream_classify_worker_up.set(0)
         self._retired.clear()
         await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
 
@@ -318,9 +320,11 @@ class ClassifyWorkers:
         try:
             worker = await WorkerProcess.start(self.settings)
         except PackRefused as exc:  # the same pack would be refused again: wait for a reload
+            metrics.stream_classify_worker_failures_total.labels("start").inc()
             log.warning("classify worker refused the pack; classifying in-process", extra={"error": str(exc)})
             return
         except (WorkerError, OSError) as exc:
+            metrics.stream_classify_worker_failures_total.labels("start").inc()
             delay = self._next_restart_delay(lived_seconds=0.0)
             log.warning("classify worker failed to start; classifying in-process, retrying",
                         extra={"error": repr(exc), "retry_in_seconds": delay})
@@ -343,6 +347,7 @@ class ClassifyWorkers:
             self._retire(worker)
             return
         previous, self._current = self._current, worker
+        metrics.stream_classify_worker_up.set(1)
         self._watch(worker)
         log.info("classify worker ready",
                  extra={"pid": worker.pid, "pack": worker.ruleset.name, "version": worker.ruleset.version,
@@ -354,6 +359,7 @@ class ClassifyWorkers:
         current = self._current
         if current is not None and current.ruleset.digest != self._serving_digest:
             self._current = None
+            metrics.stream_classify_worker_up.set(0)
             self._retire(current)
 
     def _retire(self, worker: WorkerProcess) -> None:
@@ -380,6 +386,8 @@ class ClassifyWorkers:
         if self._current is not worker or self._closed:
             return
         self._current = None
+        metrics.stream_classify_worker_up.set(0)
+        metrics.stream_classify_worker_failures_total.labels("serving").inc()
         delay = self._next_restart_delay(lived_seconds=time.monotonic() - worker.ready_at)
         log.warning("classify worker died; restarting it, classifying in-process meanwhile",
                     extra={"pid": worker.pid, "exit_code": worker.process.returncode,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from kafka_helpers import rules_dir
+from prometheus_client import REGISTRY
 
 from service.events import decode_verdict
 from service.rules.loader import load_pack
@@ -160,16 +161,46 @@ async def test_a_worker_with_another_pack_than_the_serving_one_is_not_used(tmp_p
         await workers.close()
 
 
+def worker_failures(stage: str) -> float:
+    value = REGISTRY.get_sample_value("redline_stream_classify_worker_failures_total", {"stage": stage})
+    assert value is not None
+    return value
+
+
+def worker_up() -> float | None:
+    return REGISTRY.get_sample_value("redline_stream_classify_worker_up")
+
+
 async def test_a_dead_worker_is_replaced() -> None:
+    deaths = worker_failures("serving")
     workers = ClassifyWorkers(settings(), load_pack(rules_dir()).ruleset.digest)
     workers.open()
     try:
         await wait_until(lambda: workers.current() is not None)
+        assert worker_up() == 1
         first = workers.current()
         assert first is not None
         os.kill(first.pid, signal.SIGKILL)
+        await wait_until(lambda: worker_failures("serving") == deaths + 1)
         await wait_until(lambda: workers.current() is not None and workers.current() is not first)
         assert workers.starts == 2
+        assert worker_up() == 1
+    finally:
+        await workers.close()
+    assert worker_up() == 0
+
+
+async def test_a_refused_pack_counts_a_start_failure_and_classifies_in_process(tmp_path: Path) -> None:
+    pack = Path(shutil.copytree(rules_dir(), tmp_path / "pack"))
+    serving_digest = load_pack(pack).ruleset.digest
+    (pack / "pack.yaml").write_text("name: broken\n")  # changed on disk after the runtime's load
+    refusals = worker_failures("start")
+    workers = ClassifyWorkers(settings(pack), serving_digest)
+    workers.open()
+    try:
+        await wait_until(lambda: not workers.starting)
+        assert worker_failures("start") == refusals + 1
+        assert workers.current() is None and worker_up() == 0
     finally:
         await workers.close()
 
