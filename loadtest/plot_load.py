@@ -150,8 +150,10 @@ def draw(data: dict[str, Any], out: Path) -> None:
         axis.xaxis.set_major_formatter(plain)
         axis.yaxis.set_major_formatter(plain)
     meta = data.get("machine", {})
+    loads = [m["load_average"][0] for m in (meta, data.get("machine_at_end", {})) if m.get("load_average")]
+    load = f"load average {' → '.join(f'{x:.1f}' for x in loads)}" if loads else "load not recorded"
     figure.suptitle(f"Redline under load — {meta.get('cpus', '?')} cores ({meta.get('cpu_model', '')}), "
-                    f"shared with other work; medians of {data.get('runs', '?')} runs; code {meta.get('code', '?')}",
+                    f"{load}; medians of {data.get('runs', '?')} runs; code {meta.get('code', '?')}",
                     fontsize=10)
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ from service.sample_traffic import SampleTraffic
 from service.settings import Settings, bundled_rules_dir
 
 REPO = Path(__file__).resolve().parents[1]
-PARTITIONS = 4
+PARTITIONS = 4  # of every topic the bench creates; --partitions sets it for the whole run
 
 
 # --- pass-through baselines (run as `python -m loadtest.stream_bench passthrough ...`)
@@ -432,6 +432,8 @@ def report(title: str, runs: int, results: dict[str, list[float]]) -> None:
 
 
 async def bench(args: argparse.Namespace) -> None:
+    global PARTITIONS  # read by the helpers below; one value per invocation
+    PARTITIONS = args.partitions
     rules = args.rules
     values = sample_values(args.events, seed=1)
     with EmbeddedBroker() as broker:
@@ -500,6 +502,7 @@ def main() -> None:
     parser.add_argument("--modes", default="engine,naive,batch,redline,redline-off,scale1-off,scale2-off,scale2",
                         help="comma-separated subset of engine,naive,batch,redline,redline-off,"
                              "scaleN,scaleN-off (N processes; -off: classify worker off)")
+    parser.add_argument("--partitions", type=int, default=PARTITIONS, help="partitions of every topic")
     parser.add_argument("--latency-rate", type=float, help="events/s for the latency run (default: 50%% of redline)")
     asyncio.run(bench(parser.parse_args()))
 

@@ -1,5 +1,5 @@
-"""The Kafka load tool runs end to end and reports what it measured (no figure is judged here:
-performance is measured in loadtest/, never asserted in tests)."""
+"""The load tools (Kafka load, producer codecs) run end to end and report what they measured (no
+figure is judged here: performance is measured in loadtest/, never asserted in tests)."""
 
 from __future__ import annotations
 
@@ -63,3 +63,16 @@ def test_kafka_load_reports_both_targets(tmp_path: Path) -> None:
         samples_csv = list(csv.DictReader(handle))
     assert len(samples_csv) == sum(len(run["samples"]) for run in report["runs"])
     assert "lag (HW − committed)" in stdout  # the printed lag table
+
+
+def test_codec_bench_reports_every_codec() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtest.codec_bench", "--events", "300", "--runs", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = [line.split() for line in result.stdout.splitlines() if "per record" in line]
+    assert [row[0] for row in rows] == ["none", "gzip", "snappy", "lz4", "zstd"]
+    wire = {row[0]: float(row[row.index("bytes") - 1]) for row in rows}  # "<n> bytes per record on the wire"
+    assert all(math.isfinite(v) and v > 0 for v in wire.values())
+    assert wire["zstd"] < wire["none"]  # it compressed something
