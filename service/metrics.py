@@ -94,8 +94,8 @@ def observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:
     The stream observes one end-to-end lag per verdict; prometheus_client has no bulk API and its
     `observe` takes two locks and walks the bounds per call (~1.5 µs). This counts bucket indices
     with `bisect` and adds them to the histogram's own values: the bucket counts are exactly what
-    per-amount `observe` gives, the sum the same up to float rounding (tests/test_metrics_bulk.py). A prometheus_client
-    without these attributes falls back to `observe`.
+    per-amount `observe` gives, the sum the same up to float rounding (tests/test_metrics_bulk.py).
+    A prometheus_client without these attributes falls back to `observe`.
     """
     bounds = getattr(histogram, "_upper_bounds", None)
     buckets = getattr(histogram, "_buckets", None)
