@@ -3,7 +3,8 @@
     python -m service.stream.classify_worker --rules DIR [--max-record-bytes N] ...
 
 The stream's event loop then does only Kafka I/O while this process classifies, so the two
-overlap on two cores (docs/stream.md, *Classify worker*). The parent is `worker_client.py`.
+overlap on two cores (docs/stream.md, *Classify worker*). The parent's side: `worker_process.py`
+(one worker) and `worker_client.py` (which one serves).
 
 Wire protocol, over the worker's stdin (requests) and stdout (replies): frames of an 8-byte
 little-endian length and a pickle (protocol 5). Both ends are this package at the same version,

@@ -6,7 +6,7 @@ Delivery is at-least-once and in order per partition (docs/stream.md):
   offset per partition. Up to `max_in_flight_batches` units are in flight, classifying included;
   when the window is full the loop waits and then pauses its partitions, so nothing is buffered
   without bound.
-* A unit is classified by the classify worker process (worker_client.py), or in this process when
+* A unit is classified by the classify worker process (worker_client.py, worker_process.py), or in this process when
   the worker has `_WORKER_QUEUE_BATCHES` queued already (at most one batch in `_INLINE_EVERY`), or
   when no worker serves the runtime's pack. A sender task sends each unit's outputs as soon as it
   is classified, strictly in the order consumed, so fetching batch k+1 and producing batch k-1
@@ -48,13 +48,8 @@ from service.stream.kafka_config import consumer_options, producer_options
 from service.stream.pipeline import Processed, classify_decoded, decode_records, ruleset_headers
 from service.stream.publisher import BatchPublisher
 from service.stream.topics import ensure_topics
-from service.stream.worker_client import (
-    Classified,
-    ClassifyWorkers,
-    WorkerError,
-    effective_cpu_count,
-    worker_enabled,
-)
+from service.stream.worker_client import ClassifyWorkers, effective_cpu_count, worker_enabled
+from service.stream.worker_process import Classified, WorkerError
 from service.verdict_counts import count_verdicts
 
 log = logging.getLogger(__name__)

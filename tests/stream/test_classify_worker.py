@@ -20,7 +20,8 @@ from service.sample_traffic import SampleTraffic
 from service.settings import Settings
 from service.stream.classify_worker import WireRecord
 from service.stream.pipeline import process_records
-from service.stream.worker_client import ClassifyWorkers, WorkerError, WorkerProcess, worker_enabled
+from service.stream.worker_client import ClassifyWorkers, worker_enabled
+from service.stream.worker_process import WorkerError, WorkerProcess
 from service.verdict_counts import count_verdicts
 
 MAX_RECORD_BYTES = 4096
