@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import re2
 
 from service.engine.hashbank import HashBank, HashMatch
-from service.engine.matcher import Hits
 from service.engine.normalize import NormalizedText
+from service.engine.patterns import Hits
 from service.events import ChatEvent, Evidence
 
 if TYPE_CHECKING:

@@ -24,6 +24,9 @@ Two more views of a text can be scanned, both 1:1 or mapped back to the text's o
   a hit, a homophone counts under its pattern's id (through the pattern's twins,
   `PatternSpec.homophones`) only where the original characters are not, and do not straddle, a
   common word (`Homophones.ordinary`): 沙比 stands for 傻逼, 大厦比较 does not.
+
+This module reads the views and merges their hits; patterns.py holds the pattern spec, the
+linear-time check and the end checks, pattern_database.py one compiled database and its hits.
 """
 
 from __future__ import annotations
@@ -31,263 +34,23 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
 
-import hyperscan
 import re2
 
 from service.engine.homophones import Homophones
 from service.engine.normalize import NormalizedText, TranslateTable
-
-MAX_SPANS_PER_PATTERN: Final = 64
-
-Span = tuple[int, int]
-Hits = dict[int, list[Span]]
-
-
-@dataclass(frozen=True, slots=True)
-class PatternSpec:
-    """A pattern over normalised text, in the syntax Hyperscan and RE2 share."""
-
-    expression: str
-    fixed_length: int | None  # in characters; None when the length varies
-    single_match: bool
-    # The pattern over the homophone view (same length), hits reported under this pattern's id.
-    homophones: tuple[str, ...] = ()
-
-
-class PatternCompileError(Exception):
-    """A pattern was refused by the linear-time engines; `index` names it."""
-
-    def __init__(self, index: int, reason: str) -> None:
-        super().__init__(reason)
-        self.index = index
-        self.reason = reason
-
-
-def _re2_options() -> re2.Options:
-    options = re2.Options()
-    options.log_errors = False  # errors are reported as pack issues, not on stderr
-    return options
-
-
-_RE2_OPTIONS: Final = _re2_options()
-
-
-def check_expression(expression: str) -> str | None:
-    """Why `expression` cannot run in linear time (RE2 and Hyperscan), or None when it can."""
-    try:
-        re2.compile(expression, _RE2_OPTIONS)
-    except re2.error as exc:
-        message = exc.args[0] if exc.args else exc
-        text = message.decode() if isinstance(message, bytes) else str(message)
-        return f"not a linear-time (RE2) regex: {text}"
-    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    try:
-        database.compile(expressions=[expression.encode()], flags=[hyperscan.HS_FLAG_UTF8])
-    except hyperscan.error as exc:
-        return f"refused by Hyperscan: {exc}"
-    return None
-
-
-_BOUNDARY: Final = "\\b"
-_WORD: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
-
-
-def strip_boundaries(expression: str) -> tuple[str, int]:
-    """`expression` without its `\b` assertions (outside classes) and how many were removed."""
-    out: list[str] = []
-    removed = 0
-    i = 0
-    in_class = False
-    while i < len(expression):
-        ch = expression[i]
-        if ch == "\\" and i + 1 < len(expression):
-            pair = expression[i : i + 2]
-            if pair == _BOUNDARY and not in_class:
-                removed += 1
-            else:
-                out.append(pair)
-            i += 2
-            continue
-        if ch == "[" and not in_class:
-            in_class = True
-        elif ch == "]" and in_class:
-            in_class = False
-        out.append(ch)
-        i += 1
-    return "".join(out), removed
-
-
-
-@dataclass(frozen=True, slots=True)
-class _Edges:
-    """A literal's `\b` at its start and/or end, checked on the normalised text."""
-
-    start: bool
-    end: bool
-
-    def hold(self, text: str, start: int, end: int) -> bool:
-        if self.start and start > 0 and text[start - 1] in _WORD:
-            return False
-        return not (self.end and end < len(text) and text[end] in _WORD)
-
-
-@dataclass(frozen=True, slots=True)
-class _SyllableEdges:
-    """A pinyin spelling's ends: it may sit at the start or the end of a longer run of letters when
-    the rest of the run reads as pinyin syllables too (caonimade holds caonima + de, nigeshabi
-    holds ni ge + shabi), not when the rest reads as something else (shabiz, animal), nor in the
-    middle of a run (zhichishiri holds no chishi: a long run of pinyin holds every pair of
-    syllables somewhere)."""
-
-    syllables: frozenset[str]
-    longest: int
-
-    def hold(self, text: str, start: int, end: int) -> bool:
-        before = start
-        while before > 0 and text[before - 1] in _LETTERS:
-            before -= 1
-        after = end
-        while after < len(text) and text[after] in _LETTERS:
-            after += 1
-        if before != start and after != end:
-            return False
-        return self._spelled(text[before:start]) and self._spelled(text[end:after])
-
-    def _spelled(self, letters: str) -> bool:
-        if not letters:
-            return True
-        # reachable[i]: letters[:i] splits into syllables.
-        reachable = [True] + [False] * len(letters)
-        for stop in range(1, len(letters) + 1):
-            for size in range(1, min(self.longest, stop) + 1):
-                if reachable[stop - size] and letters[stop - size : stop] in self.syllables:
-                    reachable[stop] = True
-                    break
-        return reachable[-1]
-
-
-_LETTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz")
-
-
-@dataclass
-class _Database:
-    """One Hyperscan database over some of a field's patterns (ids are the field's pattern ids),
-    with what locates and checks their hits. The `deferred` ids are only compiled: their hits are
-    the caller's to read (FieldMatcher's homophonic patterns)."""
-
-    lengths: dict[int, int | None]
-    single: dict[int, bool]
-    expressions: list[tuple[int, str]]
-    syllables: _SyllableEdges | None = None
-    spelled: frozenset[int] = frozenset()  # ids whose ends are checked as pinyin syllables
-    deferred: frozenset[int] = frozenset()
-    _database: hyperscan.Database = field(init=False, repr=False)
-    _locators: dict[int, re2._Regexp] = field(init=False, repr=False)
-    _edges: dict[int, _Edges | _SyllableEdges] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        flags = []
-        compiled: list[bytes] = []
-        self._locators = {}
-        self._edges = {}
-        for pattern_id, expression in self.expressions:
-            stripped, removed = strip_boundaries(expression)
-            compiled.append(stripped.encode())
-            if pattern_id in self.deferred:
-                # One report is enough: the caller reads every occurrence off the text itself.
-                flags.append(hyperscan.HS_FLAG_UTF8 | hyperscan.HS_FLAG_SINGLEMATCH)
-                continue
-            flag = hyperscan.HS_FLAG_UTF8
-            checked = pattern_id in self.spelled
-            # A boundary can reject the first occurrence and accept a later one: keep them all.
-            if self.single[pattern_id] and not removed and not checked:
-                flag |= hyperscan.HS_FLAG_SINGLEMATCH
-            flags.append(flag)
-            edges = _literal_edges(expression, removed)
-            if self.lengths[pattern_id] is None or (removed and edges is None):
-                self._locators[pattern_id] = re2.compile(expression, _RE2_OPTIONS)
-            elif checked and self.syllables is not None:
-                self._edges[pattern_id] = self.syllables
-            elif edges is not None:
-                self._edges[pattern_id] = edges
-        database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        try:
-            database.compile(
-                expressions=compiled,
-                ids=[pattern_id for pattern_id, _ in self.expressions],
-                elements=len(compiled),
-                flags=flags,
-            )
-        except hyperscan.error as exc:
-            raise PatternCompileError(-1, str(exc)) from exc
-        self._database = database
-
-    def scan(self, text: str) -> Hits:
-        if not text:
-            return {}
-        data = text.encode("utf-8", "replace")
-        byte_ends = self.ends(data)
-        return self.spans(text, data, byte_ends) if byte_ends else {}
-
-    def ends(self, data: bytes) -> list[tuple[int, int]]:
-        """(pattern id, end byte offset) of each hit, before any check."""
-        byte_ends: list[tuple[int, int]] = []
-        counts: dict[int, int] = {}
-
-        def on_match(pattern_id: int, _from: int, to: int, _flags: int, _context: object) -> None:
-            seen = counts.get(pattern_id, 0)
-            if seen < MAX_SPANS_PER_PATTERN:
-                counts[pattern_id] = seen + 1
-                byte_ends.append((pattern_id, to))
-
-        self._database.scan(data, match_event_handler=on_match)
-        return byte_ends
-
-    def spans(self, text: str, data: bytes, byte_ends: list[tuple[int, int]]) -> Hits:
-        """The checked spans of `byte_ends` over `text`; `data` is the UTF-8 of `text` or of a
-        view with the same byte length per character (the homophone view)."""
-        ascii_only = len(data) == len(text)
-        char_end: dict[int, int] = {}
-        if not ascii_only:
-            # One incremental decode over the sorted ends: O(len(text)) whatever the hit count.
-            position_bytes = 0
-            position_chars = 0
-            for end in sorted({end for _, end in byte_ends}):
-                position_chars += len(data[position_bytes:end].decode("utf-8", "replace"))
-                position_bytes = end
-                char_end[end] = position_chars
-        hits: Hits = {}
-        edges = self._edges
-        for pattern_id, end in byte_ends:
-            if pattern_id in self._locators:
-                if pattern_id not in hits:
-                    hits[pattern_id] = self._locate(pattern_id, text)
-                continue
-            stop = end if ascii_only else char_end[end]
-            length = self.lengths[pattern_id]
-            assert length is not None
-            start = stop - length
-            check = edges.get(pattern_id)
-            if check is not None and not check.hold(text, start, stop):
-                continue
-            spans = hits.setdefault(pattern_id, [])
-            if not (check is not None and self.single[pattern_id] and spans):
-                spans.append((start, stop))
-        return {pid: spans for pid, spans in hits.items() if spans}
-
-    def _locate(self, pattern_id: int, text: str) -> list[Span]:  # exact spans of a variable pattern
-        return _locate(self._locators[pattern_id], text, single=self.single[pattern_id])
-
-
-def _locate(locator: re2._Regexp, text: str, *, single: bool) -> list[Span]:
-    spans: list[Span] = []
-    for match in locator.finditer(text):
-        spans.append(match.span())
-        if len(spans) >= MAX_SPANS_PER_PATTERN or single:
-            break
-    return spans
+from service.engine.pattern_database import PatternDatabase
+from service.engine.patterns import (
+    MAX_SPANS_PER_PATTERN,
+    RE2_OPTIONS,
+    Edges,
+    Hits,
+    PatternSpec,
+    Span,
+    SyllableEdges,
+    literal_chars,
+    locate,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,9 +63,9 @@ class _Homophonic:
     single: bool
     length: int
     literal: str | None  # the characters a literal pattern matches; None: located by RE2
-    edges: _Edges | _SyllableEdges | None  # a literal's ends
+    edges: Edges | SyllableEdges | None  # a literal's ends
     locator: re2._Regexp | None  # the pattern over the text, when not a literal
-    twin_literals: tuple[tuple[str, _Edges | None], ...]  # a literal's twins as characters
+    twin_literals: tuple[tuple[str, Edges | None], ...]  # a literal's twins as characters
     twin_locators: tuple[re2._Regexp, ...]  # the twins over the view, when not a literal
     twinned: bool = field(init=False)
     plain_single: bool = field(init=False)  # a single-match literal without edges: one str.find
@@ -316,7 +79,7 @@ class _Homophonic:
         literal = self.literal
         if literal is None:
             assert self.locator is not None
-            return _locate(self.locator, text, single=self.single)
+            return locate(self.locator, text, single=self.single)
         spans: list[Span] = []
         start = text.find(literal)
         seen = 0
@@ -336,7 +99,7 @@ class _Homophonic:
         if literal is None:
             spans: list[Span] = []
             for locator in self.twin_locators:
-                spans.extend(_locate(locator, view, single=False))
+                spans.extend(locate(locator, view, single=False))
             return spans
         found: list[Span] = []
         for twin, edges in self.twin_literals:
@@ -370,7 +133,7 @@ class FieldMatcher:
     spelled: frozenset[int] = frozenset()
     # Finds every character `alternate` can remove (maybe more): text without one skips the call.
     alternate_probe: re.Pattern[str] | None = None
-    _main: _Database = field(init=False, repr=False)
+    _main: PatternDatabase = field(init=False, repr=False)
     _fold: TranslateTable | None = field(init=False, repr=False)  # the homophone view's, when scanned
     _deferred: dict[int, _Homophonic] = field(init=False, repr=False)  # database id → its pattern
 
@@ -378,7 +141,7 @@ class FieldMatcher:
         lengths = {i: p.fixed_length for i, p in enumerate(self.patterns)}
         single = {i: p.single_match for i, p in enumerate(self.patterns)}
         syllable_edges = (
-            _SyllableEdges(self.syllables, max(map(len, self.syllables))) if self.syllables and self.spelled else None
+            SyllableEdges(self.syllables, max(map(len, self.syllables))) if self.syllables and self.spelled else None
         )
         expressions = [(i, p.expression) for i, p in enumerate(self.patterns)]
         self._deferred = {}
@@ -386,12 +149,12 @@ class FieldMatcher:
         if self.homophones is not None and any(p.homophones for p in self.patterns):
             expressions = self._homophone_view(lengths, single, syllable_edges)
             self._fold = self.homophones.fold
-        self._main = _Database(
+        self._main = PatternDatabase(
             lengths, single, expressions, syllable_edges, self.spelled, frozenset(self._deferred)
         )
 
     def _homophone_view(
-        self, lengths: dict[int, int | None], single: dict[int, bool], syllables: _SyllableEdges | None
+        self, lengths: dict[int, int | None], single: dict[int, bool], syllables: SyllableEdges | None
     ) -> list[tuple[int, str]]:
         """The database's expressions over the homophone view. A pattern that mentions no
         character with homophones, and has no twin of its own, compiles as it is (its hits on the
@@ -521,11 +284,11 @@ class FieldMatcher:
                 found.append(span)
 
 
-def _homophonic(pattern_id: int, pattern: PatternSpec, syllables: _SyllableEdges | None) -> _Homophonic:
+def _homophonic(pattern_id: int, pattern: PatternSpec, syllables: SyllableEdges | None) -> _Homophonic:
     """How `pattern`'s hits on the homophone view are read: as a literal when it and its twins are
     fixed characters (with `\\b` at most at their ends), else by RE2."""
-    literal = _literal_chars(pattern.expression) if pattern.fixed_length is not None else None
-    twins = [_literal_chars(twin) for twin in pattern.homophones]
+    literal = literal_chars(pattern.expression) if pattern.fixed_length is not None else None
+    twins = [literal_chars(twin) for twin in pattern.homophones]
     if literal is not None and all(twin is not None and len(twin[0]) == len(literal[0]) for twin in twins):
         chars, edges = literal
         return _Homophonic(
@@ -544,44 +307,7 @@ def _homophonic(pattern_id: int, pattern: PatternSpec, syllables: _SyllableEdges
         pattern.fixed_length or 0,
         None,
         None,
-        re2.compile(pattern.expression, _RE2_OPTIONS),
+        re2.compile(pattern.expression, RE2_OPTIONS),
         (),
-        tuple(re2.compile(twin, _RE2_OPTIONS) for twin in pattern.homophones),
+        tuple(re2.compile(twin, RE2_OPTIONS) for twin in pattern.homophones),
     )
-
-
-_PLAIN_LITERAL: Final = re.compile(r"[^\\\[\](){}.*+?|^$]+")
-_LITERAL_CHAR: Final = re.compile(r"\\x([0-9a-fA-F]{2})|\\x\{([0-9a-fA-F]+)\}|([^\\\[\](){}.*+?|^$])")
-
-
-def _literal_chars(expression: str) -> tuple[str, _Edges | None] | None:
-    """The characters `expression` matches and its `\\b` ends, when it is a literal (characters
-    and `\\x` escapes, `\\b` at most at its ends); None otherwise."""
-    if _PLAIN_LITERAL.fullmatch(expression):
-        return expression, None
-    stripped, removed = strip_boundaries(expression)
-    edges = _literal_edges(expression, removed)
-    if removed and edges is None:
-        return None
-    chars: list[str] = []
-    position = 0
-    for match in _LITERAL_CHAR.finditer(stripped):
-        if match.start() != position:
-            return None
-        position = match.end()
-        short, long, plain = match.groups()
-        chars.append(plain if plain is not None else chr(int(short or long, 16)))
-    if position != len(stripped) or not chars:
-        return None
-    return "".join(chars), edges
-
-
-def _literal_edges(expression: str, removed: int) -> _Edges | None:
-    """Boundaries of a literal written as `\\b…\\b`; None when they sit anywhere else."""
-    if not removed:
-        return None
-    starts = expression.startswith(_BOUNDARY)
-    ends = expression.endswith(_BOUNDARY) and not expression.endswith("\\" + _BOUNDARY)
-    if removed != int(starts) + int(ends):
-        return None
-    return _Edges(starts, ends)

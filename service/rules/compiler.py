@@ -22,8 +22,9 @@ from service.engine.classifier import Channel, CompiledRule, Engine, EventKind, 
 from service.engine.counting import Counted, Seen
 from service.engine.hashbank import HashBank
 from service.engine.homophones import Homophones
-from service.engine.matcher import FieldMatcher, PatternCompileError, PatternSpec, check_expression
+from service.engine.matcher import FieldMatcher
 from service.engine.normalize import SKELETON_KEPT, Normalizer
+from service.engine.patterns import PatternCompileError, PatternSpec, check_expression
 from service.errors import PackIssue
 from service.events import ACTION_RANK, EVENT_TYPES, RulesetRef
 from service.rules import schema as s

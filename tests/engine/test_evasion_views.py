@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.engine.matcher import FieldMatcher, Homophones, PatternSpec
+from service.engine.homophones import Homophones
+from service.engine.matcher import FieldMatcher
+from service.engine.patterns import PatternSpec
 from service.rules import tables
 from service.rules.compiler import Layers, build_normalizer
 from service.rules.expansions import homophone_twin, literal_separators

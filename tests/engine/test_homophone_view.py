@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.engine.homophones import Homophones
-from service.engine.matcher import FieldMatcher, PatternSpec
+from service.engine.matcher import FieldMatcher
+from service.engine.patterns import PatternSpec
 from service.rules import tables
 from service.rules.expansions import homophone_twin
 

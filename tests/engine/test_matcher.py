@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.engine.matcher import FieldMatcher, PatternSpec, check_expression, strip_boundaries
+from service.engine.matcher import FieldMatcher
+from service.engine.patterns import PatternSpec, check_expression, strip_boundaries
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,194 @@
+"""Patterns as the matcher compiles them, and the checks a hit's ends must pass.
+
+`PatternSpec` is what the rule compiler hands over; `check_expression` refuses what cannot run in
+linear time (RE2 and Hyperscan); `strip_boundaries` takes the `\b` assertions out of what
+Hyperscan compiles (matcher.py says why), and `Edges` / `SyllableEdges` check them, or a pinyin
+spelling's ends, on the text; `literal_chars` reads a pattern that is only characters, so that
+its occurrences can be found with `str.find`; `locate` finds a variable pattern's exact spans.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+import hyperscan
+import re2
+
+MAX_SPANS_PER_PATTERN: Final = 64
+
+Span = tuple[int, int]
+Hits = dict[int, list[Span]]
+
+
+@dataclass(frozen=True, slots=True)
+class PatternSpec:
+    """A pattern over normalised text, in the syntax Hyperscan and RE2 share."""
+
+    expression: str
+    fixed_length: int | None  # in characters; None when the length varies
+    single_match: bool
+    # The pattern over the homophone view (same length), hits reported under this pattern's id.
+    homophones: tuple[str, ...] = ()
+
+
+class PatternCompileError(Exception):
+    """A pattern was refused by the linear-time engines; `index` names it."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.index = index
+        self.reason = reason
+
+
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False  # errors are reported as pack issues, not on stderr
+    return options
+
+
+RE2_OPTIONS: Final = _re2_options()
+
+
+def check_expression(expression: str) -> str | None:
+    """Why `expression` cannot run in linear time (RE2 and Hyperscan), or None when it can."""
+    try:
+        re2.compile(expression, RE2_OPTIONS)
+    except re2.error as exc:
+        message = exc.args[0] if exc.args else exc
+        text = message.decode() if isinstance(message, bytes) else str(message)
+        return f"not a linear-time (RE2) regex: {text}"
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    try:
+        database.compile(expressions=[expression.encode()], flags=[hyperscan.HS_FLAG_UTF8])
+    except hyperscan.error as exc:
+        return f"refused by Hyperscan: {exc}"
+    return None
+
+
+_BOUNDARY: Final = "\\b"
+_WORD: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def strip_boundaries(expression: str) -> tuple[str, int]:
+    """`expression` without its `\b` assertions (outside classes) and how many were removed."""
+    out: list[str] = []
+    removed = 0
+    i = 0
+    in_class = False
+    while i < len(expression):
+        ch = expression[i]
+        if ch == "\\" and i + 1 < len(expression):
+            pair = expression[i : i + 2]
+            if pair == _BOUNDARY and not in_class:
+                removed += 1
+            else:
+                out.append(pair)
+            i += 2
+            continue
+        if ch == "[" and not in_class:
+            in_class = True
+        elif ch == "]" and in_class:
+            in_class = False
+        out.append(ch)
+        i += 1
+    return "".join(out), removed
+
+
+
+@dataclass(frozen=True, slots=True)
+class Edges:
+    """A literal's `\b` at its start and/or end, checked on the normalised text."""
+
+    start: bool
+    end: bool
+
+    def hold(self, text: str, start: int, end: int) -> bool:
+        if self.start and start > 0 and text[start - 1] in _WORD:
+            return False
+        return not (self.end and end < len(text) and text[end] in _WORD)
+
+
+@dataclass(frozen=True, slots=True)
+class SyllableEdges:
+    """A pinyin spelling's ends: it may sit at the start or the end of a longer run of letters when
+    the rest of the run reads as pinyin syllables too (caonimade holds caonima + de, nigeshabi
+    holds ni ge + shabi), not when the rest reads as something else (shabiz, animal), nor in the
+    middle of a run (zhichishiri holds no chishi: a long run of pinyin holds every pair of
+    syllables somewhere)."""
+
+    syllables: frozenset[str]
+    longest: int
+
+    def hold(self, text: str, start: int, end: int) -> bool:
+        before = start
+        while before > 0 and text[before - 1] in _LETTERS:
+            before -= 1
+        after = end
+        while after < len(text) and text[after] in _LETTERS:
+            after += 1
+        if before != start and after != end:
+            return False
+        return self._spelled(text[before:start]) and self._spelled(text[end:after])
+
+    def _spelled(self, letters: str) -> bool:
+        if not letters:
+            return True
+        # reachable[i]: letters[:i] splits into syllables.
+        reachable = [True] + [False] * len(letters)
+        for stop in range(1, len(letters) + 1):
+            for size in range(1, min(self.longest, stop) + 1):
+                if reachable[stop - size] and letters[stop - size : stop] in self.syllables:
+                    reachable[stop] = True
+                    break
+        return reachable[-1]
+
+
+_LETTERS: Final = frozenset("abcdefghijklmnopqrstuvwxyz")
+
+
+def locate(locator: re2._Regexp, text: str, *, single: bool) -> list[Span]:
+    spans: list[Span] = []
+    for match in locator.finditer(text):
+        spans.append(match.span())
+        if len(spans) >= MAX_SPANS_PER_PATTERN or single:
+            break
+    return spans
+
+
+_PLAIN_LITERAL: Final = re.compile(r"[^\\\[\](){}.*+?|^$]+")
+_LITERAL_CHAR: Final = re.compile(r"\\x([0-9a-fA-F]{2})|\\x\{([0-9a-fA-F]+)\}|([^\\\[\](){}.*+?|^$])")
+
+
+def literal_chars(expression: str) -> tuple[str, Edges | None] | None:
+    """The characters `expression` matches and its `\\b` ends, when it is a literal (characters
+    and `\\x` escapes, `\\b` at most at its ends); None otherwise."""
+    if _PLAIN_LITERAL.fullmatch(expression):
+        return expression, None
+    stripped, removed = strip_boundaries(expression)
+    edges = literal_edges(expression, removed)
+    if removed and edges is None:
+        return None
+    chars: list[str] = []
+    position = 0
+    for match in _LITERAL_CHAR.finditer(stripped):
+        if match.start() != position:
+            return None
+        position = match.end()
+        short, long, plain = match.groups()
+        chars.append(plain if plain is not None else chr(int(short or long, 16)))
+    if position != len(stripped) or not chars:
+        return None
+    return "".join(chars), edges
+
+
+def literal_edges(expression: str, removed: int) -> Edges | None:
+    """Boundaries of a literal written as `\\b…\\b`; None when they sit anywhere else."""
+    if not removed:
+        return None
+    starts = expression.startswith(_BOUNDARY)
+    ends = expression.endswith(_BOUNDARY) and not expression.endswith("\\" + _BOUNDARY)
+    if removed != int(starts) + int(ends):
+        return None
+    return Edges(starts, ends)
