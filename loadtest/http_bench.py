@@ -1,4 +1,4 @@
-"""HTTP throughput and latency of `POST /check` against two baselines, same run, same settings.
+"""HTTP throughput and latency of `POST /check` and `POST /check/batch` against two baselines, same run.
 
     .venv/bin/python -m loadtest.http_bench                          # 3 runs, default pack (~6 min)
     .venv/bin/python -m loadtest.http_bench --runs 1 --duration 3 --open-loop-seconds 5   # smoke
@@ -7,13 +7,16 @@ Three uvicorn servers, one worker each, identical flags (uvloop, httptools, acce
 each on a free loopback port:
 
 - raw:      `loadtest/baselines/raw_asgi.py`, a raw ASGI app echoing the body (the ceiling)
-- noop:     `loadtest/baselines/fastapi_noop.py`, FastAPI validating a ChatEvent-shaped pydantic
-            model and returning a dict (no classification)
+- noop:     `loadtest/baselines/fastapi_noop.py`, FastAPI validating ChatEvent-shaped pydantic
+            models and returning dicts (no classification), for `/check` and `/check/batch`
 - redline:  `create_app(Runtime.load(settings))` with the pack (`--rules`), classifying
 
 Closed loop: Debian `wrk -t1 -cC -dD --latency` at each concurrency, the servers interleaved in
 every run; the bodies rotate over 200 sample events (`service.sample_traffic`, seed 7) for all
-three. Medians over `--runs`. Open loop (`loadtest/open_loop.py`): a fixed arrival rate of half
+three. Medians over `--runs`, with the per-run ratios (runs are paired in time). Then the same
+for `/check/batch`: `--batch-size` events per request (default 50, the same sample events),
+at `--batch-concurrency`; the echo returns the array, the no-op validates and answers a list.
+Open loop (`loadtest/open_loop.py`): a fixed arrival rate of half
 of redline's best closed-loop rate, latency counted from each request's scheduled time, so a
 slow answer cannot hold back the next request (no coordinated omission). Reload under load: the
 same open-loop load while `POST /rules/reload` runs `--reloads` times; failed requests counted,
@@ -109,17 +112,22 @@ def sample_bodies(count: int = 200) -> list[str]:
     return [json.dumps(traffic.event(), ensure_ascii=False) for _ in range(count)]
 
 
-def wrk_script(bodies: list[str], directory: Path) -> Path:
+def batch_bodies(bodies: list[str], size: int, count: int = 40) -> list[str]:
+    """`count` JSON arrays of `size` sample events each, rotating over `bodies`."""
+    return ["[" + ",".join(bodies[(i * size + j) % len(bodies)] for j in range(size)) + "]" for i in range(count)]
+
+
+def wrk_script(bodies: list[str], directory: Path, path: str = "/check") -> Path:
     # Long brackets hold the JSON verbatim; bodies never contain "]==]".
     listed = ",\n".join(f"[==[{body}]==]" for body in bodies)
-    script = directory / "check.lua"
+    script = directory / f"{path.strip('/').replace('/', '_')}.lua"
     script.write_text(
         "local bodies = {\n" + listed + "\n}\n"
         "local headers = {[\"Content-Type\"] = \"application/json\"}\n"
         "local i = 0\n"
         "request = function()\n"
         "  i = i % #bodies + 1\n"
-        "  return wrk.format(\"POST\", \"/check\", headers, bodies[i])\n"
+        f"  return wrk.format(\"POST\", \"{path}\", headers, bodies[i])\n"
         "end\n",
         encoding="utf-8",
     )
@@ -142,10 +150,10 @@ def _ms(text: str) -> float:
     return float(number) * _UNITS_MS[unit]
 
 
-def run_wrk(url: str, script: Path, connections: int, seconds: float) -> WrkResult:
+def run_wrk(url: str, script: Path, connections: int, seconds: float, path: str = "/check") -> WrkResult:
     result = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "5s", "--latency", "-s", str(script),
-         f"{url}/check"],
+         f"{url}{path}"],
         capture_output=True, text=True, timeout=seconds + 60, check=True,
     )
     out = result.stdout
@@ -177,34 +185,41 @@ async def reload_under_load(url: str, bodies: list[bytes], rate: int, seconds: f
 
 
 def closed_loop(servers: dict[str, Server], script: Path, concurrencies: list[int], runs: int,
-                duration: int) -> list[dict[str, float]]:
+                duration: int, path: str = "/check", events_per_request: int = 1) -> list[dict[str, float]]:
     closed: dict[tuple[str, int], list[WrkResult]] = {}
     for run in range(runs):
         order = list(servers)[run % 3:] + list(servers)[:run % 3]  # nobody always goes first
         for connections in concurrencies:
             for name in order:
-                result = run_wrk(servers[name].url, script, connections, duration)
+                result = run_wrk(servers[name].url, script, connections, duration, path)
                 closed.setdefault((name, connections), []).append(result)
-                print(f"run {run + 1} c={connections:<4} {name:<8} {result.rps:>9.0f} req/s  "
+                print(f"run {run + 1} {path} c={connections:<4} {name:<8} {result.rps:>9.0f} req/s  "
                       f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}",
                       flush=True)
 
     def med(name: str, c: int, field: str) -> float:
         return median([getattr(r, field) for r in closed[(name, c)]])
 
-    print("\nclosed loop (wrk -t1), medians of", runs, "runs")
-    print("| concurrency | raw ASGI req/s | FastAPI no-op req/s | redline /check req/s | "
-          "redline p50 / p99 ms | × no-op | × raw |")
-    print("|---|---|---|---|---|---|---|")
+    def paired(c: int, baseline: str) -> str:  # per-run ratios: the runs are paired in time
+        ratios = [r.rps / b.rps for r, b in zip(closed[("redline", c)], closed[(baseline, c)], strict=True)]
+        return ", ".join(f"{x:.2f}" for x in ratios)
+
+    unit = "req/s" if events_per_request == 1 else f"req/s ({events_per_request} events each)"
+    print(f"\nclosed loop {path} (wrk -t1), medians of", runs, "runs")
+    print(f"| concurrency | raw ASGI {unit} | FastAPI no-op {unit} | redline {path} {unit} | "
+          "redline events/s | redline p50 / p99 ms | × no-op (runs) | × raw (runs) |")
+    print("|---|---|---|---|---|---|---|---|")
     table = []
     for c in concurrencies:
         raw, noop, red = med("raw", c, "rps"), med("noop", c, "rps"), med("redline", c, "rps")
         row = {"concurrency": c, "raw": raw, "noop": noop, "redline": red,
+               "redline_events_per_s": red * events_per_request,
                "redline_p50_ms": med("redline", c, "p50_ms"), "redline_p99_ms": med("redline", c, "p99_ms"),
                "vs_noop": red / noop, "vs_raw": red / raw}
         table.append(row)
-        print(f"| {c} | {raw:,.0f} | {noop:,.0f} | {red:,.0f} | {row['redline_p50_ms']:.2f} / "
-              f"{row['redline_p99_ms']:.2f} | {row['vs_noop']:.2f} | {row['vs_raw']:.2f} |")
+        print(f"| {c} | {raw:,.0f} | {noop:,.0f} | {red:,.0f} | {row['redline_events_per_s']:,.0f} | "
+              f"{row['redline_p50_ms']:.2f} / {row['redline_p99_ms']:.2f} | "
+              f"{row['vs_noop']:.2f} ({paired(c, 'noop')}) | {row['vs_raw']:.2f} ({paired(c, 'raw')}) |")
     errors = sum(r.errors for results in closed.values() for r in results)
     print(f"best redline rate {max(row['redline'] for row in table):,.0f} req/s; "
           f"errors in closed-loop runs: {errors}")
@@ -227,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reload-fraction", type=float, default=0.5)
     parser.add_argument("--max-rate", type=float, help="skip the closed loop and take this as the best rate")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--batch-size", type=int, default=50,
+                        help="events per POST /check/batch in the batch closed loop (0: skip it)")
+    parser.add_argument("--batch-concurrency", default="8,32")
     args = parser.parse_args(argv)
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     fractions = [float(f) for f in args.open_loop_fractions.split(",")]
@@ -242,6 +260,15 @@ def main(argv: list[str] | None = None) -> int:
             for server in servers.values():  # warm-up: imports, first-request paths, caches
                 run_wrk(server.url, script, 8, 2)
             table = [] if args.max_rate else closed_loop(servers, script, concurrencies, args.runs, args.duration)
+            batch_table = []
+            if args.batch_size and not args.max_rate:
+                batch_script = wrk_script(batch_bodies(bodies, args.batch_size), workdir, "/check/batch")
+                for server in servers.values():
+                    run_wrk(server.url, batch_script, 8, 2, "/check/batch")
+                batch_table = closed_loop(
+                    servers, batch_script, [int(c) for c in args.batch_concurrency.split(",")], args.runs,
+                    args.duration, "/check/batch", args.batch_size,
+                )
             best = args.max_rate or max(row["redline"] for row in table)
             url = servers["redline"].url
             open_results: dict[float, list[OpenLoopResult]] = {}
@@ -269,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 args.json.parent.mkdir(parents=True, exist_ok=True)
                 args.json.write_text(json.dumps({
-                    "closed": table, "best": best,
+                    "closed": table, "closed_batch": batch_table, "batch_size": args.batch_size, "best": best,
                     "open": {str(f): [o.__dict__ for o in runs] for f, runs in open_results.items()},
                     "reload": {"statuses": reload_statuses, "seconds": reload_times, "load": loaded.__dict__},
                 }, indent=2))

@@ -76,3 +76,20 @@ def test_codec_bench_reports_every_codec() -> None:
     wire = {row[0]: float(row[row.index("bytes") - 1]) for row in rows}  # "<n> bytes per record on the wire"
     assert all(math.isfinite(v) and v > 0 for v in wire.values())
     assert wire["zstd"] < wire["none"]  # it compressed something
+
+
+async def test_http_bench_batches_are_arrays_the_noop_baseline_answers(tmp_path: Path) -> None:
+    import httpx
+
+    from loadtest.baselines.fastapi_noop import app
+    from loadtest.http_bench import batch_bodies, sample_bodies, wrk_script
+
+    bodies = batch_bodies(sample_bodies(20), size=5, count=4)
+    assert [len(json.loads(body)) for body in bodies] == [5, 5, 5, 5]
+    script = wrk_script(bodies, tmp_path, "/check/batch").read_text(encoding="utf-8")
+    assert 'wrk.format("POST", "/check/batch"' in script
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+        for body in bodies:
+            response = await client.post("/check/batch", content=body, headers={"content-type": "application/json"})
+            assert response.status_code == 200, response.text
+            assert [v["event_id"] for v in response.json()] == [e["id"] for e in json.loads(body)]

@@ -1,4 +1,5 @@
-"""Baseline: a FastAPI endpoint that validates a ChatEvent-shaped pydantic model and returns a dict.
+"""Baseline: FastAPI endpoints that validate ChatEvent-shaped pydantic models and return dicts
+(`/check` one event, `/check/batch` a list).
 
 What a "textbook" FastAPI `/check` costs before any classification (DESIGN.md: ~4.5k req/s per
 worker here). Served with the same uvicorn settings as Redline by `loadtest/http_bench.py`.
@@ -70,3 +71,8 @@ app = FastAPI()
 @app.post("/check")
 async def check(event: ChatEvent) -> dict[str, object]:
     return {"event_id": event.id, "action": "allow", "severity": "none", "matches": []}
+
+
+@app.post("/check/batch")
+async def check_batch(events: list[ChatEvent]) -> list[dict[str, object]]:
+    return [{"event_id": e.id, "action": "allow", "severity": "none", "matches": []} for e in events]
