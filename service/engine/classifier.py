@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 from service.engine.conditions import Condition, EvalContext, ScanResult
@@ -143,7 +143,10 @@ class Engine:
                         candidates.update(triggered)
         if not candidates:
             return Verdict(event.id, "allow", "none", (), self.ruleset, now)
-        ctx = EvalContext(event, event.sent_at or now, scans, counts, sightings)
+        at = event.sent_at or now
+        if at.tzinfo is not UTC:  # conditions compare in UTC (calendar windows are compiled so)
+            at = at.astimezone(UTC)
+        ctx = EvalContext(event, at, scans, counts, sightings)
         compiled = self.rules
         ordered = sorted(candidates) if len(candidates) > 1 else candidates
         matches = [m for i in ordered if (m := _evaluate(compiled[i], ctx)) is not None]

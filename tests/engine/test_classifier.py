@@ -115,6 +115,9 @@ def test_event_conditions(mini_engine: Engine, roles: tuple[str, ...], direction
         ("2026-02-28T23:59:59+08:00", False),  # just before
         ("2026-03-15T23:59:59+08:00", True),  # the end date is inclusive
         ("2026-03-15T16:00:00+00:00", False),  # = 2026-03-16 00:00 +08:00
+        ("2026-02-28T16:00:00Z", True),  # = 2026-03-01 00:00 +08:00, written in UTC
+        ("2026-02-28T15:59:59Z", False),
+        ("2026-03-01T02:30:00+10:30", True),  # = 2026-02-28T16:00Z, another offset
     ],
 )
 def test_calendar_windows(mini_engine: Engine, sent_at: str, in_window: bool) -> None:
