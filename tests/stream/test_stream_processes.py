@@ -24,6 +24,7 @@ from service.sample_traffic import SampleTraffic
 
 StartService = Callable[[dict[str, str]], ServiceProcess]
 SMALL_BATCHES = {"REDLINE_BATCH_MAX_RECORDS": "200"}
+TINY_BATCHES = {"REDLINE_BATCH_MAX_RECORDS": "50", "REDLINE_MAX_IN_FLIGHT_BATCHES": "2"}
 # The stream's own line: the counter owner logs "counter partitions assigned" for its group.
 STREAM_ASSIGNED = '"msg": "partitions assigned"'
 
@@ -36,7 +37,10 @@ async def test_kill_9_mid_stream_then_restart_leaves_no_event_without_verdict(
     kafka_bootstrap: str, topics: Topics, service_factory: StartService
 ) -> None:
     records = SampleTraffic(seed=21, malformed_ratio=0.0).records(30_000)
-    env = topics.env(kafka_bootstrap, free_port(), **SMALL_BATCHES)
+    # Batches of 50, two in flight: each waits for its acks (~10 ms), which bounds the service to a
+    # few thousand events/s however fast it classifies, so the kill lands mid-stream with batches
+    # in flight (with batches of 200 a faster engine once finished all 30,000 before the kill).
+    env = topics.env(kafka_bootstrap, free_port(), **TINY_BATCHES)
     first = service_factory(env)
     first.wait_for_log("partitions assigned")
     await produce(kafka_bootstrap, topics.input, records)  # faster than the service consumes
@@ -49,7 +53,7 @@ async def test_kill_9_mid_stream_then_restart_leaves_no_event_without_verdict(
     seen = await read_verdict_ids(kafka_bootstrap, topics.output, event_ids(records))
     assert event_ids(records) - set(seen) == set()
     duplicates = sum(n - 1 for n in Counter(seen).values())
-    # Bounded by what was in flight and uncommitted at the kill (a few small batches per partition).
+    # Bounded by what was in flight and uncommitted at the kill (a few tiny batches per partition).
     print(f"\nkill -9: {len(records)} events, {len(before_restart)} verdicts before the restart, "
           f"{duplicates} duplicate verdicts")
     assert duplicates <= 4 * 200 * 4 + 2000
