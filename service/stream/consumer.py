@@ -28,11 +28,11 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import chain
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -53,6 +53,7 @@ from service.stream.worker_process import Classified, WorkerError
 from service.verdict_counts import count_verdicts
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # With the classify worker on, this process classifies a batch itself only when the worker already
 # has this many queued, and at most one batch in `_INLINE_EVERY`: it also does all the Kafka I/O
@@ -188,6 +189,31 @@ class StreamProcessor:
     # --- the loop
 
     async def _consume_loop(self, committer: asyncio.Task[None], sender: asyncio.Task[None]) -> None:
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await self._consume_until_stopped(committer, sender, stop)
+        finally:
+            stop.cancel()
+
+    async def _unless_stopped(self, call: Awaitable[T], stop: asyncio.Future[Any]) -> T | None:
+        """`call`'s result, or None when a stop is requested first (the call is then cancelled).
+
+        aiokafka's getmany waits without a bound while a group reassignment is in progress
+        (Fetcher.fetched_records → wait_for_assignment); that must not hold up a drain. Cancelling
+        it loses nothing: records it fetched and did not return are neither processed nor committed.
+        """
+        task = asyncio.ensure_future(call)
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, KafkaError):
+            await task
+        return None
+
+    async def _consume_until_stopped(
+        self, committer: asyncio.Task[None], sender: asyncio.Task[None], stop: asyncio.Future[Any]
+    ) -> None:
         assert self._consumer is not None
         consumer = self._consumer
         settings = self.settings
@@ -200,14 +226,15 @@ class StreamProcessor:
                 await self._recover()
                 continue
             if len(self._window) >= settings.max_in_flight_batches:
-                await self._wait_for_room()
+                await self._wait_for_room(stop)
                 continue
             paused = consumer.paused()
             if paused:
                 consumer.resume(*paused)
             try:
-                batch = await consumer.getmany(
-                    timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_records
+                batch = await self._unless_stopped(
+                    consumer.getmany(timeout_ms=settings.poll_timeout_ms, max_records=settings.batch_max_records),
+                    stop,
                 )
             except KafkaError as exc:  # coordinator and fetch errors aiokafka hands up: back off
                 log.warning("consume failed", extra={"error": repr(exc)})
@@ -228,7 +255,7 @@ class StreamProcessor:
             # classified (and the committer commit) before the next batch, not after the window fills.
             await asyncio.sleep(0)
 
-    async def _wait_for_room(self) -> None:
+    async def _wait_for_room(self, stop: asyncio.Future[Any]) -> None:
         """Backpressure: wait for the oldest unit; if it takes long, stop fetching meanwhile."""
         assert self._consumer is not None
         self._unit_done.clear()
@@ -240,7 +267,7 @@ class StreamProcessor:
             self._consumer.pause(*assignment)
         # A zero-timeout poll keeps the member alive (max_poll_interval) without fetching.
         with contextlib.suppress(KafkaError):
-            await self._consumer.getmany(timeout_ms=0)
+            await self._unless_stopped(self._consumer.getmany(timeout_ms=0), stop)
 
     def _submit(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Start classifying a batch and append its unit to the window (the sender sends it)."""
