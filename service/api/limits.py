@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.errors import ApiError, error_response
 from service.api.schemas import ErrorDetail
@@ -48,18 +48,26 @@ class ClientGone(RedlineError):
     """The client disconnected before its body was complete."""
 
 
+def body_chunk(message: Message, received: int, limit: int) -> bytes:
+    """The body chunk `message` carries, after `received` bytes: ClientGone on a disconnect, 413
+    once the body passes `limit`. One check for every body reader; a plain function, because an
+    async generator over the messages costs ~2 µs more per request on `/check`."""
+    if message["type"] == "http.disconnect":
+        raise ClientGone
+    chunk: bytes = message.get("body", b"")
+    if received + len(chunk) > limit:
+        raise body_too_large(limit)
+    return chunk
+
+
 async def read_body(receive: Receive, limit: int) -> bytes:
     """The whole body, refused with 413 as soon as more than `limit` bytes have arrived."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk: bytes = message.get("body", b"")
+        chunk = body_chunk(message, size, limit)
         size += len(chunk)
-        if size > limit:
-            raise body_too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -17,7 +17,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.types import Receive
 
 from service.api.errors import ApiError
-from service.api.limits import ClientGone, Limits, body_too_large
+from service.api.limits import Limits, body_chunk
 from service.api.schemas import ErrorDetail
 
 IMAGE_PART = "image"
@@ -113,12 +113,8 @@ async def read_upload_form(receive: Receive, content_type: bytes, limits: Limits
     limit = limits.max_upload_bytes
     while True:
         message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk: bytes = message.get("body", b"")
+        chunk = body_chunk(message, size, limit)
         size += len(chunk)
-        if size > limit:
-            raise body_too_large(limit)
         try:
             parser.write(chunk)
         except MultipartParseError as exc:
