@@ -105,8 +105,7 @@ class ClassifyWorkers:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*self._tasks, return_exceptions=True)
         workers = [w for w in (self._current, *self._retired) if w is not None]
-        self._current = None
-        metrics.stream_classify_worker_up.set(0)
+        self._serve(None)
         self._retired.clear()
         await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
 
@@ -157,8 +156,8 @@ class ClassifyWorkers:
                         extra={"worker_digest": worker.ruleset.digest, "serving_digest": self._serving_digest})
             self._retire(worker)
             return
-        previous, self._current = self._current, worker
-        metrics.stream_classify_worker_up.set(1)
+        previous = self._current
+        self._serve(worker)
         self._watch(worker)
         log.info("classify worker ready",
                  extra={"pid": worker.pid, "pack": worker.ruleset.name, "version": worker.ruleset.version,
@@ -166,11 +165,15 @@ class ClassifyWorkers:
         if previous is not None:
             self._retire(previous)
 
+    def _serve(self, worker: WorkerProcess | None) -> None:
+        """The worker that classifies from now on (None: this process); the up gauge follows it."""
+        self._current = worker
+        metrics.stream_classify_worker_up.set(0 if worker is None else 1)
+
     def _drop_stale_current(self) -> None:
         current = self._current
         if current is not None and current.ruleset.digest != self._serving_digest:
-            self._current = None
-            metrics.stream_classify_worker_up.set(0)
+            self._serve(None)
             self._retire(current)
 
     def _retire(self, worker: WorkerProcess) -> None:
@@ -196,8 +199,7 @@ class ClassifyWorkers:
     def _on_death(self, worker: WorkerProcess) -> None:
         if self._current is not worker or self._closed:
             return
-        self._current = None
-        metrics.stream_classify_worker_up.set(0)
+        self._serve(None)
         metrics.stream_classify_worker_failures_total.labels("serving").inc()
         delay = self._next_restart_delay(lived_seconds=time.monotonic() - worker.ready_at)
         log.warning("classify worker died; restarting it, classifying in-process meanwhile",
