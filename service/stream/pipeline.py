@@ -171,7 +171,6 @@ def classify_decoded(
     records: list[VerdictRecord] = []
     produced: list[Verdict] = []
     counter_requests: list[CounterRecord] = []
-    add_record, add_verdict = records.append, produced.append
     for index, (event, record, verdict) in enumerate(zip(decoded.events, decoded.records, verdicts, strict=True)):
         if verdict is None:
             continue
@@ -182,10 +181,8 @@ def classify_decoded(
             request = new_request(record.value or b"", found, source, sent_at)
             counter_requests.append(CounterRecord(found[0].state_key.encode(), encode_request(request)))
             continue
-        # verdict_key, inlined: this loop runs once per event.
-        key = (event.chat.id if event.chat is not None else event.id).encode()
-        add_record(VerdictRecord(key, encode_verdict(verdict), sent_at))
-        add_verdict(verdict)
+        records.append(VerdictRecord(verdict_key(event), encode_verdict(verdict), sent_at))
+        produced.append(verdict)
     return Processed(verdict_records=records, verdicts=produced, dead_letters=dead_letters,
                      counter_requests=counter_requests)
 
