@@ -177,18 +177,18 @@ def write(directory: Path, summaries: list[TargetSummary], environment: dict[str
         "redline_over_naive": paired_ratios(summaries),
     }
     (directory / "kafka_load.json").write_text(json.dumps(document, indent=2, allow_nan=True) + "\n")
-    with (directory / "phases.csv").open("w", newline="") as handle:
+    write_rows(directory / "phases.csv", PhaseSummary, [(s, p) for s in summaries for p in s.phases])
+    write_rows(directory / "samples.csv", Sample, [(s, x) for s in summaries for x in s.samples])
+
+
+def write_rows(path: Path, kind: type[PhaseSummary] | type[Sample],
+               rows: list[tuple[TargetSummary, PhaseSummary | Sample]]) -> None:
+    """One CSV row per item, prefixed with its run's target and number."""
+    with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["target", "run", *(f.name for f in fields(PhaseSummary))])
-        for s in summaries:
-            for p in s.phases:
-                writer.writerow([s.target, s.run, *astuple_row(p)])
-    with (directory / "samples.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["target", "run", *(f.name for f in fields(Sample))])
-        for s in summaries:
-            for x in s.samples:
-                writer.writerow([s.target, s.run, *astuple_row(x)])
+        writer.writerow(["target", "run", *(f.name for f in fields(kind))])
+        for summary, item in rows:
+            writer.writerow([summary.target, summary.run, *astuple_row(item)])
 
 
 def astuple_row(item: PhaseSummary | Sample) -> list[object]:
