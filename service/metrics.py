@@ -113,6 +113,12 @@ def observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:
     total.inc(sum(amounts))
 
 
+def observe_end_to_end_lags(sent_at: Sequence[float], now: float) -> None:
+    """`end_to_end_lag_seconds` for verdicts produced at `now` of events sent at `sent_at` (epoch
+    seconds); a sender's clock ahead of ours counts as no lag."""
+    observe_many(end_to_end_lag_seconds, [max(0.0, now - sent) for sent in sent_at])
+
+
 def record_verdicts(verdicts: Iterable[Verdict], source: str) -> None:
     """Count a batch of verdicts with one increment per label set."""
     record_counts(count_verdicts(verdicts), source)

@@ -262,8 +262,7 @@ class CounterOwner:
             log.warning("counter commit refused after a rebalance", extra={"error": repr(exc)})
 
     def _observe(self, out: _Outputs) -> None:
-        now = time.time()
-        metrics.observe_many(metrics.end_to_end_lag_seconds, [max(0.0, now - sent_at) for sent_at in out.verdict_lags])
+        metrics.observe_end_to_end_lags(out.verdict_lags, time.time())
         self._report_keys()
 
     def _report_keys(self) -> None:

@@ -419,8 +419,7 @@ class StreamProcessor:
 
     async def _commit(self, unit: _Unit) -> None:
         assert self._consumer is not None
-        now = time.time()
-        metrics.observe_many(metrics.end_to_end_lag_seconds, [max(0.0, now - sent_at) for sent_at in unit.sent_at])
+        metrics.observe_end_to_end_lags(unit.sent_at, time.time())
         assigned = self._consumer.assignment()
         offsets = {tp: offset for tp, offset in unit.offsets.items() if tp in assigned}
         attempt = 0
