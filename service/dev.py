@@ -48,6 +48,7 @@ def run(settings: Settings, *, rate: float, duration: float | None) -> int:
             "kafka_bootstrap": broker.bootstrap, "http_host": "127.0.0.1", "create_topics": True,
             "session_timeout_ms": 3000, "topic_partitions": min(settings.topic_partitions, 4),
             "kafka_security_protocol": "PLAINTEXT",
+            "log_level": level,  # the stream processes configure their logging from the settings
         })
         try:
             runtime = Runtime.load(settings)

@@ -176,6 +176,10 @@ stream_classify_worker_failures_total = Counter(
 )
 for _stage in ("start", "serving"):
     stream_classify_worker_failures_total.labels(_stage)
+stream_member_restarts_total = Counter(
+    "redline_stream_member_restarts_total",
+    "Stream member processes (stream_processes >= 2) that ended unexpectedly and were started again.",
+)
 
 
 # --- counters (service/counters): one replica owns each counter key (docs/counters.md).

@@ -10,8 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from prometheus_client import REGISTRY
 
 from service import metrics
 from service.engine.classifier import Engine
@@ -29,6 +33,10 @@ class Runtime:
     # Set by the stream when it runs: broker reachable and a member of the consumer group. A member
     # with zero partitions (more replicas than partitions) is ready: it still serves HTTP.
     stream_ready: bool = False
+    # Called after a reload swapped a new pack in (stream members load it too: members.py).
+    reload_listeners: list[Callable[[], None]] = field(default_factory=list)
+    # What `/metrics` renders: the registry, or with stream members the registry plus theirs.
+    metrics_source: Any = REGISTRY
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @classmethod
@@ -66,6 +74,8 @@ class Runtime:
             self.engine = engine
             install_metrics(engine)
             metrics.rule_pack_reloads_total.labels("success").inc()
+            for listener in self.reload_listeners:
+                listener()
             log.info(
                 "rule pack reloaded",
                 extra={"pack": engine.ruleset.name, "version": engine.ruleset.version,

@@ -18,13 +18,16 @@ from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import uvicorn
+from prometheus_client import REGISTRY
 
 from service.counters.owner import CounterOwner
 from service.errors import PackError
 from service.logs import configure_logging
+from service.metrics_merge import MergedRegistry
 from service.runtime import Runtime
 from service.settings import Settings
 from service.stream.consumer import StreamProcessor
+from service.stream.members import StreamMembers, member_count
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +103,7 @@ async def serve(settings: Settings, runtime: Runtime, stop: asyncio.Event) -> in
     )
     server = _Server(config)
     http = asyncio.create_task(server.serve(), name="redline-http")
-    stream = StreamProcessor(settings, runtime) if settings.stream_enabled else None
+    stream = _stream(settings, runtime) if settings.stream_enabled else None
     stream_task = asyncio.create_task(stream.run(), name="redline-stream") if stream else None
     # Every replica owns a share of the counter keys (docs/counters.md), whether or not the pack
     # serving now has counters: a reload may bring them, and requests may still be in flight.
@@ -143,6 +146,16 @@ async def serve(settings: Settings, runtime: Runtime, stop: asyncio.Event) -> in
         await http
     log.info("stopped", extra={"exit_code": exit_code})
     return exit_code
+
+
+def _stream(settings: Settings, runtime: Runtime) -> StreamProcessor | StreamMembers:
+    """The stream in this process, or `stream_processes` member processes (members.py)."""
+    count = member_count(settings)
+    if count == 1:
+        return StreamProcessor(settings, runtime)
+    merged = MergedRegistry(REGISTRY)
+    runtime.metrics_source = merged  # /metrics adds the members' stream series to this process's
+    return StreamMembers(settings, runtime, count, merged)
 
 
 async def _stopped(task: asyncio.Task[None], name: str, timeout_seconds: float) -> bool:

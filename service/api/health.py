@@ -6,7 +6,7 @@ import asyncio
 
 from fastapi import FastAPI
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api import openapi
 from service.api.schemas import Health, Readiness, encode
@@ -51,6 +51,6 @@ def add_health_routes(app: FastAPI, runtime: Runtime, tally: VerdictTally) -> No
     async def prometheus_metrics() -> Response:
         tally.flush()  # verdicts already answered are in this scrape
         # Rendering walks every series; keep it off the event loop that serves /check.
-        payload = await asyncio.to_thread(generate_latest, REGISTRY)
+        payload = await asyncio.to_thread(generate_latest, runtime.metrics_source)
         return Response(payload, media_type=CONTENT_TYPE_LATEST)
 

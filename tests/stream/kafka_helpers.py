@@ -38,13 +38,15 @@ class Topics:
     group: str
 
     def env(self, bootstrap: str, http_port: int, **extra: str) -> dict[str, str]:
+        """`serve`'s environment. One stream process unless a test asks for members: these tests
+        follow one consumer's log lines (test_stream_members.py covers member processes)."""
         return {
             "REDLINE_KAFKA_BOOTSTRAP": bootstrap, "REDLINE_INPUT_TOPIC": self.input,
             "REDLINE_OUTPUT_TOPIC": self.output, "REDLINE_DLQ_TOPIC": self.dlq,
             "REDLINE_GROUP_ID": self.group, "REDLINE_HTTP_HOST": "127.0.0.1",
             "REDLINE_HTTP_PORT": str(http_port), "REDLINE_RULES": str(rules_dir()),
             "REDLINE_SESSION_TIMEOUT_MS": "3000", "REDLINE_TOPIC_PARTITIONS": "4",
-            "REDLINE_LOG_LEVEL": "INFO", **extra,
+            "REDLINE_LOG_LEVEL": "INFO", "REDLINE_STREAM_PROCESSES": "1", **extra,
         }
 
     def settings(self, bootstrap: str, **overrides: object) -> Settings:

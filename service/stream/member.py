@@ -1,0 +1,181 @@
+"""A stream member: a child process of `redline serve` that runs one full stream consumer.
+
+    python -m service.stream.member        (started by members.py, never by hand)
+
+When `stream_processes` is 2 or more, `serve` keeps HTTP (and the counter owner) in its own process
+and starts this many members. Each member is an ordinary member of the consumer group, exactly like
+another replica: it loads the pack, consumes its share of the partitions, classifies in its own
+process (no classify worker) and produces and commits on its own. Nothing crosses between the
+members and the parent but control and metrics, so one event's cost is the stream's alone: two
+members on two cores measured 1.6× one process with a classify worker (docs/benchmarks.md).
+
+Wire protocol (frames of classify_worker.py: 8-byte length + pickle; both ends this package):
+
+    parent → member   ("start", settings, index)   once, first: the parent's settings as JSON data
+                      ("reload",)                  load the pack again (the parent's pack changed)
+                      EOF                          drain, commit, leave the group, exit 0
+    member → parent   ("ready", name, version, digest, pid)     the pack is loaded
+                      ("refused", message)                      the pack failed; exit 2
+                      ("status", stream_ready, digest, metrics) every STATUS_SECONDS and once more
+                                                                after the drain, before exit
+
+`metrics` is a metrics_merge snapshot of the stream's families: the parent adds it into its own
+`/metrics`, so a scrape shows one process's worth of series whatever the member count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import signal
+import sys
+from typing import Any, BinaryIO, Final
+
+from prometheus_client import REGISTRY
+
+from service import metrics
+from service.errors import PackError
+from service.metrics_merge import family_names, take_snapshot
+from service.stream.classify_worker import FRAME_HEADER, decode_payload, encode_frame
+
+log = logging.getLogger(__name__)
+
+STATUS_SECONDS: Final = 0.5  # metrics and readiness reach the parent at most this late
+
+# What a member counts: the stream's families, and its CPU and memory (a replica's process panels
+# and alerts then cover all its processes, as a container's metrics would). The pack's own series
+# (info, reload results) and HTTP's are the parent's; the parent pre-initialises every label set.
+MEMBER_FAMILIES: Final = frozenset({"process_cpu_seconds", "process_resident_memory_bytes"}) | family_names(
+    metrics.events_consumed_total,
+    metrics.events_classified_total,
+    metrics.events_dead_lettered_total,
+    metrics.verdicts_total,
+    metrics.category_matches_total,
+    metrics.rule_matches_total,
+    metrics.classify_duration_seconds,
+    metrics.end_to_end_lag_seconds,
+    metrics.stream_assigned_partitions,
+    metrics.stream_consumer_lag_records,
+    metrics.stream_in_flight_batches,
+    metrics.stream_commits_total,
+    metrics.stream_produce_failures_total,
+)
+
+
+class _Member(logging.Filter):
+    """Tags every log line of this process with its member index."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.stream_member = self.index
+        return True
+
+
+def _write(replies: BinaryIO, message: object) -> None:
+    if replies.closed:
+        return
+    try:
+        replies.write(encode_frame(message))
+        replies.flush()
+    except BrokenPipeError:  # the parent died: its stdin EOF reaches us too, and we drain anyway
+        with contextlib.suppress(OSError):
+            replies.close()
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> Any | None:
+    try:
+        header = await reader.readexactly(FRAME_HEADER.size)
+        (size,) = FRAME_HEADER.unpack(header)
+        return decode_payload(await reader.readexactly(size))
+    except asyncio.IncompleteReadError:
+        return None  # EOF: the parent asks us to stop (or died)
+
+
+async def _run(reader: asyncio.StreamReader, replies: BinaryIO) -> int:
+    from service.logs import configure_logging
+    from service.runtime import Runtime
+    from service.settings import Settings
+    from service.stream.consumer import StreamProcessor
+
+    start = await _read_frame(reader)
+    if start is None or start[0] != "start":
+        return 1
+    _, data, index = start
+    # This process is one consumer that classifies itself; reloads come from the parent only.
+    settings = Settings(**{**data, "stream_processes": 1, "stream_classify_worker": "off", "rules_watch": False})
+    configure_logging(settings.log_level)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Member(index))
+    try:
+        runtime = await asyncio.to_thread(Runtime.load, settings)
+    except PackError as exc:
+        _write(replies, ("refused", str(exc)))
+        return 2
+    gc.collect()
+    gc.freeze()  # as `serve` does: the compiled pack stays out of the cyclic collector's scans
+    ruleset = runtime.engine.ruleset
+    _write(replies, ("ready", ruleset.name, ruleset.version, ruleset.digest, os.getpid()))
+
+    def status() -> None:
+        snapshot = take_snapshot(REGISTRY, MEMBER_FAMILIES)
+        _write(replies, ("status", runtime.stream_ready, runtime.engine.ruleset.digest, snapshot))
+
+    stream = StreamProcessor(settings, runtime)
+    stream_task = asyncio.create_task(stream.run(), name="redline-stream")
+    commands = asyncio.create_task(_obey(reader, runtime, stream), name="redline-member-commands")
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stream.request_stop)  # stopped alone: drains like on EOF
+    try:
+        while not stream_task.done():
+            await asyncio.wait({stream_task}, timeout=STATUS_SECONDS)
+            status()
+    finally:
+        commands.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await commands
+    status()  # the drained batches' counts, before the parent retires this member
+    if stream_task.exception() is not None:
+        log.error("stream failed", exc_info=stream_task.exception())
+        return 1
+    return 0
+
+
+async def _obey(reader: asyncio.StreamReader, runtime: Any, stream: Any) -> None:
+    from service.api.reload_triggers import reload_logged
+
+    while (command := await _read_frame(reader)) is not None:
+        if command[0] == "reload":
+            await reload_logged(runtime, "parent")  # a refused pack is logged; the old one serves
+    stream.request_stop()
+
+
+async def _main(replies: BinaryIO) -> int:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return await _run(reader, replies)
+
+
+def main() -> int:
+    # A terminal's ^C reaches the whole process group: the parent drains its members in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Replies get a private copy of stdout; fd 1 then points to stderr, so that a stray print of
+    # any library cannot corrupt the frame stream.
+    replies = open(os.dup(sys.stdout.fileno()), "wb")  # noqa: SIM115  # lives as long as the process
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    from service.serve import run_loop
+
+    return run_loop(_main(replies))
+
+
+if __name__ == "__main__":
+    # Run the imported module, not this `__main__` copy (the classify worker does the same).
+    from service.stream import member
+
+    sys.exit(member.main())
