@@ -12,7 +12,8 @@ from tests.deploy.tools import RULES_FILE, require_binary
 UNIT_TESTS = Path(__file__).with_name("rules.promtool.yaml")
 REQUIRED_ALERTS = {
     "RedlineConsumerLagGrowing", "RedlineNoVerdicts", "RedlineDeadLetterRateHigh", "RedlineHTTPErrorRateHigh",
-    "RedlineStreamErrors", "RedlineClassifyWorkerFailing", "RedlineRulePackReloadFailed", "RedlineRulePackMismatch",
+    "RedlineStreamErrors", "RedlineClassifyWorkerFailing", "RedlineStreamMemberRestarting",
+    "RedlineRulePackReloadFailed", "RedlineRulePackMismatch",
 }
 
 
