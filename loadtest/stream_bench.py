@@ -9,11 +9,13 @@ its own output topic, in a separate process:
 
 - naive:   aiokafka getmany → one `send()` per record → wait for acks → commit (no classification)
 - batch:   getmany → `create_batch()`/`send_batch()` per partition → wait → commit (no classification)
-- redline: `python -m service serve` (decode → classify with the pack → encode → produce → commit),
-           classifying in its worker process (REDLINE_STREAM_CLASSIFY_WORKER=on)
-- redline-off: the same with the worker off (classification inline on the event loop)
-- scaleN / scaleN-off: N `serve` processes in one group joined before the data (scaling on the
-           2 cores), worker on / off
+- redline: `python -m service serve` with its defaults (decode → classify with the pack → encode
+           → produce → commit): on 2 CPUs, two stream member processes (REDLINE_STREAM_PROCESSES=auto)
+- redline-worker: one stream process classifying in its worker process (STREAM_PROCESSES=1,
+           STREAM_CLASSIFY_WORKER=on): the default before stream members
+- redline-off: one stream process, worker off (classification inline on the event loop)
+- scaleN / scaleN-off: N `serve` processes of one stream process each, in one group, joined before
+           the data (scaling on the 2 cores), worker on / off
 
 Per mode the CPU time per event of the process tree measured (main process, worker) and of the
 broker, counted from 10% to 90% of the input committed (start-up, group join and the worker's
@@ -24,9 +26,9 @@ without start-up and group join (a burst of output inflates it); `steady` = inpu
 committed per second between 10% and 90% of the input committed (polled every 0.1 s), which also
 leaves out the seconds before a classify worker is ready. Ratios are paired within a run.
 
-Latency: events produced, with the worker on and then off, at 50% of the slower one's steady
-throughput for `--latency-seconds`; latency = verdict record timestamp − event record timestamp
-(both stamped by producers on this machine), p50/p99. The broker shares the 2 cores with the
+Latency: events produced to each serve mode measured (redline, redline-worker, redline-off) at 50%
+of that mode's own steady throughput for `--latency-seconds`; latency = verdict record timestamp −
+event record timestamp (both stamped by producers on this machine), p50/p99. The broker shares the 2 cores with the
 processes measured; the 1-minute load average is printed with each run.
 """
 
@@ -55,6 +57,8 @@ from service.settings import Settings, bundled_rules_dir
 
 REPO = Path(__file__).resolve().parents[1]
 PARTITIONS = 4  # of every topic the bench creates; --partitions sets it for the whole run
+# serve modes: (REDLINE_STREAM_CLASSIFY_WORKER, REDLINE_STREAM_PROCESSES)
+SERVE_MODES = {"redline": ("auto", "auto"), "redline-worker": ("on", "1"), "redline-off": ("off", "1")}
 
 
 # --- pass-through baselines (run as `python -m loadtest.stream_bench passthrough ...`)
@@ -211,8 +215,8 @@ def rate_of(records: list[object]) -> float:
 
 
 def serve_env(bootstrap: str, source: str, target: str, group: str, rules: Path,
-              port: int | None = None, worker: str = "on") -> dict[str, str]:
-    return {**os.environ, "REDLINE_STREAM_CLASSIFY_WORKER": worker,
+              port: int | None = None, worker: str = "on", processes: str = "1") -> dict[str, str]:
+    return {**os.environ, "REDLINE_STREAM_CLASSIFY_WORKER": worker, "REDLINE_STREAM_PROCESSES": processes,
             "REDLINE_KAFKA_BOOTSTRAP": bootstrap, "REDLINE_INPUT_TOPIC": source,
             "REDLINE_OUTPUT_TOPIC": target, "REDLINE_DLQ_TOPIC": f"{target}.dlq", "REDLINE_GROUP_ID": group,
             "REDLINE_HTTP_HOST": "127.0.0.1", "REDLINE_HTTP_PORT": str(port or free_port()),
@@ -328,8 +332,9 @@ async def run_mode(mode: str, broker: EmbeddedBroker, source: str, total: int,
         if await asyncio.wait_for(child.wait(), 600) != 0:
             raise RuntimeError(f"{mode} pass-through failed")
     else:
-        worker = "off" if mode.endswith("-off") else "on"
-        process = await start_serve(serve_env(bootstrap, source, target, group, rules, worker=worker))
+        worker, processes = SERVE_MODES[mode]
+        process = await start_serve(serve_env(bootstrap, source, target, group, rules, worker=worker,
+                                              processes=processes))
         try:
             usage = await measure_until_committed(process.pid, broker.pid, bootstrap, source, group, total)
         finally:
@@ -361,12 +366,12 @@ async def run_scaling(members: int, bootstrap: str, values: list[tuple[bytes, by
 
 
 async def latency(bootstrap: str, rate: float, seconds: float, rules: Path,
-                  worker: str = "on") -> tuple[float, float, int]:
+                  worker: str = "auto", processes: str = "auto") -> tuple[float, float, int]:
     run = uuid.uuid4().hex[:8]
     source, target, group = f"lat-in-{run}", f"lat-out-{run}", f"bench-lat-{run}"
     await create_topics(bootstrap, [source, target])
     port = free_port()
-    process = await start_serve(serve_env(bootstrap, source, target, group, rules, port, worker))
+    process = await start_serve(serve_env(bootstrap, source, target, group, rules, port, worker, processes))
     try:
         # Pre-built so that the generator costs little CPU next to the service it measures.
         values = sample_values(int(rate * seconds) + 1, seed=9)
@@ -421,6 +426,7 @@ def report(title: str, runs: int, results: dict[str, list[float]]) -> None:
         print(f"  {mode:11s} {value:>10,.0f}  (range {spread})")
     # Ratios are paired within a run (same minute, same load) and then their median is taken.
     ratios = [("redline", "naive"), ("redline", "batch"), ("redline", "engine"), ("redline", "redline-off"),
+              ("redline", "redline-worker"), ("redline-worker", "naive"), ("redline-worker", "batch"),
               ("redline-off", "naive"), ("redline-off", "batch"),
               ("scale2-off", "scale1-off"), ("scale2", "scale1"), ("scale2", "scale2-off"),
               ("scale2-off", "redline"), ("scale1", "scale1-off")]
@@ -480,12 +486,11 @@ async def bench(args: argparse.Namespace) -> None:
                   f"RSS MiB at the end: {rss}")
         median = {mode: statistics.median(values) for mode, values in steady.items()}
         if args.latency_seconds > 0:
-            # Both configurations at the same offered rate: half of what the slower one sustains.
-            sustained = [median[m] for m in ("redline", "redline-off") if m in median]
-            rate = args.latency_rate or (min(sustained) / 2 if sustained else 10_000)
-            for worker in ("on", "off"):
-                p50, p99, n = await latency(broker.bootstrap, rate, args.latency_seconds, rules, worker)
-                print(f"\nlatency, worker {worker}, at {rate:,.0f} events/s, {n} events: p50 {p50} ms, p99 {p99} ms")
+            # Each serve configuration measured at half of what it sustained in the runs above.
+            for mode in [m for m in SERVE_MODES if m in median] or ["redline"]:
+                rate = args.latency_rate or (median[mode] / 2 if mode in median else 10_000)
+                p50, p99, n = await latency(broker.bootstrap, rate, args.latency_seconds, rules, *SERVE_MODES[mode])
+                print(f"\nlatency, {mode}, at {rate:,.0f} events/s, {n} events: p50 {p50} ms, p99 {p99} ms")
 
 
 def main() -> None:
@@ -499,11 +504,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--rules", type=Path, default=bundled_rules_dir())
     parser.add_argument("--latency-seconds", type=float, default=15.0)
-    parser.add_argument("--modes", default="engine,naive,batch,redline,redline-off,scale1-off,scale2-off,scale2",
-                        help="comma-separated subset of engine,naive,batch,redline,redline-off,"
-                             "scaleN,scaleN-off (N processes; -off: classify worker off)")
+    parser.add_argument("--modes",
+                        default="engine,naive,batch,redline,redline-worker,redline-off,scale1-off,scale2-off",
+                        help="comma-separated subset of engine,naive,batch,redline,redline-worker,"
+                             "redline-off,scaleN,scaleN-off (N serve processes; -off: classify worker off)")
     parser.add_argument("--partitions", type=int, default=PARTITIONS, help="partitions of every topic")
-    parser.add_argument("--latency-rate", type=float, help="events/s for the latency run (default: 50%% of redline)")
+    parser.add_argument("--latency-rate", type=float,
+                        help="events/s for the latency runs (default: 50%% of each serve mode's own rate)")
     asyncio.run(bench(parser.parse_args()))
 
 
