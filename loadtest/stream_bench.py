@@ -215,7 +215,8 @@ def rate_of(records: list[object]) -> float:
 
 
 def serve_env(bootstrap: str, source: str, target: str, group: str, rules: Path,
-              port: int | None = None, worker: str = "on", processes: str = "1") -> dict[str, str]:
+              port: int | None = None, worker: str = "auto", processes: str = "auto") -> dict[str, str]:
+    """`serve`'s environment for a bench; worker and processes default to serve's own defaults."""
     return {**os.environ, "REDLINE_STREAM_CLASSIFY_WORKER": worker, "REDLINE_STREAM_PROCESSES": processes,
             "REDLINE_KAFKA_BOOTSTRAP": bootstrap, "REDLINE_INPUT_TOPIC": source,
             "REDLINE_OUTPUT_TOPIC": target, "REDLINE_DLQ_TOPIC": f"{target}.dlq", "REDLINE_GROUP_ID": group,
@@ -352,7 +353,7 @@ async def run_scaling(members: int, bootstrap: str, values: list[tuple[bytes, by
     source, target, group = f"scale-in-{run}", f"scale-out-{run}", f"bench-scale-{run}"
     await create_topics(bootstrap, [source, target])
     ports = [free_port() for _ in range(members)]
-    processes = [await start_serve(serve_env(bootstrap, source, target, group, rules, port, worker))
+    processes = [await start_serve(serve_env(bootstrap, source, target, group, rules, port, worker, processes="1"))
                  for port in ports]
     try:
         await wait_ready(ports)
