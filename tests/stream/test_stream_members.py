@@ -1,6 +1,7 @@
 """`redline serve` with stream member processes against the real broker: the group shares the
 partitions among them, `/metrics` and `/readyz` speak for all of them, a killed member is started
-again with nothing lost, a reload reaches every member, SIGTERM drains them all."""
+again with nothing lost, a killed `serve` leaves no member behind and nothing lost, a reload
+reaches every member, SIGTERM drains them all."""
 
 from __future__ import annotations
 
@@ -216,3 +217,34 @@ async def test_a_reload_reaches_every_member(
     assert len(partitions) > 1
     service.signal(signal.SIGTERM)
     assert service.wait() == 0, service.log_tail()
+
+
+async def test_kill_9_of_serve_leaves_no_member_behind_and_no_event_without_a_verdict(
+    kafka_bootstrap: str, topics: Topics, service_factory: StartService
+) -> None:
+    records = SampleTraffic(seed=94, malformed_ratio=0.0, id_prefix="pkill").records(20_000)
+    event_ids = {r.event_id for r in records if r.event_id is not None}
+    tiny = {"REDLINE_BATCH_MAX_RECORDS": "50", "REDLINE_MAX_IN_FLIGHT_BATCHES": "2"}  # slow: killed mid-stream
+    env = topics.env(kafka_bootstrap, free_port(), **MEMBERS, **tiny)
+    first = service_factory(env)
+    member_lines(first, STREAM_ASSIGNED, 2)
+    assert first.process is not None
+    members_of_first = children_of(first.process.pid)
+    producing = asyncio.create_task(produce_paced(kafka_bootstrap, topics.input, records, chunk=1000,
+                                                  pause_seconds=0.02))
+    await read_topic(kafka_bootstrap, topics.output, 2000)  # the stream is flowing
+    first.process.kill()  # SIGKILL: serve says nothing to its members
+    assert first.wait() == -signal.SIGKILL
+    # The members see their input pipe close: they drain, commit, leave the group and exit.
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in members_of_first):  # noqa: ASYNC240  # procfs
+        assert time.monotonic() < deadline, "a stream member outlived serve"
+        await asyncio.sleep(0.2)
+    second = service_factory({**env, "REDLINE_HTTP_PORT": str(free_port())})
+    await producing
+    verdicts = await read_verdicts(kafka_bootstrap, topics.output, event_ids)
+    assert event_ids - verdicts.keys() == set()
+    duplicates = sum(len(found) - 1 for found in verdicts.values())
+    print(f"\nserve kill -9 with stream members: {len(event_ids)} events, {duplicates} duplicate verdicts")
+    second.signal(signal.SIGTERM)
+    assert second.wait() == 0, second.log_tail()
