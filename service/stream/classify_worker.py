@@ -23,6 +23,7 @@ few dictionaries per batch). The worker ends on EOF of its stdin, after answerin
 from __future__ import annotations
 
 import argparse
+import asyncio
 import copyreg
 import dataclasses
 import fcntl
@@ -39,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Final, NamedTuple
 
-from service.errors import PackError
+from service.errors import PackError, RedlineError
 from service.stream.dead_letters import DeadLetter
 from service.stream.pipeline import CounterRecord, Processed, VerdictRecord, classify_decoded, decode_records
 from service.verdict_counts import VerdictCounts, count_verdicts
@@ -92,6 +93,26 @@ def encode_frame(message: object) -> bytes:
 
 def decode_payload(payload: bytes) -> Any:
     return pickle.loads(payload)
+
+
+class IncompleteFrame(RedlineError):
+    """The other end closed its pipe inside a frame."""
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Any | None:
+    """One frame from a pipe read by an event loop; None on a clean EOF between frames."""
+    try:
+        header = await reader.readexactly(FRAME_HEADER.size)
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise IncompleteFrame("the pipe ended inside a frame header") from exc
+        return None
+    (size,) = FRAME_HEADER.unpack(header)
+    try:
+        payload = await reader.readexactly(size)
+    except asyncio.IncompleteReadError as exc:
+        raise IncompleteFrame("the pipe ended inside a frame") from exc
+    return decode_payload(payload)
 
 
 def _read_frame(stream: BinaryIO) -> Any | None:

@@ -39,7 +39,7 @@ from prometheus_client import REGISTRY
 from service import metrics
 from service.errors import PackError
 from service.metrics_merge import family_names, take_snapshot
-from service.stream.classify_worker import FRAME_HEADER, decode_payload, encode_frame
+from service.stream.classify_worker import IncompleteFrame, encode_frame, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +88,11 @@ def _write(replies: BinaryIO, message: object) -> None:
             replies.close()
 
 
-async def _read_frame(reader: asyncio.StreamReader) -> Any | None:
+async def _command(reader: asyncio.StreamReader) -> Any | None:
     try:
-        header = await reader.readexactly(FRAME_HEADER.size)
-        (size,) = FRAME_HEADER.unpack(header)
-        return decode_payload(await reader.readexactly(size))
-    except asyncio.IncompleteReadError:
-        return None  # EOF: the parent asks us to stop (or died)
+        return await read_frame(reader)
+    except IncompleteFrame:
+        return None  # the parent died mid-frame: as EOF, stop
 
 
 async def _run(reader: asyncio.StreamReader, replies: BinaryIO) -> int:
@@ -103,7 +101,7 @@ async def _run(reader: asyncio.StreamReader, replies: BinaryIO) -> int:
     from service.settings import Settings
     from service.stream.consumer import StreamProcessor
 
-    start = await _read_frame(reader)
+    start = await _command(reader)
     if start is None or start[0] != "start":
         return 1
     _, data, index = start
@@ -149,7 +147,7 @@ async def _run(reader: asyncio.StreamReader, replies: BinaryIO) -> int:
 async def _obey(reader: asyncio.StreamReader, runtime: Any, stream: Any) -> None:
     from service.api.reload_triggers import reload_logged
 
-    while (command := await _read_frame(reader)) is not None:
+    while (command := await _command(reader)) is not None:
         if command[0] == "reload":
             await reload_logged(runtime, "parent")  # a refused pack is logged; the old one serves
     stream.request_stop()

@@ -33,8 +33,9 @@ from service import metrics
 from service.metrics_merge import MergedRegistry
 from service.runtime import Runtime
 from service.settings import Settings
-from service.stream.classify_worker import FRAME_HEADER, decode_payload, encode_frame
+from service.stream.classify_worker import encode_frame, read_frame
 from service.stream.worker_client import effective_cpu_count
+from service.stream.worker_process import kill_process
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +114,13 @@ class StreamMembers:
             _close_stdin(process)
         stopper = asyncio.create_task(self._kill_after_stop(process), name=f"redline-member-{index}-stop")
         try:
-            while (message := await _read_message(process)) is not None:
+            assert process.stdout is not None
+            while (message := await read_frame(process.stdout)) is not None:
                 self._handle(index, key, message)
         except Exception as exc:  # a broken frame: the member is killed and started again
             log.error("stream member broke the protocol; killing it",
                       extra={"member": index, "error": repr(exc)})
-            _kill(process)
+            kill_process(process)
         finally:
             self._ready[index] = False
             self._publish_readiness()
@@ -162,27 +164,10 @@ class StreamMembers:
             await asyncio.wait_for(process.wait(), self.settings.drain_timeout_seconds + _STOP_MARGIN_SECONDS)
             return
         log.warning("stream member did not stop in time; killing it", extra={"pid": process.pid})
-        _kill(process)
-
-
-async def _read_message(process: asyncio.subprocess.Process) -> Any | None:
-    stdout = process.stdout
-    assert stdout is not None
-    try:
-        header = await stdout.readexactly(FRAME_HEADER.size)
-        (size,) = FRAME_HEADER.unpack(header)
-        return decode_payload(await stdout.readexactly(size))
-    except asyncio.IncompleteReadError:
-        return None
+        kill_process(process)
 
 
 def _close_stdin(process: asyncio.subprocess.Process) -> None:
     stdin = process.stdin
     if stdin is not None and not stdin.is_closing():
         stdin.close()  # the pipe transport flushes what is buffered before it closes
-
-
-def _kill(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()

@@ -24,12 +24,7 @@ from typing import Any, Final
 from service.errors import RedlineError
 from service.events import RulesetRef
 from service.settings import Settings
-from service.stream.classify_worker import (
-    FRAME_HEADER,
-    decode_payload,
-    encode_frame,
-    to_rows,
-)
+from service.stream.classify_worker import IncompleteFrame, encode_frame, read_frame, to_rows
 from service.stream.pipeline import Processed
 from service.verdict_counts import VerdictCounts
 
@@ -92,7 +87,7 @@ class WorkerProcess:
             hello = await _read_message(process)
         finally:
             if hello is None or hello[0] != "ready":  # refused, died, or cancelled while it loaded
-                _kill(process)
+                kill_process(process)
                 await process.wait()
         if hello is None or hello[0] != "ready":
             if hello is None:
@@ -139,13 +134,13 @@ class WorkerProcess:
             await asyncio.wait_for(self.process.wait(), timeout_seconds)
         except TimeoutError:
             log.warning("classify worker did not exit in time; killing it", extra={"pid": self.pid})
-            _kill(self.process)
+            kill_process(self.process)
             await self.process.wait()
         await self._reader  # ends once the worker's stdout closed; it never raises but CancelledError
 
     def kill(self) -> None:
         self._retiring = True
-        _kill(self.process)
+        kill_process(self.process)
 
     async def _read_loop(self) -> None:
         error: BaseException | None = None
@@ -165,7 +160,7 @@ class WorkerProcess:
             error = exc
             log.warning("classify worker broke the protocol; killing it",
                         extra={"pid": self.pid, "error": repr(exc)})
-            _kill(self.process)
+            kill_process(self.process)
         finally:
             self._alive = False
             if self._pending:
@@ -185,29 +180,20 @@ class WorkerProcess:
             if self._pending and time.monotonic() - self._progress_at > self.answer_timeout_seconds:
                 log.warning("classify worker stopped answering; killing it",
                             extra={"pid": self.pid, "batches": len(self._pending)})
-                _kill(self.process)  # the read loop sees EOF and fails the batches
+                kill_process(self.process)  # the read loop sees EOF and fails the batches
                 return
 
 
 async def _read_message(process: asyncio.subprocess.Process) -> Any | None:
     """One frame from the worker's stdout; None on a clean EOF between frames."""
-    stdout = process.stdout
-    assert stdout is not None
+    assert process.stdout is not None
     try:
-        header = await stdout.readexactly(FRAME_HEADER.size)
-    except asyncio.IncompleteReadError as exc:
-        if exc.partial:
-            raise WorkerError("classify worker ended inside a frame header") from exc
-        return None
-    (size,) = FRAME_HEADER.unpack(header)
-    try:
-        payload = await stdout.readexactly(size)
-    except asyncio.IncompleteReadError as exc:
-        raise WorkerError("classify worker ended inside a frame") from exc
-    return decode_payload(payload)
+        return await read_frame(process.stdout)
+    except IncompleteFrame as exc:
+        raise WorkerError(f"classify worker ended: {exc}") from exc
 
 
-def _kill(process: asyncio.subprocess.Process) -> None:
+def kill_process(process: asyncio.subprocess.Process) -> None:
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
