@@ -111,7 +111,7 @@ async def _run(reader: asyncio.StreamReader, replies: BinaryIO) -> int:
     for handler in logging.getLogger().handlers:
         handler.addFilter(_Member(index))
     try:
-        runtime = await asyncio.to_thread(Runtime.load, settings)
+        runtime = Runtime.load(settings)  # nothing else runs yet: no thread needed
     except PackError as exc:
         _write(replies, ("refused", str(exc)))
         return 2
@@ -132,12 +132,13 @@ async def _run(reader: asyncio.StreamReader, replies: BinaryIO) -> int:
     try:
         while not stream_task.done():
             await asyncio.wait({stream_task}, timeout=STATUS_SECONDS)
+            # The last one, sent once the stream ended, carries the drained batches' counts
+            # before the parent retires this member.
             status()
     finally:
         commands.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await commands
-    status()  # the drained batches' counts, before the parent retires this member
     if stream_task.exception() is not None:
         log.error("stream failed", exc_info=stream_task.exception())
         return 1
