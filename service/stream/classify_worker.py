@@ -187,14 +187,19 @@ def main(argv: list[str] | None = None) -> int:
     # signal to the whole process group must not kill batches the parent is still waiting for.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # Replies get a private copy of stdout; fd 1 then points to stderr, so that a stray print of
-    # any library cannot corrupt the frame stream.
-    replies = open(os.dup(sys.stdout.fileno()), "wb", buffering=1 << 20)  # noqa: SIM115  # lives as long as the process
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    replies = private_stdout(buffering=1 << 20)
     requests = open(sys.stdin.fileno(), "rb", buffering=1 << 20, closefd=False)  # noqa: SIM115
     for stream in (requests, replies):
         _widen_pipe(stream.fileno())
     return serve(args, requests, replies)
+
+
+def private_stdout(buffering: int = -1) -> BinaryIO:
+    """Frames to the parent go to a private copy of stdout; fd 1 then points to stderr, so that a
+    stray print of any library cannot corrupt the frame stream. Lives as long as the process."""
+    replies = open(os.dup(sys.stdout.fileno()), "wb", buffering=buffering)  # noqa: SIM115
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return replies
 
 
 def _widen_pipe(fd: int) -> None:

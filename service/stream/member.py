@@ -7,7 +7,7 @@ and starts this many members. Each member is an ordinary member of the consumer 
 another replica: it loads the pack, consumes its share of the partitions, classifies in its own
 process (no classify worker) and produces and commits on its own. Nothing crosses between the
 members and the parent but control and metrics, so one event's cost is the stream's alone: two
-members on two cores measured 1.6× one process with a classify worker (docs/benchmarks.md).
+members on two cores measured 1.31–1.39× one process with a classify worker (docs/benchmarks.md).
 
 Wire protocol (frames of classify_worker.py: 8-byte length + pickle; both ends this package):
 
@@ -16,7 +16,7 @@ Wire protocol (frames of classify_worker.py: 8-byte length + pickle; both ends t
                       EOF                          drain, commit, leave the group, exit 0
     member → parent   ("ready", name, version, digest, pid)     the pack is loaded
                       ("refused", message)                      the pack failed; exit 2
-                      ("status", stream_ready, digest, metrics) every STATUS_SECONDS and once more
+                      ("status", stream_ready, metrics)          every STATUS_SECONDS and once more
                                                                 after the drain, before exit
 
 `metrics` is a metrics_merge snapshot of the stream's families: the parent adds it into its own
@@ -32,14 +32,18 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, BinaryIO, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 from prometheus_client import REGISTRY
 
 from service import metrics
 from service.errors import PackError
 from service.metrics_merge import family_names, take_snapshot
-from service.stream.classify_worker import IncompleteFrame, encode_frame, read_frame
+from service.stream.classify_worker import IncompleteFrame, encode_frame, private_stdout, read_frame
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+    from service.stream.consumer import StreamProcessor
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +126,7 @@ async def _run(reader: asyncio.StreamReader, replies: BinaryIO) -> int:
 
     def status() -> None:
         snapshot = take_snapshot(REGISTRY, MEMBER_FAMILIES)
-        _write(replies, ("status", runtime.stream_ready, runtime.engine.ruleset.digest, snapshot))
+        _write(replies, ("status", runtime.stream_ready, snapshot))
 
     stream = StreamProcessor(settings, runtime)
     stream_task = asyncio.create_task(stream.run(), name="redline-stream")
@@ -145,7 +149,7 @@ async def _run(reader: asyncio.StreamReader, replies: BinaryIO) -> int:
     return 0
 
 
-async def _obey(reader: asyncio.StreamReader, runtime: Any, stream: Any) -> None:
+async def _obey(reader: asyncio.StreamReader, runtime: Runtime, stream: StreamProcessor) -> None:
     from service.api.reload_triggers import reload_logged
 
     while (command := await _command(reader)) is not None:
@@ -164,13 +168,9 @@ async def _main(replies: BinaryIO) -> int:
 def main() -> int:
     # A terminal's ^C reaches the whole process group: the parent drains its members in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # Replies get a private copy of stdout; fd 1 then points to stderr, so that a stray print of
-    # any library cannot corrupt the frame stream.
-    replies = open(os.dup(sys.stdout.fileno()), "wb")  # noqa: SIM115  # lives as long as the process
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     from service.serve import run_loop
 
-    return run_loop(_main(replies))
+    return run_loop(_main(private_stdout()))
 
 
 if __name__ == "__main__":

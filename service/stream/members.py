@@ -35,7 +35,7 @@ from service.runtime import Runtime
 from service.settings import Settings
 from service.stream.classify_worker import encode_frame, read_frame
 from service.stream.worker_client import effective_cpu_count
-from service.stream.worker_process import kill_process
+from service.stream.worker_process import close_stdin, kill_process
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class StreamMembers:
     def request_stop(self) -> None:
         self._stopping.set()
         for process in self._processes.values():
-            _close_stdin(process)
+            close_stdin(process)
 
     @property
     def stopping(self) -> bool:
@@ -111,7 +111,7 @@ class StreamMembers:
         # Settings go through the pipe, not argv or the environment: they may hold SASL passwords.
         process.stdin.write(encode_frame(("start", self.settings.model_dump(mode="json"), index)))
         if self.stopping:
-            _close_stdin(process)
+            close_stdin(process)
         stopper = asyncio.create_task(self._kill_after_stop(process), name=f"redline-member-{index}-stop")
         try:
             assert process.stdout is not None
@@ -134,7 +134,7 @@ class StreamMembers:
     def _handle(self, index: int, key: tuple[int, int], message: Any) -> None:
         kind = message[0]
         if kind == "status":
-            _, ready, digest, snapshot = message
+            _, ready, snapshot = message
             self._merged.update(key, snapshot)
             if self._ready.get(index) != ready:
                 self._ready[index] = ready
@@ -165,9 +165,3 @@ class StreamMembers:
             return
         log.warning("stream member did not stop in time; killing it", extra={"pid": process.pid})
         kill_process(process)
-
-
-def _close_stdin(process: asyncio.subprocess.Process) -> None:
-    stdin = process.stdin
-    if stdin is not None and not stdin.is_closing():
-        stdin.close()  # the pipe transport flushes what is buffered before it closes

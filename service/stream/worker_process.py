@@ -124,9 +124,7 @@ class WorkerProcess:
         if self._retiring:
             return
         self._retiring = True
-        stdin = self.process.stdin
-        if stdin is not None and not stdin.is_closing():
-            stdin.close()  # the pipe transport flushes what is buffered before it closes
+        close_stdin(self.process)
 
     async def stop(self, timeout_seconds: float = _STOP_SECONDS) -> None:
         self.retire()
@@ -191,6 +189,13 @@ async def _read_message(process: asyncio.subprocess.Process) -> Any | None:
         return await read_frame(process.stdout)
     except IncompleteFrame as exc:
         raise WorkerError(f"classify worker ended: {exc}") from exc
+
+
+def close_stdin(process: asyncio.subprocess.Process) -> None:
+    """EOF on the child's stdin: the pipe transport flushes what is buffered before it closes."""
+    stdin = process.stdin
+    if stdin is not None and not stdin.is_closing():
+        stdin.close()
 
 
 def kill_process(process: asyncio.subprocess.Process) -> None:
