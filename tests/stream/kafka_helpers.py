@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,21 +181,31 @@ async def read_all(bootstrap: str, topic: str, done: Callable[[Any], bool], time
         await consumer.stop()
 
 
-async def read_verdict_ids(bootstrap: str, topic: str, expected: set[str],
-                           timeout_seconds: float = 90.0) -> list[str]:
-    """Event ids of every verdict on `topic`, read until each expected id was seen (or time is up)."""
-    seen: list[str] = []
-    missing = set(expected)
+async def read_verdicts(bootstrap: str, topic: str, expected: set[str],
+                        timeout_seconds: float = 90.0) -> dict[str, list[Any]]:
+    """Every verdict record on `topic` by event id, read until each expected id was seen (or time is up)."""
+    verdicts: dict[str, list[Any]] = defaultdict(list)
 
     def note(record: Any) -> bool:
-        event_id = decode_verdict(record.value).event_id
-        seen.append(event_id)
-        missing.discard(event_id)
-        return not missing
+        verdicts[decode_verdict(record.value).event_id].append(record)
+        return expected <= verdicts.keys()
 
-    if missing:
+    if expected:
         await read_all(bootstrap, topic, note, timeout_seconds)
-    return seen
+    return verdicts
+
+
+async def read_verdict_ids(bootstrap: str, topic: str, expected: set[str],
+                           timeout_seconds: float = 90.0) -> list[str]:
+    """Event ids of every verdict on `topic` (one per verdict), read as `read_verdicts` does."""
+    verdicts = await read_verdicts(bootstrap, topic, expected, timeout_seconds)
+    return [event_id for event_id, found in verdicts.items() for _ in found]
+
+
+def children_of(pid: int) -> list[int]:
+    """The child processes of `pid` (a classify worker, stream processes)."""
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()]
 
 
 def assignment_of(line: str) -> list[int]:

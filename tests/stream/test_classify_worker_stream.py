@@ -15,7 +15,17 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
-from kafka_helpers import ServiceProcess, Topics, produce, produce_paced, read_all, read_topic, rules_dir
+from kafka_helpers import (
+    ServiceProcess,
+    Topics,
+    children_of,
+    produce,
+    produce_paced,
+    read_all,
+    read_topic,
+    read_verdicts,
+    rules_dir,
+)
 
 from service.embedded_broker import free_port
 from service.events import decode_verdict
@@ -56,13 +66,6 @@ def logged(service: ServiceProcess, text: str) -> str:
     return next((line for line in service.log if text in line), None) or service.wait_for_log(text)
 
 
-def children_of(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
-    return found
-
-
 async def wait_gone(pid: int, timeout_seconds: float = 15.0) -> None:
     deadline = time.monotonic() + timeout_seconds
     while os.path.exists(f"/proc/{pid}"):  # noqa: ASYNC240  # procfs answers from memory
@@ -74,13 +77,7 @@ async def read_outputs(
     bootstrap: str, topics: Topics, event_ids: set[str], poison: int
 ) -> tuple[dict[str, list[object]], set[tuple[int, int]]]:
     """Every verdict (by event id) and every dead letter's source (partition, offset), read until all came."""
-    verdicts: dict[str, list[object]] = defaultdict(list)
-
-    def add_verdict(record: object) -> bool:
-        verdicts[decode_verdict(record.value).event_id].append(record)  # type: ignore[attr-defined]
-        return event_ids <= verdicts.keys()
-
-    await read_all(bootstrap, topics.output, add_verdict, timeout_seconds=90)
+    verdicts = await read_verdicts(bootstrap, topics.output, event_ids)
     sources: set[tuple[int, int]] = set()
 
     def add_letter(record: object) -> bool:

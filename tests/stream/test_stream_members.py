@@ -11,13 +11,22 @@ import os
 import shutil
 import signal
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from kafka_helpers import ServiceProcess, Topics, produce, produce_paced, read_all, read_topic, rules_dir
+from kafka_helpers import (
+    ServiceProcess,
+    Topics,
+    children_of,
+    produce,
+    produce_paced,
+    read_topic,
+    read_verdicts,
+    rules_dir,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.embedded_broker import free_port
@@ -51,11 +60,6 @@ def member_lines(service: ServiceProcess, text: str, count: int, timeout_seconds
     return list(found.values())
 
 
-def children_of(pid: int) -> list[int]:
-    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
-            for child in (task / "children").read_text().split()]
-
-
 def resident_bytes(pid: int) -> int:
     pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE")
@@ -86,17 +90,6 @@ def ready(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-async def read_verdicts(bootstrap: str, topic: str, event_ids: set[str]) -> dict[str, list[object]]:
-    verdicts: dict[str, list[object]] = defaultdict(list)
-
-    def add(record: object) -> bool:
-        verdicts[decode_verdict(record.value).event_id].append(record)  # type: ignore[attr-defined]
-        return event_ids <= verdicts.keys()
-
-    await read_all(bootstrap, topic, add, timeout_seconds=90)
-    return verdicts
 
 
 @pytest.mark.parametrize(("cpus", "partitions", "expected"), [(1.0, 6, 1), (1.5, 6, 1), (2.0, 6, 2), (16.0, 6, 6)])
