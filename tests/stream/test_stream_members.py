@@ -49,14 +49,17 @@ def member_of(record: dict) -> int | None:
 def member_lines(service: ServiceProcess, text: str, count: int, timeout_seconds: float = 60.0) -> list[dict]:
     """Log lines containing `text`, the latest one of each of `count` distinct members."""
     found: dict[int, dict] = {}
-    for line in service.log:
-        if text in line and (member := member_of(json.loads(line))) is not None:
-            found[member] = json.loads(line)
-    deadline = time.monotonic() + timeout_seconds
-    while len(found) < count:
-        record = json.loads(service.wait_for_log(text, timeout_seconds=max(0.1, deadline - time.monotonic())))
+
+    def note(record: dict) -> None:
         if (member := member_of(record)) is not None:
             found[member] = record
+
+    for line in service.log:
+        if text in line:
+            note(json.loads(line))
+    deadline = time.monotonic() + timeout_seconds
+    while len(found) < count:
+        note(json.loads(service.wait_for_log(text, timeout_seconds=max(0.1, deadline - time.monotonic()))))
     return list(found.values())
 
 
