@@ -35,12 +35,10 @@ from service.runtime import Runtime
 from service.settings import Settings
 from service.stream.classify_worker import encode_frame, read_frame
 from service.stream.worker_client import effective_cpu_count
-from service.stream.worker_process import close_stdin, kill_process
+from service.stream.worker_process import RestartBackoff, close_stdin, kill_process
 
 log = logging.getLogger(__name__)
 
-_RESTART_MAX_SECONDS: Final = 30.0
-_HEALTHY_SECONDS: Final = 60.0  # a member that lived this long resets the restart backoff
 _STOP_MARGIN_SECONDS: Final = 10.0  # past the drain budget: leaving the group and closing
 _READ_LIMIT: Final = 16 * 1024 * 1024  # a status frame is tens of kB
 
@@ -83,16 +81,14 @@ class StreamMembers:
             self.runtime.reload_listeners.remove(self._announce_reload)
 
     async def _keep(self, index: int) -> None:
-        delay = 0.0
+        restarts = RestartBackoff(first=1.0, floor=1.0)  # 1 s, doubling up to 30 s
         while not self.stopping:
             started = time.monotonic()
             code = await self._serve_once(index)
             if self.stopping:
                 return
             metrics.stream_member_restarts_total.inc()
-            delay = 1.0 if time.monotonic() - started >= _HEALTHY_SECONDS else min(
-                _RESTART_MAX_SECONDS, max(1.0, delay * 2)
-            )
+            delay = restarts.next(lived_seconds=time.monotonic() - started)
             log.error("stream member ended; starting it again",
                       extra={"member": index, "exit_code": code, "restart_in_seconds": delay})
             with contextlib.suppress(TimeoutError):

@@ -24,16 +24,13 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Final
 
 from service import metrics
 from service.settings import Settings
-from service.stream.worker_process import PackRefused, WorkerError, WorkerProcess
+from service.stream.worker_process import PackRefused, RestartBackoff, WorkerError, WorkerProcess
 
 log = logging.getLogger(__name__)
 
-_RESTART_MAX_SECONDS: Final = 30.0
-_HEALTHY_SECONDS: Final = 60.0  # a worker that lived this long resets the restart backoff
 
 
 def effective_cpu_count() -> float:
@@ -67,7 +64,8 @@ class ClassifyWorkers:
         self._starting: asyncio.Task[None] | None = None
         self._retired: set[WorkerProcess] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._restart_delay = 0.0
+        # At once after a worker that served a while; then doubling from 0.5 s up to 30 s.
+        self._restarts = RestartBackoff(first=0.0, floor=0.5)
         self._closed = False
         self.starts = 0  # workers spawned (tests and logs)
 
@@ -135,7 +133,7 @@ class ClassifyWorkers:
             return
         except (WorkerError, OSError) as exc:
             metrics.stream_classify_worker_failures_total.labels("start").inc()
-            delay = self._next_restart_delay(lived_seconds=0.0)
+            delay = self._restarts.next(lived_seconds=0.0)
             log.warning("classify worker failed to start; classifying in-process, retrying",
                         extra={"error": repr(exc), "retry_in_seconds": delay})
             if self._starting is asyncio.current_task():
@@ -201,18 +199,10 @@ class ClassifyWorkers:
             return
         self._serve(None)
         metrics.stream_classify_worker_failures_total.labels("serving").inc()
-        delay = self._next_restart_delay(lived_seconds=time.monotonic() - worker.ready_at)
+        delay = self._restarts.next(lived_seconds=time.monotonic() - worker.ready_at)
         log.warning("classify worker died; restarting it, classifying in-process meanwhile",
                     extra={"pid": worker.pid, "exit_code": worker.process.returncode,
                            "retry_in_seconds": delay})
         self._retire(worker)  # reaps the process
         if self._starting is None:
             self._start(delay)
-
-    def _next_restart_delay(self, lived_seconds: float) -> float:
-        """0 after a worker that served a while; then doubling from 0.5 s up to 30 s."""
-        if lived_seconds >= _HEALTHY_SECONDS:
-            self._restart_delay = 0.0
-        delay = self._restart_delay
-        self._restart_delay = min(_RESTART_MAX_SECONDS, max(0.5, self._restart_delay * 2))
-        return delay

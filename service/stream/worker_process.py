@@ -191,6 +191,27 @@ async def _read_message(process: asyncio.subprocess.Process) -> Any | None:
         raise WorkerError(f"classify worker ended: {exc}") from exc
 
 
+class RestartBackoff:
+    """The delay before starting a child process again after one died: `first`, then doubling
+    from `floor` up to 30 s while children keep dying; `first` again once one lived a minute."""
+
+    MAX_SECONDS: Final = 30.0
+    HEALTHY_SECONDS: Final = 60.0
+
+    def __init__(self, first: float, floor: float) -> None:
+        self.first = first
+        self.floor = floor
+        self._last: float | None = None
+
+    def next(self, lived_seconds: float) -> float:
+        if self._last is None or lived_seconds >= self.HEALTHY_SECONDS:
+            delay = self.first
+        else:
+            delay = min(self.MAX_SECONDS, max(self.floor, self._last * 2))
+        self._last = delay
+        return delay
+
+
 def close_stdin(process: asyncio.subprocess.Process) -> None:
     """EOF on the child's stdin: the pipe transport flushes what is buffered before it closes."""
     stdin = process.stdin
