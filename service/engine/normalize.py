@@ -31,9 +31,13 @@ DELETED: Final = "\x00"
 TranslateTable = list[int | None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NormalizedText:
-    """The compact normalised text and the map from its offsets to the original's."""
+    """The compact normalised text and the map from its offsets to the original's.
+
+    Not frozen, though never changed after it is built: one is built per scanned field of every
+    event, and a frozen dataclass's __init__ costs 3x as much (0.41 vs 0.14 µs, measured here).
+    """
 
     text: str
     # Parallel arrays: compact segment start → original start. Empty when nothing was removed.
