@@ -8,6 +8,7 @@ whose message names the JSON path (``$.chat.id``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Final, Literal
 
@@ -169,6 +170,25 @@ def event_from_object(obj: object) -> ChatEvent:
 
 def encode_verdict(verdict: Verdict) -> bytes:
     return _encoder.encode(verdict)
+
+
+def plain_allow_encoder(ruleset: RulesetRef, decided_at: datetime) -> Callable[[str], bytes]:
+    """`encode_verdict` of a plain allow (no match) by `ruleset` at `decided_at`, given its event id.
+
+    Most events match nothing, and their verdicts differ only in the event id: the bytes around
+    it are encoded once per batch, which costs ~0.1 µs per verdict instead of ~0.35.
+    """
+    head = b'{"event_id":'
+    empty = _encoder.encode(Verdict("", "allow", "none", (), ruleset, decided_at))
+    if not empty.startswith(head + b'""'):  # event_id is the struct's first field
+        raise AssertionError(f"unexpected verdict encoding: {empty[:40]!r}")
+    tail = empty[len(head) + 2 :]
+    encode = _encoder.encode
+
+    def encode_allow(event_id: str) -> bytes:
+        return head + encode(event_id) + tail
+
+    return encode_allow
 
 
 def encode_event(event: ChatEvent) -> bytes:

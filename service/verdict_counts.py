@@ -21,11 +21,15 @@ class VerdictCounts:
     categories: dict[tuple[str, str], int]  # (category, shadow) → matches
 
 
-def count_verdicts(verdicts: Iterable[Verdict]) -> VerdictCounts:
+def count_verdicts(verdicts: Iterable[Verdict], plain_allows: int = 0) -> VerdictCounts:
+    """The counts of `verdicts` plus `plain_allows` verdicts counted without their structs
+    (allow, no match: the stream pipeline only counts those)."""
     actions: Counter[str] = Counter()
     rules: Counter[tuple[str, str, str]] = Counter()
     categories: Counter[tuple[str, str]] = Counter()
-    total = 0
+    total = plain_allows
+    if plain_allows:
+        actions["allow"] = plain_allows
     for verdict in verdicts:
         total += 1
         actions[verdict.action] += 1

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.errors import EventDecodeError
-from service.events import AdHocEvent, decode_adhoc_event, decode_event, event_json_schema
+from service.events import (
+    AdHocEvent,
+    RulesetRef,
+    Verdict,
+    decode_adhoc_event,
+    decode_event,
+    decode_verdict,
+    encode_verdict,
+    event_json_schema,
+    plain_allow_encoder,
+)
 
 
 def test_full_event_decodes_and_unknown_fields_are_ignored() -> None:
@@ -55,3 +69,16 @@ def test_adhoc_event_gets_an_id() -> None:
 def test_schema_requires_id() -> None:
     schema = event_json_schema()
     assert "$defs" in schema
+
+
+@given(
+    event_id=st.text(),
+    name=st.text(min_size=1),
+    decided_at=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=8))])),
+)
+def test_plain_allow_template_encodes_as_the_struct_does(event_id: str, name: str, decided_at: datetime) -> None:
+    ruleset = RulesetRef(name, "1", "d" * 64)
+    encode_allow = plain_allow_encoder(ruleset, decided_at)
+    expected = encode_verdict(Verdict(event_id, "allow", "none", (), ruleset, decided_at))
+    assert encode_allow(event_id) == expected
+    assert decode_verdict(encode_allow(event_id)).event_id == event_id

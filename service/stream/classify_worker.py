@@ -13,10 +13,10 @@ started together, so pickle is safe here: nothing else writes to these pipes.
     worker → parent   ("ready", name, version, digest, pid)   once the pack is loaded and tested
                       ("refused", message)                     the pack failed; the worker exits 1
     parent → worker   (seq, rows)       rows: (topic, partition, offset, timestamp, key, value, headers)
-    worker → parent   (seq, processed, tally, classify_seconds)   one reply per request, in order
+    worker → parent   (seq, processed, classify_seconds)   one reply per request, in order
 
-`processed` is the batch's `Processed` with `verdicts` emptied: the parent counts verdicts from
-`tally` (pickling Verdict structs with their matches cost ~2 µs per event each side; a tally is a
+`processed` is the batch's `Processed`: encoded records and a tally of the verdicts, never the
+Verdict structs (pickling those with their matches cost ~2 µs per event each side; a tally is a
 few dictionaries per batch). The worker ends on EOF of its stdin, after answering all it read.
 """
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copyreg
-import dataclasses
 import fcntl
 import gc
 import io
@@ -43,7 +42,6 @@ from typing import Any, BinaryIO, Final, NamedTuple
 from service.errors import PackError, RedlineError
 from service.stream.dead_letters import DeadLetter
 from service.stream.pipeline import CounterRecord, Processed, VerdictRecord, classify_decoded, decode_records
-from service.verdict_counts import VerdictCounts, count_verdicts
 
 FRAME_HEADER: Final = struct.Struct("<Q")
 PICKLE_PROTOCOL: Final = 5
@@ -130,7 +128,7 @@ def _read_frame(stream: BinaryIO) -> Any | None:
 
 def classify_rows(
     engine: Any, rows: list[Row], *, max_record_bytes: int, dead_letter_max_value_bytes: int
-) -> tuple[Processed, VerdictCounts, float]:
+) -> tuple[Processed, float]:
     """One batch, exactly as the in-process stream does it (pipeline.py), plus what crosses back."""
     records = list(map(WireRecord._make, rows))
     decoded = decode_records(
@@ -141,9 +139,7 @@ def classify_rows(
         engine, decoded, datetime.now(UTC), dead_letter_max_value_bytes=dead_letter_max_value_bytes
     )
     seconds = time.perf_counter() - started
-    tally = count_verdicts(processed.verdicts)
-    # `replace` keeps any other field of Processed as it is: only the verdict structs stay behind.
-    return dataclasses.replace(processed, verdicts=[]), tally, seconds
+    return processed, seconds
 
 
 def serve(args: argparse.Namespace, requests: BinaryIO, replies: BinaryIO) -> int:
@@ -164,12 +160,12 @@ def serve(args: argparse.Namespace, requests: BinaryIO, replies: BinaryIO) -> in
     replies.flush()
     while (request := _read_frame(requests)) is not None:
         seq, rows = request
-        processed, tally, seconds = classify_rows(
+        processed, seconds = classify_rows(
             engine, rows, max_record_bytes=args.max_record_bytes,
             dead_letter_max_value_bytes=args.dead_letter_max_value_bytes,
         )
         try:
-            replies.write(encode_frame((seq, processed, tally, seconds)))
+            replies.write(encode_frame((seq, processed, seconds)))
             replies.flush()
         except BrokenPipeError:
             return 0  # the parent is gone: nobody to answer

@@ -50,7 +50,6 @@ from service.stream.publisher import BatchPublisher
 from service.stream.topics import ensure_topics
 from service.stream.worker_client import ClassifyWorkers, effective_cpu_count, worker_enabled
 from service.stream.worker_process import Classified, WorkerError
-from service.verdict_counts import count_verdicts
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -316,7 +315,7 @@ class StreamProcessor:
             dead_letter_max_value_bytes=settings.dead_letter_max_value_bytes,
         )
         seconds = time.perf_counter() - started
-        return Classified(processed, engine.ruleset, count_verdicts(processed.verdicts), seconds)
+        return Classified(processed, engine.ruleset, seconds)
 
     async def _send_loop(self) -> None:
         """Send each unit's outputs once it is classified, strictly in the order consumed."""
@@ -343,7 +342,7 @@ class StreamProcessor:
     def _count(classified: Classified) -> None:
         # Engine time per event, measured where the batch was classified (this process or the
         # worker): the same definition either way.
-        tally = classified.tally
+        tally = classified.processed.tally
         if tally.total:
             metrics.classify_duration_seconds.labels("stream").observe(classified.classify_seconds / tally.total)
             metrics.record_counts(tally, "stream")

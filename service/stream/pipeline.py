@@ -2,9 +2,14 @@
 
 `process_records` decodes each record (too large, not JSON, not a ChatEvent → dead letter),
 classifies the decoded events as one batch, and encodes one verdict record per event (key = the
-chat id, or the event id when the event has no chat). If the engine raises on a batch, the events
-are classified one by one so that only the event that fails is dead-lettered (`classify_error`).
-Outputs keep the input order, which keeps each partition's order on the way out.
+chat id, or the event id when the event has no chat), counting the verdicts as it goes (the tally
+the metrics apply). If the engine raises on a batch, the events are classified one by one so that
+only the event that fails is dead-lettered (`classify_error`). Outputs keep the input order, which
+keeps each partition's order on the way out.
+
+This runs for every event of the stream (~13 µs of a stream process's ~19 µs per event), so it
+is one pass per batch: no per-event try, and a plain allow (no match: most events) is encoded
+from a per-batch template. The engine decides such a verdict by `ruleset` at `now`, as allow.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import msgspec
 from service.counters.requests import encode_request, new_request
 from service.engine.counting import Sighting
 from service.errors import EventDecodeError
-from service.events import ChatEvent, RulesetRef, Verdict, decode_event, encode_verdict
+from service.events import ChatEvent, RulesetRef, Verdict, decode_event, encode_verdict, plain_allow_encoder
 from service.stream.dead_letters import DeadLetter, DeadLetterReason, dead_letter
+from service.verdict_counts import VerdictCounts, count_verdicts
 
 RULESET_HEADER: Final = "redline-ruleset-digest"
 
@@ -83,7 +89,7 @@ class CounterRecord:
 @dataclass(slots=True)
 class Processed:
     verdict_records: list[VerdictRecord]
-    verdicts: list[Verdict]
+    tally: VerdictCounts  # of the verdicts in verdict_records (what the metrics count)
     dead_letters: list[DeadLetter]
     # Events a counter rule may hold for: their verdict comes from the last key's owner.
     counter_requests: list[CounterRecord] = field(default_factory=list)
@@ -155,36 +161,66 @@ def _classify_each(
 def classify_decoded(
     engine: Classifier, decoded: Decoded, now: datetime, *, dead_letter_max_value_bytes: int
 ) -> Processed:
-    dead_letters = decoded.dead_letters
-    sightings: list[list[Sighting]] | None = None
-    verdicts: Sequence[Verdict | None]
-    if engine.has_counters:
-        sightings = []
+    try:
+        return _classify_all(engine, decoded, now)
+    except Exception:  # find the culprit(s) one by one; the others still get verdicts
+        sightings: list[list[Sighting]] | None = [] if engine.has_counters else None
         verdicts, failed = _classify_each(engine, decoded, now, dead_letter_max_value_bytes, sightings)
-        dead_letters = dead_letters + failed
+        outputs = _Outputs(engine.ruleset, now)
+        for index, (event, record, verdict) in enumerate(zip(decoded.events, decoded.records, verdicts, strict=True)):
+            if verdict is not None:
+                outputs.add(event, record, verdict, sightings[index] if sightings is not None else None)
+        return outputs.processed(decoded.dead_letters + failed)
+
+
+def _classify_all(engine: Classifier, decoded: Decoded, now: datetime) -> Processed:
+    """The whole batch in one pass; any exception ends it (classify_decoded then goes one by one)."""
+    classify = engine.classify
+    outputs = _Outputs(engine.ruleset, now)
+    add = outputs.add
+    if engine.has_counters:
+        for event, record in zip(decoded.events, decoded.records, strict=True):
+            found: list[Sighting] = []
+            add(event, record, classify(event, now, None, found), found)
     else:
-        try:
-            verdicts = engine.classify_batch(decoded.events, now)
-        except Exception:  # find the culprit(s) one by one; the others still get verdicts
-            verdicts, failed = _classify_each(engine, decoded, now, dead_letter_max_value_bytes)
-            dead_letters = dead_letters + failed
-    records: list[VerdictRecord] = []
-    produced: list[Verdict] = []
-    counter_requests: list[CounterRecord] = []
-    for index, (event, record, verdict) in enumerate(zip(decoded.events, decoded.records, verdicts, strict=True)):
-        if verdict is None:
-            continue
-        sent_at = event.sent_at.timestamp() if event.sent_at is not None else record.timestamp / 1000
-        if sightings is not None and sightings[index]:
-            found = sightings[index]
+        for event, record in zip(decoded.events, decoded.records, strict=True):
+            add(event, record, classify(event, now), None)
+    return outputs.processed(decoded.dead_letters)
+
+
+class _Outputs:
+    """A batch's verdict records, counter requests and tally, built event by event in input order."""
+
+    __slots__ = ("_encode_allow", "counter_requests", "matched", "plain_allows", "records")
+
+    def __init__(self, ruleset: RulesetRef, now: datetime) -> None:
+        self.records: list[VerdictRecord] = []
+        self.counter_requests: list[CounterRecord] = []
+        self.matched: list[Verdict] = []  # verdicts with matches; the others are plain allows
+        self.plain_allows = 0
+        self._encode_allow = plain_allow_encoder(ruleset, now)
+
+    def add(self, event: ChatEvent, record: SourceRecord, verdict: Verdict, found: list[Sighting] | None) -> None:
+        sent = event.sent_at
+        sent_at = sent.timestamp() if sent is not None else record.timestamp / 1000
+        if found:  # a counter rule may hold: the verdict comes from the last key's owner
             source = f"{record.topic}/{record.partition}/{record.offset}"
             request = new_request(record.value or b"", found, source, sent_at)
-            counter_requests.append(CounterRecord(found[0].state_key.encode(), encode_request(request)))
-            continue
-        records.append(VerdictRecord(verdict_key(event), encode_verdict(verdict), sent_at))
-        produced.append(verdict)
-    return Processed(verdict_records=records, verdicts=produced, dead_letters=dead_letters,
-                     counter_requests=counter_requests)
+            self.counter_requests.append(CounterRecord(found[0].state_key.encode(), encode_request(request)))
+            return
+        chat = event.chat
+        key = (chat.id if chat is not None else event.id).encode()  # as verdict_key, inlined
+        if verdict.matches:
+            self.matched.append(verdict)
+            value = encode_verdict(verdict)
+        else:  # most events: allow, no match, this batch's pack and time (plain_allow_encoder)
+            self.plain_allows += 1
+            value = self._encode_allow(event.id)
+        self.records.append(VerdictRecord(key, value, sent_at))
+
+    def processed(self, dead_letters: list[DeadLetter]) -> Processed:
+        return Processed(verdict_records=self.records, tally=count_verdicts(self.matched, self.plain_allows),
+                         dead_letters=dead_letters, counter_requests=self.counter_requests)
 
 
 def process_records(

@@ -26,7 +26,6 @@ from service.events import RulesetRef
 from service.settings import Settings
 from service.stream.classify_worker import IncompleteFrame, encode_frame, read_frame, to_rows
 from service.stream.pipeline import Processed
-from service.verdict_counts import VerdictCounts
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,6 @@ class Classified:
 
     processed: Processed
     ruleset: RulesetRef  # the pack that decided every verdict of the batch
-    tally: VerdictCounts
     classify_seconds: float  # engine time of the batch (decode excluded), measured where it ran
 
 
@@ -147,13 +145,13 @@ class WorkerProcess:
                 message = await _read_message(self.process)
                 if message is None:
                     break
-                seq, processed, tally, seconds = message
+                seq, processed, seconds = message
                 if not self._pending or self._pending[0][0] != seq:
                     raise WorkerError(f"classify worker answered batch {seq} out of order")
                 _, future = self._pending.popleft()
                 self._progress_at = time.monotonic()
                 if not future.done():
-                    future.set_result(Classified(processed, self.ruleset, tally, seconds))
+                    future.set_result(Classified(processed, self.ruleset, seconds))
         except Exception as exc:  # a broken pipe or frame (any unpickling error): a dead worker
             error = exc
             log.warning("classify worker broke the protocol; killing it",

@@ -13,10 +13,10 @@ from kafka_helpers import rules_dir
 from service.engine.classifier import Engine
 from service.engine.counting import Sighting
 from service.errors import ConfigError
-from service.events import ChatEvent, RulesetRef, Verdict, decode_event, decode_verdict
+from service.events import ChatEvent, RulesetRef, Verdict, decode_event, decode_verdict, encode_verdict
 from service.rules.loader import load_pack
 from service.sample_traffic import SampleTraffic
-from service.settings import Settings
+from service.settings import Settings, bundled_rules_dir
 from service.stream.dead_letters import (
     DETAIL_HEADER,
     OFFSET_HEADER,
@@ -29,6 +29,7 @@ from service.stream.dead_letters import (
 from service.stream.kafka_config import client_options, producer_options
 from service.stream.pipeline import process_records
 from service.stream.topics import topic_specs
+from service.verdict_counts import count_verdicts
 
 NOW = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 SIX_MONTHS_MS = 180 * 24 * 3600 * 1000
@@ -144,6 +145,38 @@ def test_an_engine_error_dead_letters_only_that_event(engine: Engine) -> None:
     [letter] = out.dead_letters
     assert letter.reason == "classify_error"
     assert header_value(letter.headers, DETAIL_HEADER) == b"ValueError: boom"
+
+
+@pytest.fixture(scope="module")
+def bundled_engine() -> Engine:
+    return load_pack(bundled_rules_dir())  # it has counter rules: the sightings path runs too
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["one-pass", "one-by-one"])
+def test_records_and_tally_are_what_the_engine_decided(bundled_engine: Engine, fails: bool) -> None:
+    """Byte for byte what encode_verdict makes of engine.classify (plain allows come from a
+    template), and a tally equal to counting those verdicts, on the pass that classifies the whole
+    batch and on the one-by-one pass after an engine error."""
+    sample = [r for r in SampleTraffic(seed=11, chats=50).records(3000, NOW) if r.event_id is not None]
+    records = [Record(r.value, n, r.key) for n, r in enumerate(sample)]
+    engine = bundled_engine
+    classifier = FailsOn(engine, sample[7].event_id or "") if fails else engine
+    out = process_records(classifier, records, NOW, max_record_bytes=100_000, dead_letter_max_value_bytes=100_000)
+    produced = {decode_verdict(r.value).event_id: r.value for r in out.verdict_records}
+    expected: list[Verdict] = []
+    for record in sample:
+        event = decode_event(record.value)
+        if event.id not in produced:
+            continue
+        verdict = engine.classify(event, NOW, sightings=[])
+        assert produced[event.id] == encode_verdict(verdict)
+        expected.append(verdict)
+    assert len(expected) == len(produced)
+    assert out.tally == count_verdicts(expected)
+    assert {"allow", "block"} <= {v.action for v in expected}
+    assert any(not v.matches for v in expected) and any(v.matches for v in expected)
+    assert out.counter_requests, "the sample has events a counter rule counts"
+    assert len(out.dead_letters) == (1 if fails else 0)
 
 
 def test_sample_traffic_is_seeded_and_mostly_valid() -> None:
