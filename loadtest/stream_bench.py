@@ -18,13 +18,16 @@ its own output topic, in a separate process:
            the data (scaling on the 2 cores), worker on / off
 
 Per mode the CPU time per event of the process tree measured (main process, worker) and of the
-broker, counted from 10% to 90% of the input committed (start-up, group join and the worker's
-compile left out), and the tree's resident memory are printed too.
+broker, counted while the outputs went from 10% to 90% of the events (start-up, group join and
+the worker's compile left out), and the tree's resident memory are printed too.
 
 Throughput, two figures: `span` = output records / (last − first output record timestamp), i.e.
-without start-up and group join (a burst of output inflates it); `steady` = input records
-committed per second between 10% and 90% of the input committed (polled every 0.1 s), which also
-leaves out the seconds before a classify worker is ready. Ratios are paired within a run.
+without start-up and group join (a burst of output inflates it); `steady` = the outputs between
+the 10% and the 90% of them by timestamp over the time between those two, which also leaves out
+the seconds before a classify worker is ready. The CPU readings (every 0.1 s while waiting for the
+group to commit everything) are interpolated to that window. Outputs, not input commits, mark it:
+commits trail the work by what a consumer has in flight, far more for `serve` than for the
+baselines (usage_between). Ratios are paired within a run.
 
 Latency: events produced to each serve mode measured (redline, redline-worker, redline-off) at 50%
 of that mode's own steady throughput for `--latency-seconds`; latency = verdict record timestamp −
@@ -283,7 +286,7 @@ class TreeUsage:
     cpu_us_per_event: list[float] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)
     broker_cpu_us_per_event: float = float("nan")
-    steady_rate: float = float("nan")  # records committed per second from 10% to 90% of the input
+    steady_rate: float = float("nan")  # outputs per second from 10% to 90% of them (usage_between)
 
     def describe(self) -> str:
         names = ["main", *(f"worker{i}" for i in range(1, len(self.cpu_us_per_event)))]
@@ -292,30 +295,68 @@ class TreeUsage:
         return f"{own}; broker {self.broker_cpu_us_per_event:.1f} µs/event CPU"
 
 
-async def measure_until_committed(pid: int, broker_pid: int | None, bootstrap: str, source: str, group: str,
-                                  total: int) -> TreeUsage:
-    """Wait until `total` records are committed; CPU per event of `pid`'s tree and of the broker
-    from 10% to 90% of them (start-up, group join, the worker's compile and the exit left out)."""
-    marks: list[tuple[int, float, list[ProcessStats], ProcessStats | None]] = []
+@dataclass
+class Sample:
+    """A reading of the measured tree's and the broker's CPU at a wall-clock time."""
+
+    at: float  # time.time(): the clock the producers stamp records with
+    tree: list[ProcessStats]
+    broker: ProcessStats | None
+
+
+async def sample_until_committed(pid: int, broker_pid: int | None, bootstrap: str, source: str, group: str,
+                                 total: int) -> list[Sample]:
+    """Wait until `total` records are committed, reading `pid`'s tree and the broker at each poll."""
+    samples: list[Sample] = []
 
     def on_progress(done: int) -> None:
-        if (not marks and done >= total // 10) or (len(marks) == 1 and done >= total * 9 // 10):
-            broker = process_tree(broker_pid)[:1] if broker_pid else []
-            marks.append((done, time.monotonic(), process_tree(pid), broker[0] if broker else None))
+        broker = process_tree(broker_pid)[:1] if broker_pid else []
+        samples.append(Sample(time.time(), process_tree(pid), broker[0] if broker else None))
 
     await wait_committed(bootstrap, source, group, total, 600, on_progress)
+    return samples
+
+
+def usage_between(samples: list[Sample], outputs: list[object]) -> TreeUsage:
+    """The output rate and CPU per event while the outputs went from 10% to 90% of them (start-up,
+    group join, a worker's compile and the end left out), from the output records' timestamps.
+
+    Outputs, not input commits, mark the window: a consumer's commits trail its work by what it has
+    in flight (`serve`: up to 4 batches of 5,000 per stream process, 13% of 300k events; a baseline
+    ~2%), so a window on commits counts work done before it: `serve`'s rate came out ~4% high and
+    its CPU per event ~4% low that way, and by half with batches of 20,000. The CPU readings are
+    interpolated to the window's ends."""
     usage = TreeUsage()
-    if len(marks) == 2:
-        (first_done, first_at, first, first_broker), (last_done, last_at, last, last_broker) = marks
-        events = max(1, last_done - first_done)
-        usage.steady_rate = events / max(1e-9, last_at - first_at)
-        before = {stats.pid: stats.cpu_seconds for stats in first}
-        for stats in last:  # main process first: process_tree starts with it
-            usage.cpu_us_per_event.append((stats.cpu_seconds - before.get(stats.pid, 0.0)) / events * 1e6)
-            usage.rss_mib.append(stats.rss_bytes / 2**20)
-        if first_broker is not None and last_broker is not None:
-            usage.broker_cpu_us_per_event = (last_broker.cpu_seconds - first_broker.cpu_seconds) / events * 1e6
+    stamps = sorted(r.timestamp for r in outputs)  # type: ignore[attr-defined]
+    if len(stamps) < 10 or len(samples) < 2:
+        return usage
+    first, last = len(stamps) // 10, len(stamps) * 9 // 10
+    start, end = stamps[first] / 1000, stamps[last] / 1000
+    events = last - first
+    usage.steady_rate = events / max(1e-3, end - start)
+    at_start, at_end = _cpu_at(samples, start), _cpu_at(samples, end)
+    for stats in samples[-1].tree:  # main process first: process_tree starts with it
+        usage.cpu_us_per_event.append((at_end.get(stats.pid, 0.0) - at_start.get(stats.pid, 0.0)) / events * 1e6)
+        usage.rss_mib.append(stats.rss_bytes / 2**20)
+    if samples[0].broker is not None:
+        usage.broker_cpu_us_per_event = (at_end.get(-1, 0.0) - at_start.get(-1, 0.0)) / events * 1e6
     return usage
+
+
+def _cpu_at(samples: list[Sample], at: float) -> dict[int, float]:
+    """CPU seconds per pid (the broker as -1) at `at`, linear between the two samples around it."""
+    def cpu(sample: Sample) -> dict[int, float]:
+        found = {stats.pid: stats.cpu_seconds for stats in sample.tree}
+        if sample.broker is not None:
+            found[-1] = sample.broker.cpu_seconds
+        return found
+
+    after = next((i for i, sample in enumerate(samples) if sample.at >= at), len(samples) - 1)
+    before = max(0, after - 1)
+    low, high = cpu(samples[before]), cpu(samples[after])
+    span = samples[after].at - samples[before].at
+    weight = min(1.0, max(0.0, (at - samples[before].at) / span)) if span > 0 else 1.0
+    return {pid: low.get(pid, 0.0) + (value - low.get(pid, 0.0)) * weight for pid, value in high.items()}
 
 
 async def run_mode(mode: str, broker: EmbeddedBroker, source: str, total: int,
@@ -329,7 +370,7 @@ async def run_mode(mode: str, broker: EmbeddedBroker, source: str, total: int,
         child = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "loadtest.stream_bench", "passthrough", mode, bootstrap, source, target,
             group, str(total), cwd=REPO)
-        usage = await measure_until_committed(child.pid, broker.pid, bootstrap, source, group, total)
+        samples = await sample_until_committed(child.pid, broker.pid, bootstrap, source, group, total)
         if await asyncio.wait_for(child.wait(), 600) != 0:
             raise RuntimeError(f"{mode} pass-through failed")
     else:
@@ -337,10 +378,11 @@ async def run_mode(mode: str, broker: EmbeddedBroker, source: str, total: int,
         process = await start_serve(serve_env(bootstrap, source, target, group, rules, worker=worker,
                                               processes=processes))
         try:
-            usage = await measure_until_committed(process.pid, broker.pid, bootstrap, source, group, total)
+            samples = await sample_until_committed(process.pid, broker.pid, bootstrap, source, group, total)
         finally:
             await stop_serve(process)
-    return rate_of(await read_all(bootstrap, target, total)), usage
+    outputs = await read_all(bootstrap, target, total)
+    return rate_of(outputs), usage_between(samples, outputs)
 
 
 async def run_scaling(members: int, bootstrap: str, values: list[tuple[bytes, bytes]], rules: Path,
@@ -359,11 +401,12 @@ async def run_scaling(members: int, bootstrap: str, values: list[tuple[bytes, by
         await wait_ready(ports)
         await asyncio.sleep(2 * members)  # a late joiner's rebalance settles (tansu: ~half a session)
         await fill(bootstrap, source, values)
-        usage = await measure_until_committed(processes[0].pid, None, bootstrap, source, group, len(values))
+        samples = await sample_until_committed(processes[0].pid, None, bootstrap, source, group, len(values))
     finally:
         for process in processes:
             await stop_serve(process)
-    return rate_of(await read_all(bootstrap, target, len(values))), usage.steady_rate
+    outputs = await read_all(bootstrap, target, len(values))
+    return rate_of(outputs), usage_between(samples, outputs).steady_rate
 
 
 async def latency(bootstrap: str, rate: float, seconds: float, rules: Path,
@@ -450,8 +493,8 @@ async def bench(args: argparse.Namespace) -> None:
         print(f"{args.events} events in {source} ({PARTITIONS} partitions); pack {rules}", flush=True)
         modes = [m for m in args.modes.split(",") if m]
         # Two throughput figures per mode: `span` = output records / their timestamp span (the
-        # original measure; a burst of output inflates it), `steady` = input records committed per
-        # second from 10% to 90% of the input (start-up, a worker's compile and the end left out).
+        # original measure; a burst of output inflates it), `steady` = outputs per second from 10%
+        # to 90% of them (start-up, a worker's compile and the end left out; usage_between).
         span: dict[str, list[float]] = {mode: [] for mode in modes}
         steady: dict[str, list[float]] = {mode: [] for mode in modes}
         usages: dict[str, list[TreeUsage]] = {}
