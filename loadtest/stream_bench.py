@@ -325,7 +325,7 @@ def usage_between(samples: list[Sample], outputs: list[object]) -> TreeUsage:
     in flight (`serve`: up to 4 batches of 5,000 per stream process, 13% of 300k events; a baseline
     ~2%), so a window on commits counts work done before it: `serve`'s rate came out ~4% high and
     its CPU per event ~4% low that way, and by half with batches of 20,000. The CPU readings are
-    interpolated to the window's ends."""
+    interpolated to the window's ends; a process that exited keeps its last reading."""
     usage = TreeUsage()
     stamps = sorted(r.timestamp for r in outputs)  # type: ignore[attr-defined]
     if len(stamps) < 10 or len(samples) < 2:
@@ -334,26 +334,39 @@ def usage_between(samples: list[Sample], outputs: list[object]) -> TreeUsage:
     start, end = stamps[first] / 1000, stamps[last] / 1000
     events = last - first
     usage.steady_rate = events / max(1e-3, end - start)
-    at_start, at_end = _cpu_at(samples, start), _cpu_at(samples, end)
-    for stats in samples[-1].tree:  # main process first: process_tree starts with it
-        usage.cpu_us_per_event.append((at_end.get(stats.pid, 0.0) - at_start.get(stats.pid, 0.0)) / events * 1e6)
+    readings = _carried(samples)
+    at_start, at_end = _cpu_at(samples, readings, start), _cpu_at(samples, readings, end)
+    latest: dict[int, ProcessStats] = {}
+    for sample in samples:
+        latest.update((stats.pid, stats) for stats in sample.tree)
+    for pid, stats in latest.items():  # main process first: process_tree starts with it
+        usage.cpu_us_per_event.append((at_end.get(pid, 0.0) - at_start.get(pid, 0.0)) / events * 1e6)
         usage.rss_mib.append(stats.rss_bytes / 2**20)
-    if samples[0].broker is not None:
-        usage.broker_cpu_us_per_event = (at_end.get(-1, 0.0) - at_start.get(-1, 0.0)) / events * 1e6
+    if _BROKER in readings[-1]:
+        usage.broker_cpu_us_per_event = (at_end[_BROKER] - at_start.get(_BROKER, 0.0)) / events * 1e6
     return usage
 
 
-def _cpu_at(samples: list[Sample], at: float) -> dict[int, float]:
-    """CPU seconds per pid (the broker as -1) at `at`, linear between the two samples around it."""
-    def cpu(sample: Sample) -> dict[int, float]:
-        found = {stats.pid: stats.cpu_seconds for stats in sample.tree}
-        if sample.broker is not None:
-            found[-1] = sample.broker.cpu_seconds
-        return found
+_BROKER = -1  # the broker's key among the pids of a reading
 
+
+def _carried(samples: list[Sample]) -> list[dict[int, float]]:
+    """CPU seconds per pid at each sample, a pid that is gone keeping its last reading."""
+    carried: list[dict[int, float]] = []
+    current: dict[int, float] = {}
+    for sample in samples:
+        current = {**current, **{stats.pid: stats.cpu_seconds for stats in sample.tree}}
+        if sample.broker is not None:
+            current[_BROKER] = sample.broker.cpu_seconds
+        carried.append(current)
+    return carried
+
+
+def _cpu_at(samples: list[Sample], readings: list[dict[int, float]], at: float) -> dict[int, float]:
+    """CPU seconds per pid at `at`, linear between the two readings around it."""
     after = next((i for i, sample in enumerate(samples) if sample.at >= at), len(samples) - 1)
     before = max(0, after - 1)
-    low, high = cpu(samples[before]), cpu(samples[after])
+    low, high = readings[before], readings[after]
     span = samples[after].at - samples[before].at
     weight = min(1.0, max(0.0, (at - samples[before].at) / span)) if span > 0 else 1.0
     return {pid: low.get(pid, 0.0) + (value - low.get(pid, 0.0)) * weight for pid, value in high.items()}

@@ -52,3 +52,12 @@ def test_a_process_missing_from_the_first_reading_counts_from_zero() -> None:
 def test_too_few_outputs_or_readings_measure_nothing() -> None:
     usage = usage_between([reading(1.0, 0, 0, 0)], [Output(1000 + i) for i in range(100)])
     assert usage.cpu_us_per_event == [] and usage.steady_rate != usage.steady_rate  # NaN
+
+
+def test_a_process_that_exited_keeps_its_last_reading() -> None:
+    # A pass-through exits once done: the readings after that have no tree.
+    outputs = [Output(10_000 + 10 * i) for i in range(100)]
+    samples = [reading(9.0, 0.0, None, 0.0), reading(11.0, 1.0, None, 0.2), Sample(12.0, [], None)]
+    usage = usage_between(samples, outputs)
+    assert usage.cpu_us_per_event == [pytest.approx(1.0 * 0.8 / 2.0 / 80 * 1e6)]
+    assert usage.broker_cpu_us_per_event == pytest.approx(0.2 * 0.8 / 2.0 / 80 * 1e6)
