@@ -59,7 +59,6 @@ class Classifier(Protocol):
         self, event: ChatEvent, now: datetime, counts: Mapping[str, int] | None = None,
         sightings: list[Sighting] | None = None,
     ) -> Verdict: ...
-    def classify_batch(self, events: Iterable[ChatEvent], now: datetime) -> list[Verdict]: ...
 
 
 class VerdictRecord(NamedTuple):
@@ -208,8 +207,7 @@ class _Outputs:
             request = new_request(record.value or b"", found, source, sent_at)
             self.counter_requests.append(CounterRecord(found[0].state_key.encode(), encode_request(request)))
             return
-        chat = event.chat
-        key = (chat.id if chat is not None else event.id).encode()  # as verdict_key, inlined
+        key = verdict_key(event)
         if verdict.matches:
             self.matched.append(verdict)
             value = encode_verdict(verdict)

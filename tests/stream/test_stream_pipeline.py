@@ -133,9 +133,6 @@ class FailsOn:
             raise ValueError("boom")
         return self.inner.classify(event, now, counts, sightings)
 
-    def classify_batch(self, events: Iterable[ChatEvent], now: datetime) -> list[Verdict]:
-        return [self.classify(e, now) for e in events]
-
 
 def test_an_engine_error_dead_letters_only_that_event(engine: Engine) -> None:
     records = [Record(event(i), n) for n, i in enumerate(("a", "b", "c"))]
