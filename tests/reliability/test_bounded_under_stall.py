@@ -13,18 +13,16 @@ import asyncio
 import os
 import re
 import signal
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from accounting import VerdictLedger, read_all
-from kafka_helpers import ServiceProcess, Topics, produce
+from kafka_helpers import StartService, Topics, produce
 
 from service.embedded_broker import EmbeddedBroker, free_port
 from service.sample_traffic import SampleTraffic
 from service.settings import bundled_rules_dir
 
-StartService = Callable[[dict[str, str]], ServiceProcess]
 MAX_IN_FLIGHT = 2
 STALL_SECONDS = 8.0
 RSS_GROWTH_LIMIT_BYTES = 64 * 1024 * 1024  # the whole backlog decoded would be several times this

@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
 import msgspec
 from accounting import VerdictLedger, read_all
-from kafka_helpers import REPO, ServiceProcess, Topics, produce
+from kafka_helpers import REPO, StartService, Topics, produce
 
 from service.embedded_broker import free_port
 from service.events import Verdict, decode_verdict
 from service.sample_traffic import SampleRecord, SampleTraffic
 from service.settings import bundled_rules_dir
 
-StartService = Callable[[dict[str, str]], ServiceProcess]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # One day inside no calendar window and one a pack might flag (New Year, elections): both are fixed.
 SENT_AT = (datetime(2025, 6, 3, 9, 30, tzinfo=UTC), datetime(2026, 2, 17, 20, 0, tzinfo=UTC))

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Callable
 
 import httpx
 from accounting import VerdictLedger, read_all
-from kafka_helpers import ServiceProcess, Topics, produce
+from kafka_helpers import StartService, Topics, produce
 
 from service.embedded_broker import free_port
 from service.sample_traffic import SampleTraffic
 from service.settings import bundled_rules_dir
 
-StartService = Callable[[dict[str, str]], ServiceProcess]
 API_KEY = "key-privacy-7c41e9d0a2b35f68"
 ADMIN_KEY = "adm-privacy-1f0e2d3c4b5a6978"
 WRONG_KEY = "key-wrong-0a9b8c7d6e5f4a3b"

@@ -15,19 +15,16 @@ import asyncio
 import os
 import signal
 from collections import Counter
-from collections.abc import Callable
 
 import httpx
 import pytest
 from accounting import DeadLetterLedger, VerdictLedger, produce_tagged, read_all
-from kafka_helpers import ServiceProcess, Topics
+from kafka_helpers import ServiceProcess, StartService, Topics
 from persistent_broker import PersistentBroker
 
 from service.embedded_broker import free_port
 from service.sample_traffic import SampleTraffic
 from service.settings import bundled_rules_dir
-
-StartService = Callable[[dict[str, str]], ServiceProcess]
 
 # loadtest/reliability_soak.py raises these for longer runs.
 EVENTS = int(os.environ.get("RELIABILITY_EVENTS", "20000"))

@@ -10,17 +10,15 @@ import json
 import shutil
 import signal
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 from accounting import read_all
-from kafka_helpers import ServiceProcess, Topics, produce_paced, rules_dir
+from kafka_helpers import StartService, Topics, produce_paced, rules_dir
 
 from service.embedded_broker import free_port
 from service.events import decode_verdict
 from service.sample_traffic import SampleTraffic
 
-StartService = Callable[[dict[str, str]], ServiceProcess]
 RELOADS = 3
 
 

@@ -211,3 +211,9 @@ def children_of(pid: int) -> list[int]:
 def assignment_of(line: str) -> list[int]:
     partitions: list[int] = json.loads(line)["partitions"]
     return partitions
+
+
+# The `start_service` fixture's type (conftest.py).
+StartService = Callable[[dict[str, str]], ServiceProcess]
+# A stream consumer's assignment log line; not the counter owner's "counter partitions assigned".
+STREAM_ASSIGNED = '"msg": "partitions assigned"'

@@ -10,13 +10,14 @@ import shutil
 import signal
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from kafka_helpers import (
+    STREAM_ASSIGNED,
     ServiceProcess,
+    StartService,
     Topics,
     children_of,
     produce,
@@ -33,9 +34,7 @@ from service.sample_traffic import SampleRecord, SampleTraffic
 from service.settings import bundled_rules_dir
 from service.stream.dead_letters import OFFSET_HEADER, PARTITION_HEADER, header_value
 
-StartService = Callable[[dict[str, str]], ServiceProcess]
 SMALL_BATCHES = {"REDLINE_BATCH_MAX_RECORDS": "200"}
-STREAM_ASSIGNED = '"msg": "partitions assigned"'  # not the counter owner's "counter partitions assigned"
 
 
 async def produce_fast(bootstrap: str, topic: str, records: list[SampleRecord]) -> None:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kafka_helpers import REPO, ServiceProcess, Topics, assignment_of, produce, read_all
+from kafka_helpers import REPO, ServiceProcess, StartService, Topics, assignment_of, produce, read_all
 
 from service.embedded_broker import free_port
 from service.events import Verdict, decode_verdict
 from service.sample_traffic import SampleRecord
 
-StartService = Callable[[dict[str, str]], ServiceProcess]
 PACK = str(REPO / "tests" / "packs" / "counters")
 START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 

@@ -18,7 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 from kafka_helpers import (
+    STREAM_ASSIGNED,
     ServiceProcess,
+    StartService,
     Topics,
     children_of,
     produce,
@@ -35,9 +37,7 @@ from service.sample_traffic import SampleTraffic
 from service.settings import Settings
 from service.stream import members
 
-StartService = Callable[[dict[str, str]], ServiceProcess]
 MEMBERS = {"REDLINE_STREAM_PROCESSES": "2"}
-STREAM_ASSIGNED = '"msg": "partitions assigned"'
 
 
 def member_of(record: dict) -> int | None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import Counter
-from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka_helpers import (
-    ServiceProcess,
+    STREAM_ASSIGNED,
+    StartService,
     Topics,
     assignment_of,
     produce,
@@ -22,11 +22,9 @@ from service.embedded_broker import free_port
 from service.events import decode_event
 from service.sample_traffic import SampleTraffic
 
-StartService = Callable[[dict[str, str]], ServiceProcess]
 SMALL_BATCHES = {"REDLINE_BATCH_MAX_RECORDS": "200"}
 TINY_BATCHES = {"REDLINE_BATCH_MAX_RECORDS": "50", "REDLINE_MAX_IN_FLIGHT_BATCHES": "2"}
 # The stream's own line: the counter owner logs "counter partitions assigned" for its group.
-STREAM_ASSIGNED = '"msg": "partitions assigned"'
 
 
 def event_ids(records: list[object]) -> set[str]:
