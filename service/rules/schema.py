@@ -7,6 +7,7 @@ from these structs (`redline rules schema`) and a test keeps the two identical.
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -210,8 +211,25 @@ class PackFile(_Spec, kw_only=True):
 
 
 def json_schemas() -> dict[str, Any]:
-    """JSON Schemas for editors: `pack.yaml` and rule files."""
+    """JSON Schemas for editors: `pack.yaml` and rule files.
+
+    Descriptions are cleaned here (`inspect.cleandoc`) rather than left to msgspec, whose releases
+    disagree on docstring indentation (0.23 strips it, 0.22 keeps it): the committed schema must
+    not change with the library's version.
+    """
     return {
-        "pack": msgspec.json.schema(PackFile),
-        "rules": msgspec.json.schema(RuleFile),
+        "pack": _clean_descriptions(msgspec.json.schema(PackFile)),
+        "rules": _clean_descriptions(msgspec.json.schema(RuleFile)),
     }
+
+
+def _clean_descriptions(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _clean_value(key, value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_clean_descriptions(item) for item in node]
+    return node
+
+
+def _clean_value(key: str, value: Any) -> Any:
+    return inspect.cleandoc(value) if key == "description" and isinstance(value, str) else _clean_descriptions(value)
