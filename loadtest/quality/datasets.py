@@ -1,7 +1,8 @@
 """The labelled evaluation sets, read with their real column names.
 
-COLD (`cold/*.jsonl`): `label_offensive` 0/1, `fine_grained` 0 safe, 1 attacks a person,
-2 attacks a group, 3 safe anti-bias. SWSR (`swsr/*.jsonl`): `label_sexist` 0/1, `category`
+COLD: `label_offensive` 0/1; its test subset (`cold/cold_test_4000.jsonl`, the only COLD file
+reported on) also has `fine_grained` 0 safe, 1 attacks a person, 2 attacks a group, 3 safe
+anti-bias. The train and dev files in the same folder are for training and tuning, never read here. SWSR (`swsr/*.jsonl`): `label_sexist` 0/1, `category`
 (SO sexual offence, MA, SCB, SA; null when not sexist).
 """
 
@@ -23,8 +24,11 @@ class Row:
     group: str  # COLD fine_grained name; SWSR category or "non_sexist"
 
 
-def _lines(directory: Path) -> Iterator[dict[str, object]]:
-    for path in sorted(directory.glob("*.jsonl")):
+COLD_TEST = "cold_test_4000.jsonl"
+
+
+def _lines(directory: Path, pattern: str = "*.jsonl") -> Iterator[dict[str, object]]:
+    for path in sorted(directory.glob(pattern)):
         with path.open(encoding="utf-8") as lines:
             for line in lines:
                 if line.strip():
@@ -33,7 +37,7 @@ def _lines(directory: Path) -> Iterator[dict[str, object]]:
 
 def load_cold(data: Path, limit: int | None = None) -> list[Row]:
     rows = []
-    for record in _lines(data / "cold"):
+    for record in _lines(data / "cold", COLD_TEST):
         fine = int(str(record["fine_grained"]))
         rows.append(Row(str(record["id"]), str(record["text"]), record["label_offensive"] == 1, COLD_GROUPS[fine]))
     return _spread(rows, limit)
