@@ -6,9 +6,11 @@ Each node answers `holds(ctx, evidence)`; text nodes append the spans that made 
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import accumulate
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit
 
@@ -150,14 +152,45 @@ class Near:
         a_spans = _spans(scan.hits, self._a_set)
         if not a_spans:
             return False
-        for b_span in _spans(scan.hits, self._b_set):
+        b_spans = _spans(scan.hits, self._b_set)
+        if not b_spans:
+            return False
+        within = self.within
+        if len(a_spans) * len(b_spans) > _PAIRWISE_MAX:
+            # Thousands of spans on each side (a text packed with both lexicons): every pair would
+            # cost O(a·b). Find the first b that has a partner in O(log a) each, then its partner.
+            has_partner = _PartnerIndex(a_spans, within)
+            b_spans = [next((b for b in b_spans if has_partner(b)), b_spans[0])]
+        for b_span in b_spans:
             for a_span in a_spans:
-                gap = max(a_span[0], b_span[0]) - min(a_span[1], b_span[1])
-                if gap <= self.within:
+                if max(a_span[0], b_span[0]) - min(a_span[1], b_span[1]) <= within:
                     evidence.append(ctx.evidence(self.channel, a_span))
                     evidence.append(ctx.evidence(self.channel, b_span))
                     return True
         return False
+
+
+# Above this many (a, b) pairs, Near looks partners up instead of trying every pair.
+_PAIRWISE_MAX = 4096
+
+
+class _PartnerIndex:
+    """Whether any `a` span lies within `within` characters of a given span, in O(log a): the a
+    spans sorted by start, with the running maximum of their ends."""
+
+    __slots__ = ("_max_ends", "_starts", "_within")
+
+    def __init__(self, spans: list[tuple[int, int]], within: int) -> None:
+        ordered = sorted(spans)
+        self._starts = [start for start, _ in ordered]
+        self._max_ends = list(accumulate((end for _, end in ordered), max))
+        self._within = within
+
+    def __call__(self, span: tuple[int, int]) -> bool:
+        # An a span is close enough when a.start <= b.end + within and a.end >= b.start - within;
+        # among the spans that start early enough, the furthest-reaching end decides.
+        count = bisect_right(self._starts, span[1] + self._within)
+        return count > 0 and self._max_ends[count - 1] >= span[0] - self._within
 
 
 def _spans(hits: Hits, ids: frozenset[int]) -> list[tuple[int, int]]:
@@ -244,6 +277,12 @@ class LinkDomainIn:
     """The link's host is one of `domains` or a subdomain of one."""
 
     domains: frozenset[str]
+    # The most labels a listed domain has: only that many of the host's last labels are joined,
+    # so a host of thousands of labels costs one pass, not one join per label (that was O(n²)).
+    _most_labels: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_most_labels", max((d.count(".") + 1 for d in self.domains), default=0))
 
     def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
         link = ctx.event.link
@@ -252,8 +291,8 @@ class LinkDomainIn:
         host = _host_of(link.url)
         if not host:
             return False
-        labels = host.split(".")
-        for i in range(len(labels) - 1):
+        labels = host.rsplit(".", self._most_labels)[-self._most_labels :] if self._most_labels else []
+        for i in range(len(labels) - 1):  # a bare top-level label is never a listed domain
             if ".".join(labels[i:]) in self.domains:
                 start = link.url.lower().find(host)
                 start = max(start, 0)
