@@ -226,6 +226,28 @@ http_request_duration_seconds = Histogram(
 http_rate_limited_total = Counter(
     "redline_http_rate_limited_total", "HTTP requests refused with 429 by the per-client rate limit."
 )
+# Failed authentication throttled per client address (service/api/auth_throttle.py).
+http_auth_failures_total = Counter(
+    "redline_http_auth_failures_total", "HTTP requests refused with 401 (missing or unknown bearer key)."
+)
+http_auth_throttled_total = Counter(
+    "redline_http_auth_throttled_total",
+    "HTTP requests refused with 429 because their address failed authentication too often.",
+)
+
+
+# --- the HTTP front (service/api/connection_guard.py): connections refused before the app saw them.
+HTTP_REFUSALS: Final = (
+    "connections", "header_size", "header_count", "header_timeout", "body_timeout", "invalid_request",
+)
+http_refused_connections_total = Counter(
+    "redline_http_refused_connections_total",
+    "HTTP connections answered and closed by the front before the app, by reason.",
+    ["reason"],
+)
+for _reason in HTTP_REFUSALS:
+    http_refused_connections_total.labels(_reason)
+http_open_connections = Gauge("redline_http_open_connections", "HTTP connections open now.")
 
 
 # --- image hashing (service/api/image_hasher.py): one observation per image sent to the hashing child.

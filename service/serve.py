@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Coroutine, Iterator
@@ -20,6 +21,7 @@ from typing import Any
 import uvicorn
 from prometheus_client import REGISTRY
 
+from service.api.connection_guard import GuardedServer, HttpFrontLimits
 from service.counters.owner import CounterOwner
 from service.errors import PackError
 from service.logs import configure_logging
@@ -42,6 +44,9 @@ class _Server(uvicorn.Server):
 
 def run(settings: Settings) -> int:
     configure_logging(settings.log_level)
+    if (refusal := exposure_refusal(settings)) is not None:
+        print(f"redline serve: {refusal}", file=sys.stderr)
+        return 2
     try:
         runtime = Runtime.load(settings)
     except PackError as exc:
@@ -52,6 +57,17 @@ def run(settings: Settings) -> int:
     gc.collect()
     gc.freeze()
     return run_loop(_serve_until_signalled(settings, runtime))
+
+
+def exposure_refusal(settings: Settings) -> str | None:
+    """Why `serve` must not start as configured: open to the network with no keys, unless asked."""
+    if settings.api_key_set or settings.http_on_loopback or settings.allow_unauthenticated:
+        return None
+    return (
+        f"REDLINE_HTTP_HOST={settings.http_host} would serve /check to the network without keys: set "
+        "REDLINE_API_KEYS (and REDLINE_ADMIN_KEYS to reload over HTTP), or listen on 127.0.0.1, "
+        "or set REDLINE_ALLOW_UNAUTHENTICATED=true if a proxy in front authenticates"
+    )
 
 
 def run_loop(main: Coroutine[Any, Any, int]) -> int:
@@ -97,9 +113,11 @@ async def serve(settings: Settings, runtime: Runtime, stop: asyncio.Event) -> in
     """Serve until `stop` is set or a part fails; drain the stream, then stop HTTP."""
     from service.api.app import create_app  # FastAPI is imported only by the processes that serve
 
+    front = GuardedServer(http_front_limits(settings))
     config = uvicorn.Config(
         create_app(runtime), host=settings.http_host, port=settings.http_port,
         log_config=None, access_log=False, lifespan="on", server_header=False,
+        http=front.protocol, ws="none", timeout_keep_alive=settings.http_keepalive_timeout_seconds,
     )
     server = _Server(config)
     http = asyncio.create_task(server.serve(), name="redline-http")
@@ -146,6 +164,40 @@ async def serve(settings: Settings, runtime: Runtime, stop: asyncio.Event) -> in
         await http
     log.info("stopped", extra={"exit_code": exit_code})
     return exit_code
+
+
+def http_front_limits(settings: Settings) -> HttpFrontLimits:
+    """The front's limits, with the connection cap kept under the open-files limit: each connection
+    is a file descriptor, and running out of them refuses every client with nothing logged."""
+    return HttpFrontLimits(
+        max_connections=_connection_cap(settings.http_max_connections),
+        max_header_bytes=settings.http_max_header_bytes,
+        max_headers=settings.http_max_headers,
+        header_timeout_seconds=settings.http_header_timeout_seconds,
+        body_timeout_seconds=settings.http_body_timeout_seconds,
+    )
+
+
+# File descriptors kept for everything but HTTP connections: Kafka, the pack, logs, children.
+_RESERVED_FILES = 128
+
+
+def _connection_cap(wanted: int) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + _RESERVED_FILES
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        cap = max(1, soft - _RESERVED_FILES)
+        log.warning(
+            "open-files limit below the HTTP connection cap; connections capped lower",
+            extra={"open_files_limit": soft, "http_max_connections": wanted, "effective": cap},
+        )
+        return cap
+    return wanted
 
 
 def _stream(settings: Settings, runtime: Runtime) -> StreamProcessor | StreamMembers:

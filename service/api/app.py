@@ -17,16 +17,17 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from service.api.asgi_route import HotRoutesMiddleware
-from service.api.auth import Access, AuthMiddleware, KeyRing, guarded_routes
+from service.api.auth import Access, AuthMiddleware, FailedAuthThrottle, KeyRing, disabled_routes, guarded_routes
 from service.api.errors import install_error_handlers
 from service.api.health import add_health_routes
 from service.api.http_metrics import HttpMetricsMiddleware
 from service.api.image_hasher import ImageHasher
 from service.api.limits import BodyLimitMiddleware, Limits
 from service.api.openapi import install_openapi
-from service.api.rate_limit import RateLimit, RateLimitMiddleware
+from service.api.rate_limit import RateLimitMiddleware
 from service.api.routes_check import UPLOAD_ROUTES, add_check_routes
 from service.api.routes_rules import add_rules_routes
+from service.api.token_buckets import RateLimit
 from service.api.verdict_tally import VerdictTally
 from service.runtime import Runtime
 
@@ -78,6 +79,9 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     keys = KeyRing(settings.api_key_set, settings.admin_key_set)
     protected = guarded_routes(keys, ACCESS)
+    throttle = FailedAuthThrottle(
+        RateLimit(settings.auth_failures_per_second, settings.auth_failures_burst, settings.rate_limit_max_clients)
+    )
     install_openapi(app, limits, protected)
 
     routes = [route.path for route in app.routes if isinstance(route, APIRoute)]
@@ -88,7 +92,9 @@ def create_app(runtime: Runtime) -> FastAPI:
                        max_upload_bytes=limits.max_upload_bytes, upload_routes=UPLOAD_ROUTES)
     if (rate_limit := RateLimit.from_settings(settings)) is not None:  # inside auth: only known keys
         app.add_middleware(RateLimitMiddleware, limit=rate_limit, keys=keys)
-    app.add_middleware(AuthMiddleware, keys=keys, protected=protected)
+    app.add_middleware(
+        AuthMiddleware, keys=keys, protected=protected, disabled=disabled_routes(keys, ACCESS), throttle=throttle
+    )
     app.add_middleware(HttpMetricsMiddleware, routes=routes)
     return app
 

@@ -1,5 +1,5 @@
-"""Per-client rate limiting: one token bucket per bearer key (per client IP when no key is sent),
-as a pure ASGI middleware.
+"""Per-client rate limiting: one token bucket (token_buckets.py) per bearer key (per client IP
+when no key is sent), as a pure ASGI middleware.
 
 Only a key the KeyRing accepts gets a bucket of its own (auth refuses unknown keys on guarded
 routes anyway; on open routes an unknown key counts as its sender's IP), so made-up keys cannot
@@ -14,65 +14,18 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Final
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.auth import KeyRing
 from service.api.errors import error_response
+from service.api.token_buckets import RateLimit, TokenBuckets
 from service.metrics import http_rate_limited_total
-from service.settings import Settings
 
 UNLIMITED_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
 _BEARER: Final = b"bearer "
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimit:
-    per_second: float
-    burst: int
-    max_clients: int
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RateLimit | None:
-        """None when rate limiting is off (`rate_limit_per_second` = 0)."""
-        if settings.rate_limit_per_second <= 0:
-            return None
-        burst = settings.rate_limit_burst or max(1, math.ceil(settings.rate_limit_per_second))
-        return cls(settings.rate_limit_per_second, burst, settings.rate_limit_max_clients)
-
-
-class TokenBuckets:
-    """Buckets keyed by client; `take` answers 0 when a request may pass, else the seconds to wait."""
-
-    def __init__(self, limit: RateLimit, clock: Callable[[], float] = time.monotonic) -> None:
-        self._limit = limit
-        self._clock = clock
-        # client → (tokens, time of the last refill); order = least recently seen first.
-        self._buckets: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-    def take(self, client: bytes) -> float:
-        limit = self._limit
-        now = self._clock()
-        found = self._buckets.get(client)
-        if found is None:
-            tokens = float(limit.burst)
-            if len(self._buckets) >= limit.max_clients:
-                self._buckets.popitem(last=False)
-        else:
-            tokens = min(float(limit.burst), found[0] + (now - found[1]) * limit.per_second)
-            self._buckets.move_to_end(client)
-        if tokens >= 1.0:
-            self._buckets[client] = (tokens - 1.0, now)
-            return 0.0
-        self._buckets[client] = (tokens, now)
-        return (1.0 - tokens) / limit.per_second
 
 
 class RateLimitMiddleware:

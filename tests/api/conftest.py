@@ -54,15 +54,18 @@ def pack_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def reloadable_runtime(pack_dir: Path) -> Runtime:
-    """A runtime serving its own copy of the pack, which the test may edit or break."""
-    return Runtime.load(Settings(rules=pack_dir))
+    """A runtime serving its own copy of the pack, which the test may edit or break; reloads over
+    HTTP need an admin key (ADMIN_KEY)."""
+    return Runtime.load(Settings(rules=pack_dir, admin_keys=ADMIN_KEY))
 
 
 @asynccontextmanager
-async def asgi_client(runtime: Runtime, root_path: str = "") -> AsyncIterator[httpx.AsyncClient]:
+async def asgi_client(
+    runtime: Runtime, root_path: str = "", headers: dict[str, str] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(runtime)
     transport = httpx.ASGITransport(app=app, root_path=root_path)
-    async with httpx.AsyncClient(transport=transport, base_url="http://redline.test") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://redline.test", headers=headers) as client:
         yield client
     app.state.verdict_tally.flush()  # no pending count may land in a later test's measurement
 

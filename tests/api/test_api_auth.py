@@ -10,6 +10,7 @@ import pytest
 
 from service.api import auth
 from service.api.auth import Access, KeyRing
+from service.api.token_buckets import RateLimit
 from tests.api.conftest import ADMIN_KEY, CHECK_KEY, ClientFactory
 
 EVENT = b'{"text": "hello"}'
@@ -63,17 +64,22 @@ async def test_access_table(make_client: ClientFactory, route: str, headers: dic
         assert response.headers["www-authenticate"].startswith("Bearer")
 
 
-async def test_no_keys_means_no_auth(make_client: ClientFactory) -> None:
+async def test_no_keys_leaves_check_open_and_reload_off(make_client: ClientFactory) -> None:
+    """Secure by default: without an admin key, nobody reloads over HTTP, and the answer says how."""
     async with make_client() as client:
-        for route in ("POST /check", "GET /rules", "POST /rules/reload"):
+        for route in ("POST /check", "GET /rules"):
             assert (await call(client, route, {})).status_code == 200
+        response = await call(client, "POST /rules/reload", {})
+    assert response.status_code == 403
+    assert response.json()["error"] == auth.ADMIN_OFF
+    assert "REDLINE_ADMIN_KEYS" in response.json()["error"]
 
 
-async def test_only_check_keys_closes_reload(make_client: ClientFactory) -> None:
-    """Fail closed: with check keys but no admin key, nobody may reload over HTTP (SIGHUP still can)."""
+async def test_only_check_keys_turns_reload_off(make_client: ClientFactory) -> None:
+    """With check keys but no admin key, nobody may reload over HTTP (SIGHUP still can)."""
     async with make_client(api_keys=CHECK_KEY) as client:
         assert (await call(client, "POST /rules/reload", bearer(CHECK_KEY))).status_code == 403
-        assert (await call(client, "POST /rules/reload", {})).status_code == 401
+        assert (await call(client, "POST /rules/reload", {})).json()["error"] == auth.ADMIN_OFF
 
 
 async def test_only_admin_keys_leaves_check_open(make_client: ClientFactory) -> None:
@@ -81,6 +87,32 @@ async def test_only_admin_keys_leaves_check_open(make_client: ClientFactory) -> 
         assert (await call(client, "POST /check", {})).status_code == 200
         assert (await call(client, "POST /rules/reload", {})).status_code == 401
         assert (await call(client, "POST /rules/reload", bearer(ADMIN_KEY))).status_code == 200
+
+
+async def test_failed_authentication_is_throttled_per_address(make_client: ClientFactory) -> None:
+    # A burst of 3 failures, then the address waits a second per further try, whatever it sends;
+    # the good key from the same address waits too (it might be the guesser's), other routes don't.
+    keys = {"api_keys": CHECK_KEY, "auth_failures_burst": 3, "auth_failures_per_second": 1.0}
+    async with make_client(**keys) as client:
+        statuses = [(await call(client, "POST /check", bearer(f"guess-{i}"))).status_code for i in range(5)]
+        assert statuses == [401, 401, 401, 429, 429]
+        throttled = await call(client, "POST /check", bearer(CHECK_KEY))
+        assert throttled.status_code == 429
+        assert throttled.headers["retry-after"] == "1"
+        assert throttled.json()["error"] == "too many failed authentications from this address"
+        assert (await client.get("/healthz")).status_code == 200
+
+
+def test_throttle_refills_and_tracks_addresses_apart() -> None:
+    now = [0.0]
+    throttle = auth.FailedAuthThrottle(RateLimit(per_second=0.5, burst=2, max_clients=10), lambda: now[0])
+    for _ in range(2):
+        assert throttle.wait(b"10.0.0.1") == 0
+        throttle.failed(b"10.0.0.1")
+    assert throttle.wait(b"10.0.0.1") == pytest.approx(2.0)  # one token at 0.5 per second
+    assert throttle.wait(b"10.0.0.2") == 0  # another address is not held back
+    now[0] = 2.0
+    assert throttle.wait(b"10.0.0.1") == 0
 
 
 async def test_keys_are_never_echoed_or_logged(make_client: ClientFactory, caplog: pytest.LogCaptureFixture) -> None:

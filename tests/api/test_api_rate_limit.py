@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.api.rate_limit import RateLimit, TokenBuckets
+from service.api.token_buckets import RateLimit, TokenBuckets
 from service.metrics import http_rate_limited_total
 from service.settings import Settings
 from tests.api.conftest import ADMIN_KEY, CHECK_KEY, ClientFactory

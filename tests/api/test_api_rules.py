@@ -15,7 +15,7 @@ from service.api.reload_triggers import fingerprint, watch_rules
 from service.engine.classifier import Engine
 from service.errors import PackError
 from service.runtime import Runtime
-from tests.api.conftest import PACK_SOURCE, asgi_client
+from tests.api.conftest import ADMIN_KEY, PACK_SOURCE, asgi_client
 
 JSON = {"content-type": "application/json"}
 SECRET = json.dumps({"text": "这份是机密文件"}).encode()
@@ -47,7 +47,7 @@ def fail_an_example(pack: Path) -> None:
 
 @pytest.fixture
 async def reload_client(reloadable_runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    async with asgi_client(reloadable_runtime) as client:
+    async with asgi_client(reloadable_runtime, headers={"authorization": f"Bearer {ADMIN_KEY}"}) as client:
         yield client
 
 

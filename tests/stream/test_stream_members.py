@@ -189,14 +189,18 @@ async def test_a_reload_reaches_every_member(
     pack = Path(shutil.copytree(rules_dir(), tmp_path / "pack"))
     manifest = pack / "pack.yaml"
     port = free_port()
-    service = service_factory(topics.env(kafka_bootstrap, port, REDLINE_RULES=str(pack), **MEMBERS))
+    admin = "adm-members-reload"
+    env = topics.env(kafka_bootstrap, port, REDLINE_RULES=str(pack), REDLINE_ADMIN_KEYS=admin, **MEMBERS)
+    service = service_factory(env)
     first = member_lines(service, "stream member started", 2)
     member_lines(service, STREAM_ASSIGNED, 2)
     await eventually(lambda: ready(port), "/readyz never said ready")
 
     manifest.write_text(manifest.read_text().replace('version: "1.0"', 'version: "2.0"'))
     async with httpx.AsyncClient() as client:
-        answer = await client.post(f"http://127.0.0.1:{port}/rules/reload", timeout=30)
+        answer = await client.post(
+            f"http://127.0.0.1:{port}/rules/reload", headers={"authorization": f"Bearer {admin}"}, timeout=30
+        )
     assert answer.status_code == 200, answer.text
     digest = answer.json()["ruleset"]["digest"]
     assert digest != first[0]["digest"]
