@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from service import replay
+from service.admission import EventLimits, decode_checkable, refusal
 from service.engine.classifier import Engine
-from service.errors import EventDecodeError, PackError
-from service.events import Chat, ChatEvent, decode_event, encode_verdict
+from service.errors import ConfigError, EventDecodeError, PackError
+from service.events import Chat, ChatEvent, encode_verdict
 from service.rules.loader import load_pack, load_pack_report
 from service.rules.schema import json_schemas
-from service.settings import Settings
+from service.settings import Settings, load_settings
 
 CHECK_BATCH_LINES = 512  # lines decoded and classified together: one clock read per batch
 
@@ -35,11 +36,13 @@ def _parser() -> argparse.ArgumentParser:
 
     dev = commands.add_parser("dev", help="embedded broker + service + sample traffic, with a live summary")
     dev.add_argument("--rules", type=Path, help="rule pack directory")
-    dev.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    dev.add_argument("--port", type=int, help="HTTP port (env REDLINE_HTTP_PORT, default 8080)")
     dev.add_argument("--rate", type=float, default=200.0, help="sample events per second (default 200)")
     dev.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C)")
 
-    check = commands.add_parser("check", help="classify ChatEvent JSON lines from stdin, one verdict line each")
+    check = commands.add_parser(
+        "check", help="classify ChatEvent JSON lines from stdin, one verdict line each (errors on stderr)"
+    )
     check.add_argument("--rules", type=Path, help="rule pack directory")
     check.add_argument("--text", help="classify this one text message instead of reading stdin")
 
@@ -57,27 +60,38 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    overrides: dict[str, Any] = {}
-    if getattr(args, "rules", None) is not None:
-        overrides["rules"] = args.rules
-    if getattr(args, "port", None) is not None:
-        overrides["http_port"] = args.port
+    if args.command in ("serve", "dev", "check"):
+        try:
+            settings = load_settings(_flags(args))
+        except ConfigError as exc:
+            for line in str(exc).splitlines():
+                print(f"redline {args.command}: {line}", file=sys.stderr)
+            return 2
     if args.command == "serve":
         from service.serve import run as run_serve
 
-        return run_serve(Settings(**overrides))
+        return run_serve(settings)
     if args.command == "dev":
         from service.dev import run as run_dev
 
-        return run_dev(Settings(**overrides), rate=args.rate, duration=args.duration)
+        return run_dev(settings, rate=args.rate, duration=args.duration)
     if args.command == "check":
-        settings = Settings(**overrides)
-        return _check(settings.rules, args.text, sys.stdin.buffer, sys.stdout.buffer)
+        return _check(settings, args.text, sys.stdin.buffer, sys.stdout.buffer)
     if args.command == "replay":
         return replay.run(args)
     if args.rules_command == "schema":
         return _schema(args.output)
     return _rules(args.rules_command, args.directory)
+
+
+def _flags(args: argparse.Namespace) -> dict[str, tuple[str, Any]]:
+    """The settings given as flags: field → (the flag, its value), for load_settings' messages."""
+    flags: dict[str, tuple[str, Any]] = {}
+    if getattr(args, "rules", None) is not None:
+        flags["rules"] = ("--rules", args.rules)
+    if getattr(args, "port", None) is not None:
+        flags["http_port"] = ("--port", args.port)
+    return flags
 
 
 def _load(directory: Path) -> Engine | None:
@@ -88,12 +102,19 @@ def _load(directory: Path) -> Engine | None:
         return None
 
 
-def _check(directory: Path, text: str | None, stdin: BinaryIO, stdout: BinaryIO) -> int:
-    engine = _load(directory)
+def _check(settings: Settings, text: str | None, stdin: BinaryIO, stdout: BinaryIO) -> int:
+    """Verdict lines on stdout, in input order; a line that is no admissible event gets one line on
+    stderr naming its number and the problem (exit 1 at the end); blank lines are skipped."""
+    engine = _load(settings.rules)
     if engine is None:
         return 2
+    limits = EventLimits.from_settings(settings)
     if text is not None:
         single = ChatEvent(id="cli", text=text, chat=Chat(id="cli"))
+        found = refusal(single, limits)
+        if found is not None:
+            print(f"redline check: --text: {found.message}", file=sys.stderr)
+            return 2
         stdout.write(encode_verdict(engine.classify(single, datetime.now(UTC))) + b"\n")
         stdout.flush()
         return 0
@@ -102,20 +123,18 @@ def _check(directory: Path, text: str | None, stdin: BinaryIO, stdout: BinaryIO)
         now = datetime.now(UTC)
         out: list[bytes] = []
         for number, line in batch:
-            event: ChatEvent | None
+            if not line.strip():
+                continue
             try:
-                event = decode_event(line) if line.strip() else None
+                event = decode_checkable(line, limits)
             except EventDecodeError as exc:
-                event, reason = None, str(exc)
-            else:
-                reason = "empty line"
-            if event is None:
                 failed = True
-                out.append(json.dumps({"error": reason, "line": number}, ensure_ascii=False).encode())
-            else:
-                out.append(encode_verdict(engine.classify(event, now)))
-        stdout.write(b"\n".join(out) + b"\n")
-        stdout.flush()
+                sys.stderr.write(f"redline check: line {number}: {exc}\n")
+                continue
+            out.append(encode_verdict(engine.classify(event, now)))
+        if out:
+            stdout.write(b"\n".join(out) + b"\n")
+            stdout.flush()
     return 1 if failed else 0
 
 

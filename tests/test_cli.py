@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -20,28 +19,31 @@ def redline(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes
     )
 
 
-def test_check_writes_one_line_per_input_line_in_order() -> None:
+def test_check_writes_verdicts_to_stdout_and_each_bad_line_to_stderr() -> None:
     lines = [
         b'{"id":"a","text":"\xe6\x9c\xba\xe5\xaf\x86"}',  # 机密
         b'{"id":1}',  # wrong type
-        b"",  # empty line
+        b"",  # blank line: skipped, not an error
         b"\xff\xfe not utf-8",
         b'{"id":"d","type":"red_packet","sender":{"roles":["official"]},'
         b'"payment":{"amount":5,"direction":"receive"}}',
         b'{"id":"e","type":"hologram"}',  # unknown event type
         b"[" * 5000 + b"]" * 5000,  # deeply nested JSON
+        b'{"text":"\xe6\x9c\xba\xe5\xaf\x86"}',  # no id: accepted as /check accepts it
+        b'{"id":"g","sent_at":"9999-12-31T23:59:59-23:59"}',  # past year 9999 in UTC
     ]
     result = redline("check", "--rules", str(PACK), stdin=b"\n".join(lines) + b"\n")
     assert result.returncode == 1  # some lines were malformed; all were processed
-    out = result.stdout.decode().splitlines()
-    assert len(out) == len(lines)
-    assert decode_verdict(out[0]).action == "block"
-    assert json.loads(out[1]) == {"error": "Expected `str`, got `int` - at `$.id`", "line": 2}
-    assert json.loads(out[2]) == {"error": "empty line", "line": 3}
-    assert json.loads(out[3])["line"] == 4
-    assert decode_verdict(out[4]).matches[0].rule == "illicit_payment.official_receives"
-    assert "Invalid enum value 'hologram'" in json.loads(out[5])["error"]
-    assert json.loads(out[6])["line"] == 7
+    verdicts = [decode_verdict(line) for line in result.stdout.splitlines()]
+    assert [v.action for v in verdicts] == ["block", "block", "block"]
+    assert verdicts[0].event_id == "a"
+    assert verdicts[1].matches[0].rule == "illicit_payment.official_receives"
+    assert len(verdicts[2].event_id) == 36  # a UUID, as /check gives
+    errors = result.stderr.decode().splitlines()
+    assert errors[0] == "redline check: line 2: Expected `str | null`, got `int` - at `$.id`"  # as /check says
+    assert [e.split(":")[1].strip() for e in errors] == ["line 2", "line 4", "line 6", "line 7", "line 9"]
+    assert "Invalid enum value 'hologram'" in errors[2]
+    assert errors[4].endswith("timestamp out of range once converted to UTC - at `$.sent_at`")
 
 
 def test_check_text() -> None:

@@ -2,8 +2,9 @@
 
 COLD: `label_offensive` 0/1; its test subset (`cold/cold_test_4000.jsonl`, the only COLD file
 reported on) also has `fine_grained` 0 safe, 1 attacks a person, 2 attacks a group, 3 safe
-anti-bias. The train and dev files in the same folder are for training and tuning, never read here. SWSR (`swsr/*.jsonl`): `label_sexist` 0/1, `category`
-(SO sexual offence, MA, SCB, SA; null when not sexist).
+anti-bias. The train and dev files in the same folder are for training and tuning, never read
+here. SWSR (`swsr/*.jsonl`): `label_sexist` 0/1, `category` (SO sexual offence, MA, SCB, SA; null
+when not sexist).
 """
 
 from __future__ import annotations

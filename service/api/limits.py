@@ -1,5 +1,5 @@
-"""Request size limits: body bytes (413), events per batch (422), characters per scanned field (422),
-image bytes (413).
+"""Request size limits: body bytes (413), events per batch (422), each event's own limits (422, the
+same as every door's: service/admission.py), image bytes (413).
 
 The body limit is enforced twice: `BodyLimitMiddleware` refuses a declared Content-Length above it
 before anything is read, and `read_body` counts the bytes actually streamed (chunked uploads, or a
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.admission import EventLimits, refusal
 from service.api.errors import ApiError, error_response
 from service.api.schemas import ErrorDetail
 from service.errors import RedlineError
@@ -26,12 +27,12 @@ from service.settings import Settings
 class Limits:
     max_body_bytes: int
     max_batch_events: int
-    max_text_chars: int
+    events: EventLimits  # per event, the same on every door (service/admission.py)
     max_image_bytes: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(settings.max_body_bytes, settings.max_batch_events, settings.max_text_chars,
+        return cls(settings.max_body_bytes, settings.max_batch_events, EventLimits.from_settings(settings),
                    settings.max_image_bytes)
 
     @property
@@ -94,19 +95,12 @@ def is_multipart_form(value: bytes) -> bool:
     return media_type(value) == b"multipart/form-data"
 
 
-def check_text_lengths(event: AdHocEvent | ChatEvent, limit: int, path: str = "$") -> None:
-    """422 when a scanned field is longer than `limit` characters (the field's JSON path named)."""
-    if len(event.text) > limit:
-        raise _too_long(f"{path}.text", limit)
-    if event.file is not None and len(event.file.name) > limit:
-        raise _too_long(f"{path}.file.name", limit)
-    if event.link is not None and len(event.link.url) > limit:
-        raise _too_long(f"{path}.link.url", limit)
-
-
-def _too_long(path: str, limit: int) -> ApiError:
-    detail = ErrorDetail(message=f"Expected `str` of length <= {limit}", path=path)
-    return ApiError(422, "invalid event", [detail])
+def admit(event: AdHocEvent | ChatEvent, limits: EventLimits, root: str = "$") -> None:
+    """422 naming the field (its JSON path under `root`) when the event is over a limit."""
+    found = refusal(event, limits)
+    if found is not None:
+        found = found.at(root)
+        raise ApiError(422, "invalid event", [ErrorDetail(message=found.message, path=found.path)])
 
 
 class BodyLimitMiddleware:

@@ -274,9 +274,10 @@ def _components(limits: Limits) -> JsonObject:
     )
     schemas = copy.deepcopy(schemas)
     # The limits the routes enforce, stated where a client can see them.
-    schemas["AdHocEvent"]["properties"]["text"]["maxLength"] = limits.max_text_chars
-    schemas["File"]["properties"]["name"]["maxLength"] = limits.max_text_chars
-    schemas["Link"]["properties"]["url"]["maxLength"] = limits.max_text_chars
+    schemas["AdHocEvent"]["properties"]["text"]["maxLength"] = limits.events.max_text_chars
+    schemas["File"]["properties"]["name"]["maxLength"] = limits.events.max_text_chars
+    schemas["Link"]["properties"]["url"]["maxLength"] = limits.events.max_text_chars
+    schemas["Media"]["properties"]["pdq"]["maxItems"] = limits.events.max_media_hashes
     # The `event` part of an upload is a ChatEvent exactly as on the wire: its Media has no
     # `image` (the image is the `image` part), so it is described before `image` is added below.
     schemas["UploadMedia"] = {**copy.deepcopy(schemas["Media"]), "title": "UploadMedia"}

@@ -145,7 +145,7 @@ class Engine:
             return Verdict(event.id, "allow", "none", (), self.ruleset, now)
         at = event.sent_at or now
         if at.tzinfo is not UTC:  # conditions compare in UTC (calendar windows are compiled so)
-            at = at.astimezone(UTC)
+            at = _in_utc(at)
         ctx = EvalContext(event, at, scans, counts, sightings)
         compiled = self.rules
         ordered = sorted(candidates) if len(candidates) > 1 else candidates
@@ -155,6 +155,15 @@ class Engine:
     def classify_batch(self, events: Iterable[ChatEvent], now: datetime) -> list[Verdict]:
         classify = self.classify
         return [classify(event, now) for event in events]
+
+
+def _in_utc(at: datetime) -> datetime:
+    """`at` in UTC; the doors refuse a time that leaves datetime's range in UTC (9999-12-31T23:59
+    at -23:59), and the engine, total over its input, reads one as the range's end."""
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        return (datetime.max if at.year == datetime.max.year else datetime.min).replace(tzinfo=UTC)
 
 
 def _evaluate(rule: CompiledRule, ctx: EvalContext) -> Match | None:

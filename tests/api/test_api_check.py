@@ -225,3 +225,35 @@ async def test_router_path_answers_like_the_shortcut(runtime: Runtime) -> None:
         assert verdict == runtime.engine.classify(decode_event(json.dumps(EVENTS[0])), verdict.decided_at)
         response = await client.post("/api/check", content=b"{", headers={"content-type": "application/json"})
         assert response.status_code == 422
+
+
+async def test_batch_size_is_known_before_any_event_is_decoded(make_client: ClientFactory) -> None:
+    # 349k empty objects in 1 MiB: refused from a count of the raw items, no event decoded or given
+    # an id (it took 1.07 s and +77 MB when the count came after decoding).
+    async with make_client(max_batch_events=1000) as c:
+        body = b"[" + b",".join([b"{}"] * 349_000) + b"]"
+        response = await c.post("/check/batch", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 422
+        assert response.json()["error"] == "batch holds 349000 events, more than 1000"
+        # Braces inside texts are not events: 1001 of them in one event's text still pass the count.
+        one = json.dumps([{"text": "{" * 1001}]).encode()
+        response = await c.post("/check/batch", content=one, headers={"content-type": "application/json"})
+        assert response.status_code == 200
+
+
+async def test_a_time_no_clock_can_read_is_refused_not_a_500(client: httpx.AsyncClient) -> None:
+    for sent_at in ("9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59"):
+        response = await post_json(client, "/check", {"text": "hi", "sent_at": sent_at})
+        assert response.status_code == 422, sent_at
+        assert response.json()["detail"] == [
+            {"message": "timestamp out of range once converted to UTC", "path": "$.sent_at"}
+        ]
+    assert (await post_json(client, "/check", {"text": "hi", "sent_at": "9999-12-31T23:59:59+01:00"})).status_code == 200
+
+
+async def test_video_frames_are_bounded(make_client: ClientFactory) -> None:
+    async with make_client(max_media_hashes=3) as c:
+        frames = ["0" * 64] * 4
+        response = await post_json(c, "/check", {"type": "video", "media": {"pdq": frames}})
+        assert response.status_code == 422
+        assert response.json()["detail"][0] == {"message": "Expected `array` of length <= 3", "path": "$.media.pdq"}
