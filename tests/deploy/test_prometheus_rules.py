@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.deploy.tools import CHART, REPO, RULES_FILE, markdown_anchors, require_binary
+from tests.deploy.tools import CHART, REPO, RULES_FILE, require_binary
+from tests.docs.markdown import markdown_anchors
 
 UNIT_TESTS = Path(__file__).with_name("rules.promtool.yaml")
 REQUIRED_ALERTS = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -75,21 +74,3 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.kill()
             process.wait(timeout=5)
 
-
-def markdown_anchors(path: Path) -> set[str]:
-    """The `#fragment`s GitHub gives the headings of a Markdown file (lower case, punctuation dropped,
-    spaces to hyphens, `-1`, `-2` … for repeats); fenced code is skipped."""
-    anchors: set[str] = set()
-    seen: dict[str, int] = {}
-    fenced = False
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("```"):
-            fenced = not fenced
-        heading = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
-        if fenced or heading is None:
-            continue
-        slug = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
-        count = seen.get(slug, 0)
-        seen[slug] = count + 1
-        anchors.add(slug if count == 0 else f"{slug}-{count}")
-    return anchors
