@@ -1,20 +1,27 @@
-"""Print the Markdown table of the chart's values from the `# --` comments of values.yaml.
+"""The Markdown table of the chart's values, made from the `# --` comments of values.yaml.
 
-    python helm/values_table.py   # paste into docs/deploy.md, section "Values"
+    python helm/values_table.py           # print it
+    python helm/values_table.py --write   # replace the table in helm/redline/README.md
 
-tests/deploy/test_chart.py fails when a documented value is missing from docs/deploy.md.
+The table sits between the BEGIN/END markers of the chart README; tests/deploy/test_chart_docs.py
+fails when it differs from what this script makes.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-VALUES = Path(__file__).resolve().parent / "redline" / "values.yaml"
+CHART = Path(__file__).resolve().parent / "redline"
+VALUES = CHART / "values.yaml"
+README = CHART / "README.md"
+BEGIN = "<!-- BEGIN values table: python helm/values_table.py --write -->"
+END = "<!-- END values table -->"
 _KEY = re.compile(r"^(\s*)([A-Za-z0-9_.-]+):")
 
 
@@ -50,9 +57,22 @@ def rows(text: str) -> list[str]:
     return out
 
 
+def table() -> str:
+    header = "| value | default | meaning |\n|---|---|---|\n"
+    return header + "\n".join(rows(VALUES.read_text(encoding="utf-8"))) + "\n"
+
+
+def with_table(readme: str) -> str:
+    """`readme` with the text between the markers replaced by the current table."""
+    start, end = readme.index(BEGIN) + len(BEGIN), readme.index(END)
+    return readme[:start] + "\n" + table() + readme[end:]
+
+
 def main() -> None:
-    print("| value | default | meaning |\n|---|---|---|")
-    print("\n".join(rows(VALUES.read_text(encoding="utf-8"))))
+    if sys.argv[1:] == ["--write"]:
+        README.write_text(with_table(README.read_text(encoding="utf-8")), encoding="utf-8")
+    else:
+        sys.stdout.write(table())
 
 
 if __name__ == "__main__":

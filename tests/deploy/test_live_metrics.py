@@ -14,8 +14,7 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,35 +23,9 @@ import pytest
 import yaml
 
 from tests.deploy.promql import exposed_names, metric_names, substitute_grafana
-from tests.deploy.tools import DASHBOARD_FILE, PACK, REPO, RULES_FILE, free_port, require_binary
+from tests.deploy.tools import DASHBOARD_FILE, PACK, REPO, RULES_FILE, free_port, require_binary, stop, wait_for
 
 STARTUP_SECONDS = 30.0
-
-
-def _wait_for(
-    what: str, probe: Callable[[], bool], timeout: float, process: subprocess.Popen[bytes] | None = None
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"{what}: process exited with {process.returncode}")
-        try:
-            if probe():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)  # poll interval of a bounded wait, not a fixed delay
-    raise AssertionError(f"{what}: not within {timeout} s")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -67,12 +40,12 @@ def redline_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                                    stdout=sink, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for("redline /readyz", lambda: httpx.get(f"{url}/readyz", timeout=1).status_code == 200,
+        wait_for("redline /readyz", lambda: httpx.get(f"{url}/readyz", timeout=1).status_code == 200,
                   STARTUP_SECONDS, process)
         _exercise(url)
         yield url
     finally:
-        _stop(process)
+        stop(process)
         if process.returncode not in (0, None):
             print(log.read_text(errors="replace"))
 
@@ -181,14 +154,14 @@ def prometheus_url(redline_url: str, tmp_path_factory: pytest.TempPathFactory) -
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for("prometheus /-/ready", lambda: httpx.get(f"{url}/-/ready", timeout=1).status_code == 200,
+        wait_for("prometheus /-/ready", lambda: httpx.get(f"{url}/-/ready", timeout=1).status_code == 200,
                   STARTUP_SECONDS, process)
         yield url
     except AssertionError:
         print(log.read_text(errors="replace"))
         raise
     finally:
-        _stop(process)
+        stop(process)
 
 
 def _query(url: str, expr: str) -> dict[str, Any]:
@@ -216,7 +189,7 @@ HTTP_ONLY_RECORDINGS = (
 
 
 def test_prometheus_scrapes_redline_and_evaluates_the_rules(prometheus_url: str, redline_url: str) -> None:
-    _wait_for("up == 1", lambda: [s["value"][1] for s in _series(prometheus_url, 'up{job="redline"}')] == ["1"],
+    wait_for("up == 1", lambda: [s["value"][1] for s in _series(prometheus_url, 'up{job="redline"}')] == ["1"],
               STARTUP_SECONDS)
     # more traffic between scrapes, so rates are non-zero
     _exercise(redline_url)
@@ -225,11 +198,11 @@ def test_prometheus_scrapes_redline_and_evaluates_the_rules(prometheus_url: str,
         def recorded(name: str = record) -> bool:
             return bool(_series(prometheus_url, name))
 
-        _wait_for(f"{record} has series", recorded, STARTUP_SECONDS)
+        wait_for(f"{record} has series", recorded, STARTUP_SECONDS)
     classified = _series(prometheus_url, 'job:redline_events_classified:rate5m{source="http"}')
     assert classified[0]["metric"] == {"__name__": "job:redline_events_classified:rate5m",
                                        "job": "redline", "namespace": "ci", "source": "http"}
-    _wait_for("every rule evaluated", lambda: _rules_evaluated(prometheus_url), STARTUP_SECONDS)
+    wait_for("every rule evaluated", lambda: _rules_evaluated(prometheus_url), STARTUP_SECONDS)
 
 
 def _rules_evaluated(url: str) -> bool:

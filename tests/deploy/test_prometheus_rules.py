@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.deploy.tools import RULES_FILE, require_binary
+from tests.deploy.tools import CHART, REPO, RULES_FILE, require_binary
+from tests.docs.markdown import markdown_anchors
 
 UNIT_TESTS = Path(__file__).with_name("rules.promtool.yaml")
 REQUIRED_ALERTS = {
@@ -42,4 +43,20 @@ def test_every_alert_is_unit_tested_and_documented() -> None:
     assert tested == set(alerts), "every alert needs a promtool case where it fires"
     for name, rule in alerts.items():
         assert rule["labels"]["severity"] in {"warning", "critical"}, name
-        assert {"summary", "description", "runbook"} <= set(rule["annotations"]), name
+        assert set(rule["annotations"]) == {"summary", "description", "runbook_url"}, name
+
+
+def test_every_runbook_url_points_at_a_section_of_the_deploy_guide() -> None:
+    """`runbook_url` (the name Alertmanager and Grafana link) leads to an existing docs/deploy.md section
+    of the same name, in the repository Chart.yaml names as home."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    page = f"{chart['home']}/blob/main/docs/deploy.md"
+    anchors = markdown_anchors(REPO / "docs" / "deploy.md")
+    rules = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
+    for rule in (r for g in rules["groups"] for r in g["rules"] if "alert" in r):
+        base, _, section = rule["annotations"]["runbook_url"].partition("#")
+        assert base == page, rule["alert"]
+        assert section == rule["alert"].lower(), rule["alert"]
+        assert section in anchors, f"docs/deploy.md has no section #{section}"
+    # the checker sees a missing section
+    assert "redlinenosuchalert" not in anchors

@@ -1,13 +1,17 @@
-"""Locating the external tools the deployment tests drive (promtool, prometheus, hadolint)."""
+"""Locating the external tools the deployment tests drive (promtool, prometheus, hadolint), and waiting on them."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import socket
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,3 +45,32 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def wait_for(
+    what: str, probe: Callable[[], bool], timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Poll `probe` until it holds (HTTP errors count as not yet); fail after `timeout` or if `process` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"{what}: process exited with {process.returncode}")
+        try:
+            if probe():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)  # poll interval of a bounded wait, not a fixed delay
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within 20 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+

@@ -37,6 +37,23 @@ app.kubernetes.io/part-of: redline
 {{- end }}
 {{- end }}
 
+{{/* The `helm test` Pod: its own name label, so no selector of the release's pods matches it. */}}
+{{- define "redline.testSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "redline.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "redline.testLabels" -}}
+helm.sh/chart: {{ include "redline.chart" . }}
+{{ include "redline.testSelectorLabels" . }}
+app.kubernetes.io/component: helm-test
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: redline
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{- define "redline.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "redline.fullname" .) .Values.serviceAccount.name }}
@@ -54,13 +71,14 @@ app.kubernetes.io/part-of: redline
 {{- end }}
 {{- end }}
 
-{{/* The chart's own Secret: created when any secret value is given inline. */}}
+{{/* The chart's own Secret: API/admin keys (given or generated) and inline SASL credentials. */}}
 {{- define "redline.secretName" -}}
 {{- printf "%s-secrets" (include "redline.fullname" .) }}
 {{- end }}
 
 {{- define "redline.createSecret" -}}
-{{- $auth := and (not .Values.auth.existingSecret) (or .Values.auth.apiKeys .Values.auth.adminKeys) }}
+{{- $keys := include "redline.authKeys" . | fromJson }}
+{{- $auth := or (hasKey $keys "api-keys") (hasKey $keys "admin-keys") }}
 {{- $sasl := and (include "redline.saslEnabled" .) (not .Values.kafka.sasl.existingSecret) }}
 {{- if or $auth $sasl }}true{{ end }}
 {{- end }}
@@ -69,8 +87,45 @@ app.kubernetes.io/part-of: redline
 {{- default (include "redline.secretName" .) .Values.auth.existingSecret }}
 {{- end }}
 
-{{- define "redline.authEnabled" -}}
-{{- if or .Values.auth.existingSecret .Values.auth.apiKeys .Values.auth.adminKeys }}true{{ end }}
+{{/*
+The key lists the chart's Secret holds, as JSON {"api-keys": "k1,k2", "admin-keys": "…", "generated":
+[names]}, resolved once per render and memoised in .Values.auth (secret.yaml, the Deployment's
+checksum and NOTES.txt must see the same random keys). For each list:
+  given in auth.apiKeys / auth.adminKeys → as given;
+  otherwise, unless auth.allowUnauthenticated → generated: the value of the Secret an earlier release
+  of this chart generated (lookup, so keys survive `helm upgrade`), else 40 random alphanumerics.
+  `helm template` has no cluster to look up: it generates new keys on every run.
+With auth.existingSecret the chart holds no keys: the pod reads that Secret.
+*/}}
+{{- define "redline.authKeys" -}}
+{{- if not (hasKey .Values.auth "__resolvedKeys") }}
+{{- $resolved := dict "generated" (list) }}
+{{- if not .Values.auth.existingSecret }}
+{{- $previous := include "redline.previousSecret" . | fromJson }}
+{{- $previousData := $previous.data | default dict }}
+{{- $previousAnnotations := (($previous.metadata | default dict).annotations) | default dict }}
+{{- $generatedBefore := splitList "," (index $previousAnnotations "redline/generated-keys" | default "") }}
+{{- range $name, $given := dict "api-keys" .Values.auth.apiKeys "admin-keys" .Values.auth.adminKeys }}
+{{- if $given }}
+{{- $_ := set $resolved $name (join "," $given) }}
+{{- else if not $.Values.auth.allowUnauthenticated }}
+{{- if and (has $name $generatedBefore) (index $previousData $name) }}
+{{- $_ := set $resolved $name (index $previousData $name | b64dec) }}
+{{- else }}
+{{- $_ := set $resolved $name (randAlphaNum 40) }}
+{{- end }}
+{{- $_ := set $resolved "generated" (append $resolved.generated $name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $_ := set .Values.auth "__resolvedKeys" $resolved }}
+{{- end }}
+{{- toJson .Values.auth.__resolvedKeys }}
+{{- end }}
+
+{{/* This release's Secret as the cluster holds it now ({} under `helm template`, or on first install). */}}
+{{- define "redline.previousSecret" -}}
+{{- lookup "v1" "Secret" .Release.Namespace (include "redline.secretName" .) | toJson }}
 {{- end }}
 
 {{- define "redline.saslEnabled" -}}
