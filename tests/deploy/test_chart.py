@@ -119,10 +119,6 @@ def test_every_redline_env_var_is_a_setting(values: dict[str, Any]) -> None:
     _assert_env_vars_are_settings(values)
 
 
-@pytest.mark.xfail(
-    "allow_unauthenticated" not in Settings.model_fields, strict=True,
-    reason="REDLINE_ALLOW_UNAUTHENTICATED arrives with serve's secure default (issue 18, item 4)",
-)
 def test_allow_unauthenticated_env_var_is_a_setting() -> None:
     _assert_env_vars_are_settings({"auth": {"allowUnauthenticated": True}})
 

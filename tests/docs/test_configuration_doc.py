@@ -85,6 +85,8 @@ def _bound_text(bound: Any) -> str:
     for attribute, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
         if hasattr(bound, attribute):
             return f"{sign} {getattr(bound, attribute)}"
+    if getattr(bound, "min_length", None) == 1:
+        return "not empty"
     raise AssertionError(f"unexpected constraint {bound!r}")
 
 

@@ -19,5 +19,6 @@ from service.events import ChatEvent
 )
 def test_out_of_range_time_reads_as_the_range_end(mini_engine: Engine, sent_at: datetime) -> None:
     # The doors refuse such an event (service/admission.py); a caller that skips them gets a verdict.
-    verdict = mini_engine.classify(ChatEvent(id="t", text="这是机密", sent_at=sent_at), datetime(2026, 1, 1, tzinfo=UTC))
+    event = ChatEvent(id="t", text="这是机密", sent_at=sent_at)
+    verdict = mini_engine.classify(event, datetime(2026, 1, 1, tzinfo=UTC))
     assert verdict.action == "block"
