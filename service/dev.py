@@ -51,7 +51,7 @@ def run(settings: Settings, *, rate: float, duration: float | None) -> int:
             "log_level": level,  # the stream processes configure their logging from the settings
         })
         try:
-            runtime = Runtime.load(settings)
+            runtime = Runtime.load(settings, isolated=True)
         except PackError as exc:
             print(exc, file=sys.stderr)
             return 2

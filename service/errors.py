@@ -43,3 +43,7 @@ class PackError(RedlineError):
         self.issues = sorted(issues)
         listing = "\n".join(f"  {issue}" for issue in self.issues)
         super().__init__(f"rule pack {pack!r} refused with {len(self.issues)} error(s):\n{listing}")
+
+    def __reduce__(self) -> tuple[type[PackError], tuple[str, list[PackIssue]]]:
+        # Pickled by the child process that compiles a pack (service/rules/isolated.py).
+        return (PackError, (self.pack, self.issues))

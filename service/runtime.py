@@ -20,6 +20,8 @@ from prometheus_client import REGISTRY
 from service import metrics
 from service.engine.classifier import Engine
 from service.errors import PackError
+from service.rules.budget import PackBudget
+from service.rules.isolated import load_isolated, load_isolated_now
 from service.rules.loader import load_pack
 from service.settings import Settings
 
@@ -40,13 +42,23 @@ class Runtime:
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @classmethod
-    def load(cls, settings: Settings) -> Runtime:
-        engine = load_pack(settings.rules)
+    def load(cls, settings: Settings, *, isolated: bool = False) -> Runtime:
+        """The runtime with the pack of `settings`; `isolated` compiles it in a child process
+        under its time and memory budget (serve does), else in this process (a stream member,
+        whose parent has already loaded the same pack within budget)."""
+        budget = PackBudget.from_settings(settings)
+        extra: dict[str, object] = {}
+        if isolated:
+            loaded = load_isolated_now(settings.rules, budget)
+            engine = loaded.report.engine
+            extra = {"seconds": round(loaded.seconds, 3), "peak_memory_bytes": loaded.peak_memory_bytes}
+        else:
+            engine = load_pack(settings.rules, budget)
         install_metrics(engine)
         log.info(
             "rule pack loaded",
             extra={"pack": engine.ruleset.name, "version": engine.ruleset.version,
-                   "digest": engine.ruleset.digest, "rules": len(engine.rules)},
+                   "digest": engine.ruleset.digest, "rules": len(engine.rules), **extra},
         )
         return cls(settings=settings, engine=engine)
 
@@ -66,12 +78,14 @@ class Runtime:
         async with self._reload_lock:
             started = time.perf_counter()
             try:
-                engine = await asyncio.to_thread(load_pack, self.settings.rules)
+                # In a child process: a pack over its time or memory budget is killed there, and
+                # a cancelled reload (shutdown) kills it too, so nothing here can hang on a pack.
+                loaded = await load_isolated(self.settings.rules, PackBudget.from_settings(self.settings))
             except PackError as exc:
                 metrics.rule_pack_reloads_total.labels("failure").inc()
                 log.warning("rule pack reload refused", extra={"errors": len(exc.issues)})
                 raise
-            self.engine = engine
+            engine = self.engine = loaded.report.engine
             install_metrics(engine)
             metrics.rule_pack_reloads_total.labels("success").inc()
             for listener in self.reload_listeners:
@@ -80,7 +94,8 @@ class Runtime:
                 "rule pack reloaded",
                 extra={"pack": engine.ruleset.name, "version": engine.ruleset.version,
                        "digest": engine.ruleset.digest,
-                       "seconds": round(time.perf_counter() - started, 3)},
+                       "seconds": round(time.perf_counter() - started, 3),
+                       "peak_memory_bytes": loaded.peak_memory_bytes},
             )
             return engine
 

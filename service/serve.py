@@ -48,7 +48,7 @@ def run(settings: Settings) -> int:
         print(f"redline serve: {refusal}", file=sys.stderr)
         return 2
     try:
-        runtime = Runtime.load(settings)
+        runtime = Runtime.load(settings, isolated=True)
     except PackError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     # --- rules
     rules: Path = Field(default_factory=bundled_rules_dir)
     rules_watch: bool = False  # reload when a file of the pack directory changes
+    # What a pack may cost to load (service/rules/budget.py); over any of them it is refused.
+    # The default pack: 176 KiB, 5,507 patterns, ~2 s and ~200 MiB to compile.
+    pack_max_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024, le=16 * 1024**3)
+    pack_max_patterns: int = Field(default=100_000, ge=1, le=10_000_000)
+    pack_compile_timeout_seconds: float = Field(default=120.0, gt=0, le=3600)
+    pack_compile_max_memory_bytes: int = Field(default=2 * 1024**3, ge=64 * 1024**2, le=256 * 1024**3)
 
     # --- stream
     kafka_bootstrap: str = ""

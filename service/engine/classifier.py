@@ -28,11 +28,25 @@ from service.events import (
     Verdict,
 )
 
-# The scanned text fields of an event; an absent file or link reads as "".
+
+def _text(event: ChatEvent) -> str:
+    return event.text
+
+
+def _file_name(event: ChatEvent) -> str:
+    return event.file.name if event.file is not None else ""
+
+
+def _link_url(event: ChatEvent) -> str:
+    return event.link.url if event.link is not None else ""
+
+
+# The scanned text fields of an event; an absent file or link reads as "". Named functions, not
+# lambdas: a compiled engine pickles (a pack is compiled in a child process).
 FIELD_GETTERS: Final[dict[str, Callable[[ChatEvent], str]]] = {
-    "text": lambda event: event.text,
-    "file.name": lambda event: event.file.name if event.file is not None else "",
-    "link.url": lambda event: event.link.url if event.link is not None else "",
+    "text": _text,
+    "file.name": _file_name,
+    "link.url": _link_url,
 }
 
 

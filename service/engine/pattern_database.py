@@ -79,6 +79,21 @@ class PatternDatabase:
             raise PatternCompileError(-1, str(exc)) from exc
         self._database = database
 
+    def __getstate__(self) -> dict[str, object]:
+        # Hyperscan databases do not pickle: they travel serialised (hyperscan.dumpb), so a pack
+        # compiled in a child process reaches the server without being compiled again.
+        state = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        state["_database"] = hyperscan.dumpb(self._database)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        serialised = state.pop("_database")
+        assert isinstance(serialised, bytes)
+        database = hyperscan.loadb(serialised, hyperscan.HS_MODE_BLOCK)
+        database.scratch = hyperscan.Scratch(database)  # loadb gives none; scanning needs one
+        self.__dict__.update(state)
+        self._database = database
+
     def scan(self, text: str) -> Hits:
         if not text:
             return {}

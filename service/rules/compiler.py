@@ -512,8 +512,10 @@ def compile_pack(
     locate_in_pack: Locate,
     *,
     hash_banks: dict[str, HashBank] | None = None,
+    max_patterns: int | None = None,
 ) -> Engine | None:
-    """Build the engine, appending every problem to `issues`; None when there were any."""
+    """Build the engine, appending every problem to `issues`; None when there were any (or when
+    the pack compiles to more than `max_patterns` patterns, twins included)."""
     compiler = _Compiler(pack, lexicons, issues, locate_in_pack, hash_banks)
     seen: dict[str, RuleSource] = {}
     compiled: list[CompiledRule] = []
@@ -527,6 +529,13 @@ def compile_pack(
             compiled.append(rule)
     _ = compiler.windows  # calendar problems surface even when no rule uses the calendar
     if issues:
+        return None
+    patterns = sum(len(b.lengths) + sum(map(len, b.twins.values())) for b in compiler.channels.values())
+    if max_patterns is not None and patterns > max_patterns:
+        # Checked before Hyperscan compiles them: its time and memory grow with the count.
+        issues.append(locate_in_pack(
+            "$", f"the pack compiles to {patterns} patterns, more than {max_patterns} (REDLINE_PACK_MAX_PATTERNS)"
+        ))
         return None
     channels: list[Channel] = []
     for builder in compiler.channels.values():

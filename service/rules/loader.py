@@ -2,14 +2,17 @@
 
 Every problem is collected with its file and line and raised once as `PackError`; a pack is
 either wholly valid (and returned as an Engine) or refused. Safety: YAML is read with a safe
-loader that refuses anchors/aliases, and every file the pack names must resolve inside the pack
-directory (no `../`, no symlinks out).
+loader that refuses anchors/aliases and nesting deeper than Python can walk, every file the pack
+names must resolve inside the pack directory (no `../`, no symlinks out) and be a regular file (a
+FIFO would block the reader for ever), and the pack's budget (service/rules/budget.py) bounds the
+bytes read and the patterns compiled before the work they predict.
 """
 
 from __future__ import annotations
 
 import glob
 import hashlib
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +27,7 @@ from service.engine.counting import Sighting, counts_for
 from service.errors import EventDecodeError, PackError, PackIssue
 from service.events import Chat, ChatEvent, Verdict, event_from_object
 from service.rules import schema as s
+from service.rules.budget import PackBudget, default_budget
 from service.rules.compiler import RuleSource, compile_pack
 from service.rules.hashbanks import HASH_BANK_MAX_BYTES, BankStats, load_hash_banks
 
@@ -60,11 +64,13 @@ class _Document:
 
 
 class _Reader:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, budget: PackBudget) -> None:
         self.directory = directory
         self.root = directory.resolve()
         self.issues: list[PackIssue] = []
         self.hasher = hashlib.sha256()
+        self.budget = budget
+        self.bytes_read = 0
 
     def confined(self, relative: str, where: PackIssue | None = None) -> Path | None:
         candidate = (self.directory / relative).resolve()
@@ -76,13 +82,23 @@ class _Reader:
 
     def read_bytes(self, path: Path, relative: str, limit: int = MAX_FILE_BYTES) -> bytes | None:
         try:
-            if path.stat().st_size > limit:
+            found = path.stat()
+            if not stat.S_ISREG(found.st_mode):
+                self.issues.append(PackIssue(relative, 0, "not a regular file (a pack reads only files)"))
+                return None
+            if found.st_size > limit:
                 self.issues.append(PackIssue(relative, 0, f"file larger than {limit} bytes"))
+                return None
+            if self.bytes_read + found.st_size > self.budget.max_bytes:
+                self.issues.append(PackIssue(
+                    relative, 0, f"the pack's files pass {self.budget.max_bytes} bytes (REDLINE_PACK_MAX_BYTES)"
+                ))
                 return None
             data = path.read_bytes()
         except OSError as exc:
             self.issues.append(PackIssue(relative, 0, f"cannot read: {exc.strerror or exc}"))
             return None
+        self.bytes_read += len(data)
         self.hasher.update(relative.encode() + b"\0" + data + b"\0")
         return data
 
@@ -121,6 +137,9 @@ class _Reader:
         except _AliasError as exc:
             self.issues.append(PackIssue(relative, exc.line, "YAML anchors and aliases are not allowed in rule packs"))
             return None
+        except RecursionError:
+            self.issues.append(PackIssue(relative, 0, "YAML nested too deeply"))
+            return None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else 0
@@ -153,6 +172,9 @@ def _index_lines(node: yaml.Node, path: str, lines: dict[str, int], seen: set[in
 def _convert(document: _Document, data: Any, kind: type[Any], path: str, issues: list[PackIssue]) -> Any:
     try:
         return msgspec.convert(data, kind)
+    except RecursionError:
+        issues.append(document.locate(path, "nested too deeply"))
+        return None
     except msgspec.ValidationError as exc:
         message = str(exc)
         where = path
@@ -173,9 +195,9 @@ def _parse_lexicon(text: str) -> list[str]:
     return terms
 
 
-def load_pack(directory: Path) -> Engine:
+def load_pack(directory: Path, budget: PackBudget | None = None) -> Engine:
     """Read, validate, compile and self-test the pack in `directory`, or raise PackError."""
-    return load_pack_report(directory).engine
+    return load_pack_report(directory, budget=budget).engine
 
 
 @dataclass(frozen=True)
@@ -185,12 +207,15 @@ class LoadReport:
     hash_banks: tuple[BankStats, ...] = ()
 
 
-def load_pack_report(directory: Path, *, check_examples: bool = True) -> LoadReport:
+def load_pack_report(directory: Path, *, check_examples: bool = True, budget: PackBudget | None = None) -> LoadReport:
     """`load_pack` with the count of examples run; `check_examples=False` is for `rules lint` only
     (a pack is never served untested)."""
-    reader = _Reader(directory)
+    budget = budget or default_budget()
+    reader = _Reader(directory, budget)
     if not directory.is_dir():
-        raise PackError(str(directory), [PackIssue(str(directory), 0, "not a directory")])
+        # The issue names no path: an HTTP client that asked for a reload learns nothing of the
+        # server's file system (the CLI's message names the pack).
+        raise PackError(str(directory), [PackIssue(".", 0, "the pack directory does not exist or is not a directory")])
     pack_doc = reader.yaml("pack.yaml")
     if pack_doc is None:
         raise PackError(str(directory), reader.issues)
@@ -204,6 +229,13 @@ def load_pack_report(directory: Path, *, check_examples: bool = True) -> LoadRep
         text = reader.read_text(path, relative) if path is not None else None
         if text is not None:
             lexicons[name] = _parse_lexicon(text)
+    terms = sum(len(words) for words in lexicons.values())
+    if terms > budget.max_patterns:
+        # Counted before any term is expanded: expansion (pinyin, homophones) is most of the cost.
+        limit = budget.max_patterns
+        message = f"the lexicons hold {terms} terms, more than {limit} (REDLINE_PACK_MAX_PATTERNS)"
+        reader.issues.append(pack_doc.locate("$.lexicons", message))
+        raise PackError(str(directory), reader.issues)
     hash_banks, bank_stats = load_hash_banks(pack, reader.bank_bytes, pack_doc.locate, reader.issues)
 
     documents = list(_rule_documents(reader, pack, pack_doc))
@@ -229,7 +261,10 @@ def load_pack_report(directory: Path, *, check_examples: bool = True) -> LoadRep
         reader.issues.append(pack_doc.locate("$.rules", "the pack has no rules"))
     digest = "sha256:" + reader.hasher.hexdigest()
     issues = reader.issues
-    engine = compile_pack(pack, sources, lexicons, digest, issues, pack_doc.locate, hash_banks=hash_banks)
+    engine = compile_pack(
+        pack, sources, lexicons, digest, issues, pack_doc.locate,
+        hash_banks=hash_banks, max_patterns=budget.max_patterns,
+    )
     if engine is None or issues:
         raise PackError(str(directory), issues)
     examples_run = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -207,3 +208,31 @@ def test_fingerprint_sees_content_changes_and_ignores_hidden_files(pack_dir: Pat
     after = fingerprint(pack_dir)
     assert after != before
     assert {entry[0] for entry in after} == {entry[0] for entry in before}
+
+
+def _failed_reloads() -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("redline_rule_pack_reloads_total", {"result": "failure"}) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("hostile", "message"),
+    [
+        ("deep", "YAML nested too deeply"),  # was a 500 (RecursionError), not counted as a failure
+        ("gone", "the pack directory does not exist or is not a directory"),  # no absolute path echoed
+    ],
+)
+async def test_every_refused_pack_is_a_422_and_a_failed_reload(
+    reload_client: httpx.AsyncClient, pack_dir: Path, hostile: str, message: str
+) -> None:
+    if hostile == "deep":
+        (pack_dir / "rules" / "deep.yaml").write_text("rules:\n  - " + "[" * 5000 + "]" * 5000 + "\n")
+    else:
+        shutil.rmtree(pack_dir)
+    before = _failed_reloads()
+    response = await reload_client.post("/rules/reload")
+    assert response.status_code == 422
+    assert any(issue["message"] == message for issue in response.json()["detail"])
+    assert str(pack_dir) not in response.text
+    assert _failed_reloads() == before + 1
