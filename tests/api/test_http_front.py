@@ -158,3 +158,34 @@ def test_connections_beyond_the_cap_are_refused_and_others_served_after(server: 
                 raise
             time.sleep(0.1)
     assert _refusals(server, "connections") >= before + 1
+
+
+def test_health_answers_while_a_heavy_batch_is_classified(live_server: Callable[..., LiveServer]) -> None:
+    # ~2 MB of the costliest hostile text (loadtest/adversarial.py) in 40 events: seconds of engine
+    # work in one request. Sliced, the loop answers /healthz between slices throughout; unsliced,
+    # only before and after the classification.
+    import random
+    import threading
+
+    from loadtest.adversarial import Kinds
+    from service.settings import bundled_rules_dir
+
+    server = live_server(bundled_rules_dir(), REDLINE_MAX_BODY_BYTES=str(4 * 1024 * 1024))
+    make = Kinds(bundled_rules_dir()).table()["keyword_homophones"]
+    events = [{"text": make(16384, random.Random(i))} for i in range(40)]
+    done = threading.Event()
+    answered_meanwhile = 0
+
+    def batch() -> None:
+        response = httpx.post(f"{server.url}/check/batch", json=events, timeout=120)
+        assert response.status_code == 200
+        done.set()
+
+    worker = threading.Thread(target=batch)
+    worker.start()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        while not done.is_set():
+            if client.get("/healthz").status_code == 200 and not done.is_set():
+                answered_meanwhile += 1
+    worker.join()
+    assert answered_meanwhile >= 20
