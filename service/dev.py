@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import sys
 import time
 from collections import Counter
@@ -24,28 +25,37 @@ from service.events import decode_verdict
 from service.logs import configure_logging
 from service.runtime import Runtime
 from service.sample_traffic import SampleTraffic
-from service.serve import run_loop, serve
+from service.serve import ListenError, listen, run_loop, serve
 from service.settings import Settings
 from service.stream.kafka_config import client_options
 from service.stream.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 _TICK_SECONDS = 0.1
+# The sample traffic's share of malformed records: the dead-letter path is shown working.
+MALFORMED_RATIO = 0.03
 
 
 def run(settings: Settings, *, rate: float, duration: float | None) -> int:
     # The summary owns stdout; logs (JSON, stderr) only from warnings up unless asked for more.
     level = settings.log_level if settings.log_level.upper() == "DEBUG" else "WARNING"
     configure_logging(level)
+    settings = settings.model_copy(update={"http_host": "127.0.0.1"})
+    try:
+        listener = listen(settings)  # a taken port ends here, before anything was started
+    except ListenError as exc:
+        print(f"redline dev: {exc}", file=sys.stderr)
+        return 2
     broker = EmbeddedBroker()
     try:
         broker.start()
     except BrokerError as exc:
+        listener.close()
         print(f"redline dev: {exc}", file=sys.stderr)
         return 2
     try:
         settings = settings.model_copy(update={
-            "kafka_bootstrap": broker.bootstrap, "http_host": "127.0.0.1", "create_topics": True,
+            "kafka_bootstrap": broker.bootstrap, "create_topics": True,
             "session_timeout_ms": 3000, "topic_partitions": min(settings.topic_partitions, 4),
             "kafka_security_protocol": "PLAINTEXT",
             "log_level": level,  # the stream processes configure their logging from the settings
@@ -53,17 +63,22 @@ def run(settings: Settings, *, rate: float, duration: float | None) -> int:
         try:
             runtime = Runtime.load(settings, isolated=True)
         except PackError as exc:
+            listener.close()
             print(exc, file=sys.stderr)
             return 2
         print(f"redline dev: broker {broker.bootstrap}, HTTP http://127.0.0.1:{settings.http_port}, "
               f"pack {runtime.engine.ruleset.name} {runtime.engine.ruleset.version}, "
               f"{rate:g} events/s; Ctrl-C to stop", flush=True)
-        return run_loop(_dev(settings, runtime, rate, duration))
+        print(f"redline dev: the generator sends ~{MALFORMED_RATIO:.0%} malformed records on purpose: "
+              "they are the dead letters counted below", flush=True)
+        return run_loop(_dev(settings, runtime, rate, duration, listener))
     finally:
         broker.stop()
 
 
-async def _dev(settings: Settings, runtime: Runtime, rate: float, duration: float | None) -> int:
+async def _dev(
+    settings: Settings, runtime: Runtime, rate: float, duration: float | None, listener: socket.socket
+) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -78,7 +93,7 @@ async def _dev(settings: Settings, runtime: Runtime, rate: float, duration: floa
     if duration is not None:
         loop.call_later(duration, stop.set)
     try:
-        code = await serve(settings, runtime, stop)
+        code = await serve(settings, runtime, stop, listener)
     finally:
         for task in helpers:
             task.cancel()
@@ -88,7 +103,7 @@ async def _dev(settings: Settings, runtime: Runtime, rate: float, duration: floa
 
 
 async def _generate(settings: Settings, rate: float, stop: asyncio.Event) -> None:
-    traffic = SampleTraffic(seed=int(time.time()))
+    traffic = SampleTraffic(seed=int(time.time()), malformed_ratio=MALFORMED_RATIO)
     producer = AIOKafkaProducer(**client_options(settings), linger_ms=10)
     await producer.start()
     try:

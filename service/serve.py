@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import resource
 import signal
+import socket
 import sys
 from collections.abc import Coroutine, Iterator
 from typing import Any
@@ -23,7 +25,7 @@ from prometheus_client import REGISTRY
 
 from service.api.connection_guard import GuardedServer, HttpFrontLimits
 from service.counters.owner import CounterOwner
-from service.errors import PackError
+from service.errors import PackError, RedlineError
 from service.logs import configure_logging
 from service.metrics_merge import MergedRegistry
 from service.runtime import Runtime
@@ -48,15 +50,49 @@ def run(settings: Settings) -> int:
         print(f"redline serve: {refusal}", file=sys.stderr)
         return 2
     try:
+        # First, so a busy port ends the start in milliseconds, before any pack is compiled.
+        listener = listen(settings)
+    except ListenError as exc:
+        print(f"redline serve: {exc}", file=sys.stderr)
+        return 2
+    try:
         runtime = Runtime.load(settings, isolated=True)
     except PackError as exc:
+        listener.close()
         print(exc, file=sys.stderr)
         return 2
     # The compiled pack is hundreds of thousands of long-lived objects: move them out of the
     # cyclic collector's sight so full collections don't rescan them under load.
     gc.collect()
     gc.freeze()
-    return run_loop(_serve_until_signalled(settings, runtime))
+    return run_loop(_serve_until_signalled(settings, runtime, listener))
+
+
+class ListenError(RedlineError):
+    """The HTTP address cannot be listened on (taken, not ours, not an address)."""
+
+
+def listen(settings: Settings) -> socket.socket:
+    """The HTTP listening socket, bound now (uvicorn serves on it): a taken port is one clear
+    line at start, not a log line followed by a hung process."""
+    host, port = settings.http_host, settings.http_port
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror} (REDLINE_HTTP_HOST)") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's own bind does
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        hint = " (another process holds it: choose another with --port or REDLINE_HTTP_PORT)" \
+            if exc.errno == errno.EADDRINUSE else ""
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+    return sock
 
 
 def exposure_refusal(settings: Settings) -> str | None:
@@ -79,7 +115,7 @@ def run_loop(main: Coroutine[Any, Any, int]) -> int:
     return uvloop.run(main)
 
 
-async def _serve_until_signalled(settings: Settings, runtime: Runtime) -> int:
+async def _serve_until_signalled(settings: Settings, runtime: Runtime, listener: socket.socket) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     reloads: set[asyncio.Task[None]] = set()
@@ -97,7 +133,7 @@ async def _serve_until_signalled(settings: Settings, runtime: Runtime) -> int:
         loop.add_signal_handler(signum, on_stop_signal, signum)
     loop.add_signal_handler(signal.SIGHUP, on_reload_signal)
     try:
-        return await serve(settings, runtime, stop)
+        return await serve(settings, runtime, stop, listener)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
@@ -109,7 +145,7 @@ async def _reload_on_signal(runtime: Runtime) -> None:
     await reload_logged(runtime, "sighup")  # a refused pack is logged; the old one keeps serving
 
 
-async def serve(settings: Settings, runtime: Runtime, stop: asyncio.Event) -> int:
+async def serve(settings: Settings, runtime: Runtime, stop: asyncio.Event, listener: socket.socket) -> int:
     """Serve until `stop` is set or a part fails; drain the stream, then stop HTTP."""
     from service.api.app import create_app  # FastAPI is imported only by the processes that serve
 
@@ -120,7 +156,7 @@ async def serve(settings: Settings, runtime: Runtime, stop: asyncio.Event) -> in
         http=front.protocol, ws="none", timeout_keep_alive=settings.http_keepalive_timeout_seconds,
     )
     server = _Server(config)
-    http = asyncio.create_task(server.serve(), name="redline-http")
+    http = asyncio.create_task(server.serve(sockets=[listener]), name="redline-http")
     stream = _stream(settings, runtime) if settings.stream_enabled else None
     stream_task = asyncio.create_task(stream.run(), name="redline-stream") if stream else None
     # Every replica owns a share of the counter keys (docs/counters.md), whether or not the pack

@@ -1,0 +1,96 @@
+"""`redline dev` as a newcomer meets it: a taken port, and a kill that must not orphan the broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("REDLINE_")}
+
+
+def test_a_taken_port_is_one_line_and_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "service", "dev", "--port", str(port), "--duration", "5"],
+            cwd=REPO, env=_env(), capture_output=True, text=True, timeout=60, check=False,
+        )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"redline dev: cannot listen on 127.0.0.1:{port}: Address already in use "
+        "(another process holds it: choose another with --port or REDLINE_HTTP_PORT)"
+    ]
+    assert result.stdout == ""  # nothing was started: no broker line, no summary
+
+
+def test_serve_with_a_taken_port_ends_before_compiling_the_pack() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = _env() | {"REDLINE_HTTP_HOST": "127.0.0.1", "REDLINE_HTTP_PORT": str(port)}
+        result = subprocess.run(
+            [sys.executable, "-m", "service", "serve"], cwd=REPO, env=env, capture_output=True, text=True,
+            timeout=60, check=False,
+        )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith(f"redline serve: cannot listen on 127.0.0.1:{port}")
+    assert "rule pack loaded" not in result.stderr
+
+
+def _children(pid: int) -> dict[int, str]:
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+            if int(rest.split()[1]) == pid:
+                found[int(entry.name)] = name
+    return found
+
+
+def _gone(pid: int) -> bool:
+    """Exited: no process, or a zombie its new parent has not reaped yet."""
+    try:
+        return (Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_the_broker_dies_with_a_killed_dev() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "service", "dev", "--port", str(port)],
+        cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert dev.stdout is not None
+        assert dev.stdout.readline().startswith("redline dev: broker")  # the broker is up
+        brokers = [pid for pid, name in _children(dev.pid).items() if name.startswith("tansu")]
+        assert len(brokers) == 1
+        dev.send_signal(signal.SIGKILL)
+        dev.wait(10)
+        deadline = time.monotonic() + 20
+        while not _gone(brokers[0]) and time.monotonic() < deadline:
+            time.sleep(0.1)  # the kernel's SIGTERM, then the broker's own shutdown: nothing to await
+        assert _gone(brokers[0]), "the broker outlived redline dev"
+    finally:
+        if dev.poll() is None:
+            dev.kill()
+            dev.wait()
