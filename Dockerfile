@@ -2,7 +2,9 @@
 # Redline: `redline serve` (HTTP API + Kafka stream) in a slim, non-root, read-only-root-friendly image.
 #
 #   docker build -t redline:dev .
-#   docker run --rm -p 8080:8080 --read-only --tmpfs /tmp redline:dev
+#   docker run --rm -p 8080:8080 --read-only --tmpfs /tmp --env-file redline.env redline:dev
+#       (redline.env holds REDLINE_API_KEYS=… and REDLINE_ADMIN_KEYS=…: without API keys, serve on
+#       0.0.0.0 refuses to start unless REDLINE_ALLOW_UNAUTHENTICATED=true; docs/api.md)
 #   docker run --rm -v "$PWD/mypack:/etc/redline/rules:ro" redline:dev       # your own rule pack
 #   docker run --rm -i redline:dev check < events.jsonl                       # any other subcommand
 #
@@ -46,9 +48,12 @@ RUN apt-get update \
 # --use-pep517: jieba has only a setup.py; build it in isolation as newer pips always do, not with
 # the base's pip's deprecated `setup.py install` (bookworm's venv has pip 23.0).
 # helm/build-image.sh reads the --no-binary list below to fill its wheelhouse: keep it on one line.
+# The versions are the ones the test suite last passed with (.ci/constraints.txt, refreshed by
+# `.ci/run --latest`), so an image is built from what was tested, not from whatever is newest.
 COPY pyproject.toml ./
+COPY .ci/constraints.txt /tmp/constraints.txt
 RUN python3 -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('/tmp/requirements.txt', 'w').write(chr(10).join(deps) + chr(10))" \
-    && /opt/redline/bin/pip install --no-cache-dir --use-pep517 --only-binary=:all: --no-binary=pdqhash,jieba -r /tmp/requirements.txt
+    && /opt/redline/bin/pip install --no-cache-dir --use-pep517 --only-binary=:all: --no-binary=pdqhash,jieba -c /tmp/constraints.txt -r /tmp/requirements.txt
 
 # The project itself (pure Python; the default pack travels inside the wheel as well).
 COPY README.md ./

@@ -103,7 +103,7 @@ SOURCE_ONLY=$(grep -oE -- '--no-binary=[^ ]+' "$ROOT/Dockerfile" | cut -d= -f2 |
 if [[ $(wc -l <<<"$SOURCE_ONLY") -ne 1 ]]; then log "expected one --no-binary list in the Dockerfile"; exit 1; fi
 log "downloading wheels on the host (sdists: ${SOURCE_ONLY:-none})"
 "$PYTHON" -m pip download -q --only-binary=:all: ${SOURCE_ONLY:+"--no-binary=$SOURCE_ONLY"} -d "$WORK/wheels" \
-  -r "$WORK/requirements.txt" pip hatchling 2> >(grep -v 'is ignored' >&2)
+  -c "$ROOT/.ci/constraints.txt" -r "$WORK/requirements.txt" pip hatchling 2> >(grep -v 'is ignored' >&2)
 "$PYTHON" - "$WORK/wheels" >"$WORK/build-requirements.txt" <<'PY'
 import pathlib, sys, tarfile, tomllib
 for sdist in sorted(pathlib.Path(sys.argv[1]).glob("*.tar.gz")):
@@ -128,6 +128,7 @@ if [[ -n "$PACK" ]]; then
   CONTEXT="$WORK/context"
   mkdir -p "$CONTEXT/rules"
   cp -r "$ROOT/Dockerfile" "$ROOT/.dockerignore" "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/service" "$CONTEXT/"
+  mkdir -p "$CONTEXT/.ci" && cp "$ROOT/.ci/constraints.txt" "$CONTEXT/.ci/"
   cp -r "$PACK" "$CONTEXT/rules/redlines"
 fi
 

@@ -22,12 +22,14 @@ from service.events import Chat, ChatEvent, encode_verdict
 from service.rules.loader import load_pack, load_pack_report
 from service.rules.schema import json_schemas
 from service.settings import Settings, load_settings
+from service.version import installed_version
 
 CHECK_BATCH_LINES = 512  # lines decoded and classified together: one clock read per batch
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="redline", description="Red-line moderation for group chats.")
+    parser.add_argument("--version", action="version", version=f"redline {installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the HTTP API, and the Kafka stream when a bootstrap is set")
@@ -60,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("serve", "dev", "check"):
+    if args.command in ("serve", "dev", "check", "replay"):
         try:
             settings = load_settings(_flags(args))
         except ConfigError as exc:
@@ -78,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         return _check(settings, args.text, sys.stdin.buffer, sys.stdout.buffer)
     if args.command == "replay":
-        return replay.run(args)
+        return replay.run(args, limits=EventLimits.from_settings(settings))
     if args.rules_command == "schema":
         return _schema(args.output)
     return _rules(args.rules_command, args.directory)

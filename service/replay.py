@@ -14,17 +14,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, Literal, TextIO
 
+from service.admission import EventLimits, decode_checkable
 from service.engine.classifier import Engine
 from service.errors import EventDecodeError, PackError
-from service.events import ACTION_RANK, ChatEvent, Match, Verdict, decode_event
+from service.events import ACTION_RANK, ChatEvent, Match, Verdict
 from service.rules.loader import EXAMPLE_CLOCK, load_pack
-from service.settings import bundled_rules_dir
+from service.settings import Settings, bundled_rules_dir
 
 FailOn = Literal["any", "action", "none"]
 FAIL_ON: Final[tuple[FailOn, ...]] = ("any", "action", "none")
@@ -37,7 +38,7 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "replay", help="re-run recorded events against a candidate pack and report which verdicts change"
     )
-    parser.add_argument("--events", type=Path, required=True, help="ChatEvent JSON lines")
+    parser.add_argument("--events", type=Path, required=True, help="ChatEvent JSON lines (- for stdin)")
     parser.add_argument("--rules", type=Path, required=True, help="candidate rule pack directory")
     parser.add_argument("--baseline", type=Path, help="baseline pack directory (default: the bundled pack)")
     parser.add_argument("--now", help="RFC 3339 clock for events without sent_at (default 2025-01-01T00:00:00Z)")
@@ -105,13 +106,15 @@ class Report:
 
 
 def replay(events: Iterator[tuple[int, bytes]], baseline: Engine, candidate: Engine, now: datetime,
-           *, examples: int = 3) -> Report:
-    """Classify every event with both engines and tally the differences."""
+           *, examples: int = 3, limits: EventLimits | None = None) -> Report:
+    """Classify every event with both engines and tally the differences; events are read as
+    `POST /check` and `redline check` read them (`id` optional, the same limits)."""
     report = Report(_describe(baseline), _describe(candidate))
+    limits = limits or EventLimits.from_settings(Settings.model_validate({}))
     for number, line in events:
         report.lines += 1
         try:
-            event = decode_event(line)
+            event = decode_checkable(line, limits)
         except EventDecodeError as exc:
             report.malformed += 1
             if len(report.malformed_lines) < MAX_MALFORMED_SHOWN:
@@ -180,10 +183,18 @@ def _preview(event: ChatEvent) -> str:
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
     with path.open("rb") as stream:
-        for number, line in enumerate(stream, start=1):
-            stripped = line.strip()
-            if stripped:
-                yield number, stripped
+        yield from _numbered(stream)
+
+
+def _stdin_lines() -> Iterator[tuple[int, bytes]]:
+    yield from _numbered(sys.stdin.buffer)
+
+
+def _numbered(stream: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+    for number, line in enumerate(stream, start=1):
+        stripped = line.strip()
+        if stripped:
+            yield number, stripped
 
 
 def render_text(report: Report, fail_on: FailOn) -> str:
@@ -227,7 +238,12 @@ def _parse_now(text: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else None
 
 
-def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = sys.stderr) -> int:
+def run(
+    args: argparse.Namespace,
+    stdout: TextIO = sys.stdout,
+    stderr: TextIO = sys.stderr,
+    limits: EventLimits | None = None,
+) -> int:
     """The `redline replay` command."""
     fail_on: FailOn = args.fail_on
     if args.examples < 0:
@@ -237,7 +253,8 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
     if now is None:
         print(f"--now {args.now!r} is not an RFC 3339 timestamp with an offset", file=stderr)
         return 2
-    if not args.events.is_file():
+    from_stdin = str(args.events) == "-"
+    if not from_stdin and not args.events.is_file():
         print(f"events file {str(args.events)!r} not found", file=stderr)
         return 2
     engines: list[Engine] = []
@@ -248,7 +265,8 @@ def run(args: argparse.Namespace, stdout: TextIO = sys.stdout, stderr: TextIO = 
             print(f"{role}: {exc}", file=stderr)
             return 2
     try:
-        report = replay(_lines(args.events), engines[0], engines[1], now, examples=args.examples)
+        lines = _stdin_lines() if from_stdin else _lines(args.events)
+        report = replay(lines, engines[0], engines[1], now, examples=args.examples, limits=limits)
     except OSError as exc:
         print(f"cannot read events: {exc}", file=stderr)
         return 2

@@ -93,3 +93,12 @@ def test_schema_on_disk_is_current() -> None:
     result = redline("rules", "schema")
     committed = (Path(__file__).resolve().parent.parent / "docs" / "rules.schema.json").read_bytes()
     assert result.stdout == committed, "run: redline rules schema --output docs/rules.schema.json"
+
+
+def test_version() -> None:
+    from service.version import installed_version
+
+    result = redline("--version")
+    assert result.returncode == 0
+    assert result.stdout.decode().strip() == f"redline {installed_version()}"
+    assert installed_version()[0].isdigit()

@@ -58,7 +58,7 @@ def test_identical_packs_change_nothing(events: Path) -> None:
     result = redline("--events", events, "--rules", PACKS / "mini", "--baseline", PACKS / "mini")
     assert result.returncode == 0, result.stderr
     assert "events: 6 read, 1 malformed, 5 classified, 0 with changed matches" in result.stdout
-    assert "malformed line 3: Expected `str`, got `int` - at `$.id`" in result.stdout
+    assert "malformed line 3: Expected `str | null`, got `int` - at `$.id`" in result.stdout
     assert "no verdict changes" in result.stdout
 
 
@@ -111,3 +111,11 @@ def test_unusable_input_exits_2(events: Path, tmp_path: Path) -> None:
     assert redline("--events", garbage, "--rules", PACKS / "mini", "--baseline", PACKS / "mini").returncode == 2
     bad_now = redline("--events", events, "--rules", PACKS / "mini", "--baseline", PACKS / "mini", "--now", "today")
     assert bad_now.returncode == 2
+
+
+def test_dash_reads_the_events_from_stdin(events: Path) -> None:
+    command = [sys.executable, "-m", "service", "replay", "--events", "-", "--rules", str(PACKS / "mini"),
+               "--baseline", str(PACKS / "mini")]
+    result = subprocess.run(command, input=events.read_bytes(), capture_output=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert b"events: 6 read, 1 malformed, 5 classified" in result.stdout

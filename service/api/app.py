@@ -30,6 +30,7 @@ from service.api.routes_rules import add_rules_routes
 from service.api.token_buckets import RateLimit
 from service.api.verdict_tally import VerdictTally
 from service.runtime import Runtime
+from service.version import installed_version
 
 # Which routes need which key when keys are configured (see auth.py).
 # Keyed by (method, path) so a wrong method still answers 405, not 401.
@@ -60,7 +61,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app = FastAPI(
         title="Redline",
-        version=_version(),
+        version=installed_version(),
         description=DESCRIPTION,
         lifespan=lifespan,
         # FastAPI's native OpenTelemetry probes global providers on every request; Redline exports
@@ -97,12 +98,3 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     app.add_middleware(HttpMetricsMiddleware, routes=routes)
     return app
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("redline")
-    except PackageNotFoundError:
-        return "0.0.0"

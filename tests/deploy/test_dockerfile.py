@@ -35,10 +35,12 @@ def test_multi_stage_with_dependencies_layered_before_the_source() -> None:
     builder, _final = _stages()
     copies = [i for i, line in enumerate(builder) if line.startswith("COPY ")]
     installs = [i for i, line in enumerate(builder) if "pip install" in line]
-    # pyproject.toml alone, then the dependency install, then the source
+    # pyproject.toml and the tested versions alone, then the dependency install, then the source
     assert builder[copies[0]] == "COPY pyproject.toml ./"
-    assert copies[0] < installs[0] < copies[1]
-    assert any("COPY service" in builder[i] for i in copies[1:])
+    assert builder[copies[1]] == "COPY .ci/constraints.txt /tmp/constraints.txt"
+    assert copies[1] < installs[0] < copies[2]
+    assert "-c /tmp/constraints.txt" in builder[installs[0]] + builder[installs[0] - 1]
+    assert any("COPY service" in builder[i] for i in copies[2:])
 
 
 def test_final_stage_is_slim_non_root_and_serves() -> None:
