@@ -18,7 +18,13 @@ from datetime import UTC, datetime
 from typing import Final
 
 from service.errors import EventDecodeError
-from service.events import AdHocEvent, ChatEvent, decode_adhoc_event, decode_event
+from service.events import (
+    AdHocEvent,
+    ChatEvent,
+    decode_adhoc_event_noting,
+    decode_event_noting,
+    unknown_field_paths,
+)
 from service.settings import Settings
 
 _EDGE_YEARS: Final = (datetime.min.year, datetime.max.year)
@@ -64,15 +70,16 @@ def refusal(event: ChatEvent | AdHocEvent, limits: EventLimits) -> Refusal | Non
     return None
 
 
-def decode_checkable(data: bytes, limits: EventLimits) -> ChatEvent:
-    """One event as `POST /check` takes it (`id` optional: a UUID is given), admitted or refused
-    with EventDecodeError whose message ends with the field's path, as msgspec's do."""
+def decode_checkable(data: bytes, limits: EventLimits) -> tuple[ChatEvent, list[str]]:
+    """One event as `POST /check` takes it (`id` optional: a UUID is given), with the JSON paths
+    of its fields the contract does not know; EventDecodeError (its message ends with the field's
+    path, as msgspec's do) when it is no event or over a limit."""
     try:
-        event = decode_event(data)
+        event, unknown = decode_event_noting(data)
     except EventDecodeError:
-        adhoc = decode_adhoc_event(data)  # raises the precise error when it is no event at all
+        adhoc, unknown = decode_adhoc_event_noting(data)  # raises the precise error: no event at all
         event = adhoc.with_id(adhoc.id if adhoc.id is not None else str(uuid.uuid4()))
     found = refusal(event, limits)
     if found is not None:
         raise EventDecodeError(f"{found.message} - at `{found.path}`")
-    return event
+    return event, unknown_field_paths(data) if unknown else []

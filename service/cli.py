@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--rules", type=Path, help="rule pack directory")
     check.add_argument("--text", help="classify this one text message instead of reading stdin")
+    check.add_argument("--strict", action="store_true", help="refuse events with unknown fields (else: warn)")
 
     rules = commands.add_parser("rules", help="work on rule packs")
     rule_commands = rules.add_subparsers(dest="rules_command", required=True)
@@ -78,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_dev(settings, rate=args.rate, duration=args.duration)
     if args.command == "check":
-        return _check(settings, args.text, sys.stdin.buffer, sys.stdout.buffer)
+        return _check(settings, args.text, sys.stdin.buffer, sys.stdout.buffer, strict=args.strict)
     if args.command == "replay":
         return replay.run(args, limits=EventLimits.from_settings(settings))
     if args.rules_command == "schema":
@@ -104,9 +105,10 @@ def _load(directory: Path) -> Engine | None:
         return None
 
 
-def _check(settings: Settings, text: str | None, stdin: BinaryIO, stdout: BinaryIO) -> int:
+def _check(settings: Settings, text: str | None, stdin: BinaryIO, stdout: BinaryIO, *, strict: bool = False) -> int:
     """Verdict lines on stdout, in input order; a line that is no admissible event gets one line on
-    stderr naming its number and the problem (exit 1 at the end); blank lines are skipped."""
+    stderr naming its number and the problem (exit 1 at the end); blank lines are skipped. Fields
+    the contract does not know are named on stderr and ignored, or refused with `strict`."""
     engine = _load(settings.rules)
     if engine is None:
         return 2
@@ -128,11 +130,18 @@ def _check(settings: Settings, text: str | None, stdin: BinaryIO, stdout: Binary
             if not line.strip():
                 continue
             try:
-                event = decode_checkable(line, limits)
+                event, unknown = decode_checkable(line, limits)
             except EventDecodeError as exc:
                 failed = True
                 sys.stderr.write(f"redline check: line {number}: {exc}\n")
                 continue
+            if unknown:
+                fields = ", ".join(unknown)
+                if strict:
+                    failed = True
+                    sys.stderr.write(f"redline check: line {number}: unknown fields (--strict): {fields}\n")
+                    continue
+                sys.stderr.write(f"redline check: line {number}: unknown fields ignored: {fields}\n")
             out.append(encode_verdict(engine.classify(event, now)))
         if out:
             stdout.write(b"\n".join(out) + b"\n")

@@ -102,3 +102,15 @@ def test_version() -> None:
     assert result.returncode == 0
     assert result.stdout.decode().strip() == f"redline {installed_version()}"
     assert installed_version()[0].isdigit()
+
+
+def test_check_names_unknown_fields_on_stderr_and_strict_refuses_them() -> None:
+    lines = b'{"id":"a","txt":"hi"}\n{"id":"b","text":"hi"}\n'
+    lenient = redline("check", "--rules", str(PACK), stdin=lines)
+    assert lenient.returncode == 0
+    assert [decode_verdict(v).event_id for v in lenient.stdout.splitlines()] == ["a", "b"]
+    assert lenient.stderr.decode().splitlines() == ["redline check: line 1: unknown fields ignored: $.txt"]
+    strict = redline("check", "--strict", "--rules", str(PACK), stdin=lines)
+    assert strict.returncode == 1
+    assert [decode_verdict(v).event_id for v in strict.stdout.splitlines()] == ["b"]
+    assert strict.stderr.decode().splitlines() == ["redline check: line 1: unknown fields (--strict): $.txt"]

@@ -26,7 +26,8 @@ _JSON_HEADER: Final = (b"content-type", b"application/json")
 
 Headers = list[tuple[bytes, bytes]]
 Reply = tuple[bytes, Headers]  # JSON body, extra response headers
-Answer = Callable[[bytes], "bytes | Awaitable[Reply]"]
+# (body, query string) → the JSON body, or it with extra headers, or an awaitable of that.
+Answer = Callable[[bytes, bytes], "bytes | Reply | Awaitable[Reply]"]
 Upload = Callable[[Receive, bytes], Awaitable[Reply]]  # (receive, Content-Type value) → reply
 
 
@@ -75,9 +76,11 @@ class JsonEndpoint:
             declared = content_type(scope["headers"])
             if is_json(declared):
                 body = await read_body(receive, self.max_body_bytes)
-                answer = self.answer(body)
+                answer = self.answer(body, scope.get("query_string", b""))
                 if isinstance(answer, bytes):
                     payload = answer
+                elif isinstance(answer, tuple):
+                    payload, extra = answer
                 else:
                     payload, extra = await answer
             elif self.upload is not None and is_multipart_form(declared):

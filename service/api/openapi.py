@@ -125,6 +125,27 @@ _INVALID_CHECK: Final = _error(
                                            "path": "$.media.image"}]},
 )
 PDQ_HEADER_NAME: Final = "Redline-Media-Pdq"
+_STRICT_PARAMETER: Final = {
+    "name": "strict",
+    "in": "query",
+    "required": False,
+    "description": "`true`: a field the ChatEvent contract does not know is refused (422 naming "
+    "each one's JSON path). Without it, such fields are ignored and named in the "
+    "`Redline-Unknown-Fields` response header, so a typo (`txt` for `text`) does not pass unseen.",
+    "schema": {"type": "boolean", "default": False},
+    # One value, never exploded into other names (a generated object must stay `strict=…`).
+    "style": "form",
+    "explode": False,
+}
+_UNKNOWN_FIELDS_HEADER: Final = {
+    "Redline-Unknown-Fields": {
+        "description": "Present when the event (or a batch item) had fields the contract does not "
+        "know: their JSON paths, comma-separated. They were ignored; the verdict is what it would be "
+        "without them.",
+        "schema": {"type": "string"},
+        "example": "$.txt, $.chat.kindd",
+    }
+}
 _PDQ_HEADERS: Final = {
     PDQ_HEADER_NAME: {
         "description": "One per image hashed for this request (absent for requests without images): "
@@ -175,8 +196,9 @@ def check_operation() -> JsonObject:
         _ref("Verdict"),
         {"block": {"value": VERDICT_EXAMPLE}, "allow": {"value": ALLOW_EXAMPLE}},
     )
-    ok["headers"] = _PDQ_HEADERS
+    ok["headers"] = _PDQ_HEADERS | _UNKNOWN_FIELDS_HEADER
     return {
+        "parameters": [_STRICT_PARAMETER],
         "requestBody": body,
         "responses": {
             "200": ok,
@@ -195,8 +217,9 @@ def check_batch_operation() -> JsonObject:
         {"type": "array", "items": _ref("Verdict")},
         {"two_verdicts": {"value": [VERDICT_EXAMPLE, ALLOW_EXAMPLE]}},
     )
-    ok["headers"] = _PDQ_HEADERS
+    ok["headers"] = _PDQ_HEADERS | _UNKNOWN_FIELDS_HEADER
     return {
+        "parameters": [_STRICT_PARAMETER],
         "requestBody": _json_body(
             {"$ref": _REF.format(name="AdHocEventBatch")},
             {"two_events": {"summary": "Two events, verdicts come back in order", "value": batch}},
@@ -273,6 +296,10 @@ def _components(limits: Limits) -> JsonObject:
         [AdHocEvent, Verdict, ErrorBody, RulesView, ReloadResult, Health, Readiness], ref_template=_REF
     )
     schemas = copy.deepcopy(schemas)
+    # The event structs forbid unknown fields only to notice them: the routes accept them, name
+    # them in the Redline-Unknown-Fields header, and refuse them only under `?strict=true`.
+    for name in ("AdHocEvent", "Chat", "Sender", "Payment", "Media", "File", "Link", "Forward"):
+        schemas[name].pop("additionalProperties", None)
     # The limits the routes enforce, stated where a client can see them.
     schemas["AdHocEvent"]["properties"]["text"]["maxLength"] = limits.events.max_text_chars
     schemas["File"]["properties"]["name"]["maxLength"] = limits.events.max_text_chars

@@ -45,11 +45,19 @@ from service.api.multipart_form import read_upload_form
 from service.api.schemas import ErrorDetail, encode
 from service.api.verdict_tally import VerdictTally
 from service.errors import EventDecodeError
-from service.events import AdHocEvent, ChatEvent, Verdict, decode_adhoc_event, decode_event, encode_verdict
+from service.events import (
+    AdHocEvent,
+    ChatEvent,
+    Verdict,
+    decode_adhoc_batch_noting,
+    decode_adhoc_event_noting,
+    decode_batch_noting,
+    decode_event_noting,
+    encode_verdict,
+    unknown_field_paths,
+)
 from service.runtime import Runtime
 
-_batch_decoder: Final = msgspec.json.Decoder(list[AdHocEvent])
-_identified_batch_decoder: Final = msgspec.json.Decoder(list[ChatEvent])
 _raw_batch_decoder: Final = msgspec.json.Decoder(list[msgspec.Raw])  # the items, undecoded
 _classify_timer: Final = metrics.classify_duration_seconds.labels("http")
 
@@ -78,18 +86,66 @@ def _invalid(message: str) -> ApiError:
     return ApiError(422, "invalid event", [decode_error_detail(message)])
 
 
-def _decode_one(body: bytes) -> ChatEvent:
+def _decode_one(body: bytes) -> tuple[ChatEvent, bool]:
+    """The event, and whether it had fields the contract does not know."""
     # Most events carry their id (the idempotency key): one msgspec pass straight to a ChatEvent.
     # Without one, the AdHocEvent decoder gives the event (or the error message) and an id is set.
     try:
-        return decode_event(body)
+        return decode_event_noting(body)
     except EventDecodeError:
         pass
     try:
-        adhoc = decode_adhoc_event(body)
+        adhoc, unknown = decode_adhoc_event_noting(body)
     except EventDecodeError as exc:
         raise _invalid(str(exc)) from exc
-    return _with_id(adhoc)
+    return _with_id(adhoc), unknown
+
+
+# Fields /check takes besides the wire contract's: the base64 image it hashes itself.
+CHECK_EXTRA_FIELDS: Final = frozenset({"media.image"})
+UNKNOWN_FIELDS_HEADER: Final = b"redline-unknown-fields"
+
+
+_BOOLEANS: Final = {b"true": True, b"false": False}  # a boolean in a query string (OpenAPI)
+
+
+def strict_requested(query: bytes) -> bool:
+    """`?strict=true`: unknown fields are a 422 instead of a warning header; 422 for a value that
+    is neither true nor false."""
+    strict = False
+    for part in query.split(b"&") if query else ():
+        name, _, value = part.partition(b"=")
+        if name == b"strict":
+            found = _BOOLEANS.get(value)
+            if found is None:
+                detail = ErrorDetail(message="Expected `true` or `false`", path="strict")
+                raise ApiError(422, "invalid query parameter", [detail])
+            strict = found
+    return strict
+
+
+# The header names at most this many fields: a request can hold thousands.
+_HEADER_PATHS: Final = 32
+
+
+def unknown_fields_reply(body: bytes, *, strict: bool, batch: bool) -> Headers:
+    """For a body known to hold unknown fields: 422 naming each when `strict`, else the header
+    that names them (the verdict itself stays exactly what the stream would publish)."""
+    paths = unknown_field_paths(body, CHECK_EXTRA_FIELDS, batch=batch)
+    if not paths:
+        return []  # only `media.image` (or the like) was beyond the strict structs
+    if strict:
+        detail = [ErrorDetail(message="unknown field (the request asked for ?strict=true)", path=p) for p in paths]
+        raise ApiError(422, "unknown fields", detail)
+    shown = ", ".join(paths[:_HEADER_PATHS])
+    if len(paths) > _HEADER_PATHS:
+        shown += f", and {len(paths) - _HEADER_PATHS} more"
+    # Field names are the client's: escaped to printable ASCII, as a header value must be.
+    return [(UNKNOWN_FIELDS_HEADER, shown.encode("ascii", "backslashreplace").translate(_PRINTABLE))]
+
+
+# Control characters left in a header value would break the response: each becomes `?`.
+_PRINTABLE: Final = bytes(b if 0x20 <= b < 0x7F else 0x3F for b in range(256))
 
 
 class Checker:
@@ -101,15 +157,19 @@ class Checker:
         self.tally = tally
         self.hasher = hasher
 
-    def check(self, body: bytes) -> bytes | Awaitable[Reply]:
-        event = _decode_one(body)
+    def check(self, body: bytes, query: bytes = b"") -> bytes | Reply | Awaitable[Reply]:
+        strict = strict_requested(query)
+        event, unknown = _decode_one(body)
         admit(event, self.limits.events)
+        warning = unknown_fields_reply(body, strict=strict, batch=False) if unknown else []
         # `media.image` lives in `media`: events without one (most traffic) skip the probe.
         image = None if event.media is None else probe_image(body)
         if image is not None:
             path = "$.media.image"
-            return self._check_images(event, [decode_base64_image(image, self.limits.max_image_bytes, path)], [path])
-        return encode_verdict(self._classify(event))
+            images = [decode_base64_image(image, self.limits.max_image_bytes, path)]
+            return self._check_images(event, images, [path], warning)
+        payload = encode_verdict(self._classify(event))
+        return (payload, warning) if warning else payload
 
     async def check_upload(self, receive: Receive, content_type: bytes) -> Reply:
         """`POST /check` as multipart/form-data: part `image`, optional part `event` (a ChatEvent
@@ -119,7 +179,7 @@ class Checker:
             event = ChatEvent(id=str(uuid.uuid4()), type="image")
         else:
             try:
-                event = _decode_one(form.event)
+                event, _ = _decode_one(form.event)  # an upload's event part: documented as lenient
             except ApiError as exc:
                 # Paths in the event part are re-rooted under the part's name: `$.event.chat.id`.
                 detail = [ErrorDetail(message=d.message, path="$.event" + (d.path or "$")[1:]) for d in exc.detail]
@@ -127,14 +187,16 @@ class Checker:
             admit(event, self.limits.events, "$.event")
         return await self._check_images(event, [form.image], ["$.image"])
 
-    async def _check_images(self, event: ChatEvent, images: Sequence[bytes], paths: Sequence[str]) -> Reply:
+    async def _check_images(
+        self, event: ChatEvent, images: Sequence[bytes], paths: Sequence[str], warning: Headers | None = None
+    ) -> Reply:
         for data in images:
             check_image_size(data, self.limits.max_image_bytes)
         hashes = raise_for_failures(await self.hasher.hash_images(images), paths)
         for found in hashes:
             event = with_hash(event, found)
         payload = encode_verdict(self._classify(event))
-        return payload, [pdq_header(found) for found in hashes]
+        return payload, [*(warning or []), *(pdq_header(found) for found in hashes)]
 
     def _classify(self, event: ChatEvent) -> Verdict:
         now = datetime.now(UTC)
@@ -145,16 +207,19 @@ class Checker:
         self.tally.add(verdict)
         return verdict
 
-    def check_batch(self, body: bytes) -> bytes | Awaitable[Reply]:
-        events = self._decode_batch(body)
+    def check_batch(self, body: bytes, query: bytes = b"") -> bytes | Reply | Awaitable[Reply]:
+        strict = strict_requested(query)
+        events, unknown = self._decode_batch(body)
+        warning = unknown_fields_reply(body, strict=strict, batch=True) if unknown else []
         images = probe_batch_images(body) if any(event.media is not None for event in events) else []
         if images:
-            return self._check_batch_images(events, images)
+            return self._check_batch_images(events, images, warning)
         if _scanned_chars(events) > SLICED_BATCH_CHARS:
-            return self._check_batch_sliced(events)
-        return encode(self._classify_batch(events))
+            return self._check_batch_sliced(events, warning)
+        payload = encode(self._classify_batch(events))
+        return (payload, warning) if warning else payload
 
-    async def _check_batch_sliced(self, events: list[ChatEvent]) -> Reply:
+    async def _check_batch_sliced(self, events: list[ChatEvent], warning: Headers) -> Reply:
         """A batch heavy enough to hold the loop for long (up to ~1 MiB of hostile text: ~0.7 s)
         is classified in slices of ~`SLICE_SECONDS`, giving the loop back between them, so
         /healthz, /readyz and other requests answer meanwhile. One engine and one `now` for all,
@@ -174,14 +239,16 @@ class Checker:
                 slice_started = time.perf_counter()
         metrics.observe_many(_classify_timer, shares)
         self.tally.add_many(verdicts)
-        return encode(verdicts), []
+        return encode(verdicts), warning
 
-    async def _check_batch_images(self, events: list[ChatEvent], images: list[tuple[int, str]]) -> Reply:
+    async def _check_batch_images(
+        self, events: list[ChatEvent], images: list[tuple[int, str]], warning: Headers
+    ) -> Reply:
         limit = self.limits.max_image_bytes
         paths = [f"$[{index}].media.image" for index, _ in images]
         blobs = [decode_base64_image(text, limit, path) for (_, text), path in zip(images, paths, strict=True)]
         hashes = raise_for_failures(await self.hasher.hash_images(blobs), paths)
-        headers: Headers = []
+        headers: Headers = list(warning)
         for (index, _), found in zip(images, hashes, strict=True):
             events[index] = with_hash(events[index], found)
             headers.append(pdq_header(found, index))
@@ -199,7 +266,8 @@ class Checker:
         self.tally.add_many(verdicts)
         return verdicts
 
-    def _decode_batch(self, body: bytes) -> list[ChatEvent]:
+    def _decode_batch(self, body: bytes) -> tuple[list[ChatEvent], bool]:
+        """The events, and whether any had fields the contract does not know."""
         # Limits before work: the batch's size is known before any event is decoded or given an id.
         self._check_batch_size(body)
         # As _decode_one: events that all carry their id decode straight to ChatEvents in one
@@ -207,15 +275,18 @@ class Checker:
         # decoder gives the events (or the precise error), and ids are set once all are admitted.
         limits = self.limits.events
         try:
-            events = _identified_batch_decoder.decode(body)
-        except (msgspec.DecodeError, RecursionError):
-            adhoc = self._decode_adhoc_batch(body)
+            events, unknown = decode_batch_noting(body)
+        except EventDecodeError:
+            try:
+                adhoc, unknown = decode_adhoc_batch_noting(body)
+            except EventDecodeError as exc:
+                raise _invalid(str(exc)) from exc
             for index, item in enumerate(adhoc):
                 admit(item, limits, f"$[{index}]")
-            return [_with_id(item) for item in adhoc]
+            return [_with_id(item) for item in adhoc], unknown
         for index, event in enumerate(events):
             admit(event, limits, f"$[{index}]")
-        return events
+        return events, unknown
 
     def _check_batch_size(self, body: bytes) -> None:
         """422 when the body's array holds more than `max_batch_events` items. Each event is an
@@ -232,15 +303,6 @@ class Checker:
             # 422 like any other schema violation (the schema says maxItems); 413 is for bytes.
             detail = ErrorDetail(message=f"Expected `array` of length <= {limit}", path="$")
             raise ApiError(422, f"batch holds {items} events, more than {limit}", [detail])
-
-    @staticmethod
-    def _decode_adhoc_batch(body: bytes) -> list[AdHocEvent]:
-        try:
-            return _batch_decoder.decode(body)
-        except msgspec.DecodeError as exc:
-            raise _invalid(str(exc)) from exc
-        except RecursionError as exc:  # msgspec recurses into nested unknown fields
-            raise _invalid("JSON is nested too deeply") from exc
 
 
 UPLOAD_ROUTES: Final = (("POST", "/check"),)  # take multipart/form-data up to `max_upload_bytes`

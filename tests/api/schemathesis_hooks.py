@@ -9,6 +9,7 @@ that spelling; the value, and so whether the body is valid, does not change. Ima
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import schemathesis
@@ -60,14 +61,34 @@ def _real_image_in_event(event: Any) -> None:
         media["image"] = _PNG_BASE64
 
 
+# --- unknown fields. The schema lets events carry fields the contract does not know (they are
+# ignored and named in a response header), except under `?strict=true`, which refuses them: a
+# condition between a parameter and the body that JSON Schema cannot state. Positive cases that
+# ask for strict mode therefore drop the unknown fields they generated.
+def _known_fields_only(event: Any) -> None:
+    from service.events import unknown_field_paths
+
+    if not isinstance(event, dict):
+        return
+    for path in unknown_field_paths(json.dumps(event), frozenset({"media.image"})):
+        parts = path.split(".")[1:]
+        holder = event
+        for part in parts[:-1]:
+            holder = holder[part]
+        holder.pop(parts[-1], None)
+
+
 @schemathesis.hook
 def before_call(context: schemathesis.HookContext, case: Any, **kwargs: Any) -> None:
     meta = case.meta
     if meta is None or not meta.generation.mode.is_positive or case.media_type != "application/json":
         return
     events = case.body if isinstance(case.body, list) else [case.body]
+    strict = (case.query or {}).get("strict") in (True, "true")
     for event in events:
         _real_image_in_event(event)
+        if strict:
+            _known_fields_only(event)
 
 
 @schemathesis.hook
