@@ -93,3 +93,17 @@ async def test_http_bench_batches_are_arrays_the_noop_baseline_answers(tmp_path:
             response = await client.post("/check/batch", content=body, headers={"content-type": "application/json"})
             assert response.status_code == 200, response.text
             assert [v["event_id"] for v in response.json()] == [e["id"] for e in json.loads(body)]
+
+
+def test_adversarial_report_runs() -> None:
+    from loadtest.adversarial import main
+
+    assert main(["--sizes", "256,1024", "--kinds", "pinyin_run,emoji_run", "--fields", "text", "--repeats", "1"]) == 0
+
+
+def test_http_attacks_cap_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from loadtest.http_attacks import main
+
+    assert main(["--only", "cap"]) == 0
+    report = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert report["answers"] == {"503": 50}
