@@ -68,7 +68,7 @@ def test_check_many_lines_stays_in_order() -> None:
     [
         ("test", "mini", 0, "17 examples passed"),
         ("lint", "mini", 0, "valid"),
-        ("lint", "broken", 2, "refused with 11 error(s)"),
+        ("lint", "broken", 2, "refused with 14 error(s)"),
         ("test", "broken", 2, "unknown category 'nope'"),
     ],
 )

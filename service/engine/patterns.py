@@ -63,8 +63,18 @@ def check_expression(expression: str) -> str | None:
     try:
         database.compile(expressions=[expression.encode()], flags=[hyperscan.HS_FLAG_UTF8])
     except hyperscan.error as exc:
-        return f"refused by Hyperscan: {exc}"
+        return _hyperscan_reason(str(exc))
     return None
+
+
+def _hyperscan_reason(message: str) -> str:
+    """Hyperscan's refusal in the pack author's terms (its own names flags the author cannot set)."""
+    if "matches empty buffer" in message:
+        return (
+            "the pattern can match empty text (like `a*`), so it would match every message: "
+            "make it need a character (`a+`)"
+        )
+    return f"refused by Hyperscan: {message}"
 
 
 _BOUNDARY: Final = "\\b"

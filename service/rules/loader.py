@@ -10,9 +10,12 @@ bytes read and the patterns compiled before the work they predict.
 
 from __future__ import annotations
 
+import difflib
 import glob
 import hashlib
+import re
 import stat
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +28,7 @@ import yaml
 from service.engine.classifier import Engine
 from service.engine.counting import Sighting, counts_for
 from service.errors import EventDecodeError, PackError, PackIssue
-from service.events import Chat, ChatEvent, Verdict, event_from_object
+from service.events import Chat, ChatEvent, Match, Verdict, event_from_object
 from service.rules import schema as s
 from service.rules.budget import PackBudget, default_budget
 from service.rules.compiler import RuleSource, compile_pack
@@ -80,45 +83,54 @@ class _Reader:
             return None
         return candidate
 
-    def read_bytes(self, path: Path, relative: str, limit: int = MAX_FILE_BYTES) -> bytes | None:
+    def read_bytes(
+        self, path: Path, relative: str, limit: int = MAX_FILE_BYTES, where: PackIssue | None = None
+    ) -> bytes | None:
+        """The file's bytes, or None with the problem reported at `where` (the line that names the
+        file: `pack.yaml:12` for a lexicon) or, without it, at the file itself."""
         try:
             found = path.stat()
             if not stat.S_ISREG(found.st_mode):
-                self.issues.append(PackIssue(relative, 0, "not a regular file (a pack reads only files)"))
+                self._problem(relative, where, "not a regular file (a pack reads only files)")
                 return None
             if found.st_size > limit:
-                self.issues.append(PackIssue(relative, 0, f"file larger than {limit} bytes"))
+                self._problem(relative, where, f"file larger than {limit} bytes")
                 return None
             if self.bytes_read + found.st_size > self.budget.max_bytes:
-                self.issues.append(PackIssue(
-                    relative, 0, f"the pack's files pass {self.budget.max_bytes} bytes (REDLINE_PACK_MAX_BYTES)"
-                ))
+                limit_text = f"the pack's files pass {self.budget.max_bytes} bytes (REDLINE_PACK_MAX_BYTES)"
+                self._problem(relative, where, limit_text)
                 return None
             data = path.read_bytes()
+        except FileNotFoundError:
+            self._problem(relative, where, "not found")
+            return None
         except OSError as exc:
-            self.issues.append(PackIssue(relative, 0, f"cannot read: {exc.strerror or exc}"))
+            self._problem(relative, where, f"cannot read: {exc.strerror or exc}")
             return None
         self.bytes_read += len(data)
         self.hasher.update(relative.encode() + b"\0" + data + b"\0")
         return data
 
+    def _problem(self, relative: str, where: PackIssue | None, message: str) -> None:
+        if where is None:
+            self.issues.append(PackIssue(relative, 0, message))
+        else:
+            self.issues.append(PackIssue(where.file, where.line, f"file {relative!r}: {message}"))
+
     def bank_bytes(self, relative: str, where: PackIssue) -> bytes | None:
         path = self.confined(relative, where)
         if path is None:
             return None
-        if not path.is_file():
-            self.issues.append(PackIssue(where.file, where.line, f"hash bank file {relative!r} not found"))
-            return None
-        return self.read_bytes(path, relative, HASH_BANK_MAX_BYTES)
+        return self.read_bytes(path, relative, HASH_BANK_MAX_BYTES, where)
 
-    def read_text(self, path: Path, relative: str) -> str | None:
-        data = self.read_bytes(path, relative)
+    def read_text(self, path: Path, relative: str, where: PackIssue | None = None) -> str | None:
+        data = self.read_bytes(path, relative, where=where)
         if data is None:
             return None
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            self.issues.append(PackIssue(relative, 0, f"not UTF-8 (byte {exc.start})"))
+            self._problem(relative, where, f"not UTF-8 (byte {exc.start})")
             return None
 
     def yaml(self, relative: str) -> _Document | None:
@@ -177,13 +189,63 @@ def _convert(document: _Document, data: Any, kind: type[Any], path: str, issues:
         return None
     except msgspec.ValidationError as exc:
         message = str(exc)
-        where = path
+        inner = "$"  # where the problem is, from `kind`'s root
         if " - at `$" in message:
             message, _, suffix = message.rpartition(" - at `")
-            where = path + suffix.rstrip("`")[1:]
-            message = f"{where.removeprefix(path).lstrip('.') or 'value'}: {message}"
-        issues.append(document.locate(where, message))
+            inner = suffix.rstrip("`")
+        issues.append(_explained(document, kind, path, inner, message))
         return None
+
+
+_UNKNOWN_KEY: Final = re.compile(r"^Object contains unknown field `(?P<key>[^`]*)`$")
+_BAD_ENUM: Final = re.compile(r"^Invalid enum value (?P<value>.*)$")
+
+
+def _explained(document: _Document, kind: type[Any], path: str, inner: str, message: str) -> PackIssue:
+    """A validation error at `inner` (under `kind`, found at `path` in the document), located at
+    the offending key's own line and saying what would be valid there."""
+    where = path + inner[1:]
+    name = where.removeprefix(path).lstrip(".") or "value"
+    unknown = _UNKNOWN_KEY.match(message)
+    if unknown is not None:
+        key = unknown["key"]
+        struct = s.struct_at(kind, inner)
+        valid = s.field_names(struct) if struct is not None else []
+        near = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        hint = f"; did you mean `{near[0]}`?" if near else ""
+        listed = f" (valid here: {', '.join(valid)})" if valid else ""
+        return document.locate(f"{where}.{key}", f"unknown key `{key}`{hint}{listed}")
+    enum = _BAD_ENUM.match(message)
+    if enum is not None:
+        choices = _choices(kind, inner)
+        if name.startswith("unless[") and name.endswith(".action"):
+            return document.locate(where, f"{name}: an `unless` can only lower the action, to {' or '.join(choices)} "
+                                          f"(got {enum['value']})")
+        if choices:
+            return document.locate(where, f"{name}: {enum['value']} is not one of {', '.join(choices)}")
+    return document.locate(where, f"{name}: {message}")
+
+
+def _choices(kind: type[Any], inner: str) -> list[str]:
+    """The allowed words of the enum field at `inner`, when it is one."""
+    parent, _, field = inner.rpartition(".")
+    struct = s.struct_at(kind, parent or "$")
+    if struct is None:
+        return []
+    for info in msgspec.structs.fields(struct):
+        if info.encode_name == field:
+            return [str(a) for a in _literal_args(info.type)]
+    return []
+
+
+def _literal_args(kind: Any) -> tuple[Any, ...]:
+    if typing.get_origin(kind) is typing.Literal:
+        return typing.get_args(kind)
+    for arg in typing.get_args(kind):
+        found = _literal_args(arg)
+        if found:
+            return found
+    return ()
 
 
 def _parse_lexicon(text: str) -> list[str]:
@@ -225,10 +287,12 @@ def load_pack_report(directory: Path, *, check_examples: bool = True, budget: Pa
 
     lexicons: dict[str, list[str]] = {}
     for name, relative in sorted(pack.lexicons.items()):
-        path = reader.confined(relative, pack_doc.locate(f"$.lexicons.{name}", ""))
-        text = reader.read_text(path, relative) if path is not None else None
-        if text is not None:
-            lexicons[name] = _parse_lexicon(text)
+        declared = pack_doc.locate(f"$.lexicons.{name}", "")
+        path = reader.confined(relative, declared)
+        text = reader.read_text(path, relative, declared) if path is not None else None
+        # An unreadable lexicon is reported once, at its declaration; it stays declared (empty),
+        # so the rules that use it do not also read "unknown lexicon".
+        lexicons[name] = _parse_lexicon(text) if text is not None else []
     terms = sum(len(words) for words in lexicons.values())
     if terms > budget.max_patterns:
         # Counted before any term is expanded: expansion (pinyin, homophones) is most of the cost.
@@ -324,9 +388,13 @@ def run_examples(engine: Engine, sources: list[RuleSource]) -> list[PackIssue]:
                 match = next((m for m in verdict.matches if m.rule == spec.id), None)
                 label = _describe(example)
                 if kind == "match" and match is None:
-                    issues.append(source.locate(path, f"example should match rule {spec.id!r} but does not: {label}"))
+                    issues.append(source.locate(
+                        path, f"example should match rule {spec.id!r} but does not: {label}; {_verdict_said(verdict)}"
+                    ))
                 elif kind == "no_match" and match is not None:
-                    issues.append(source.locate(path, f"example should not match rule {spec.id!r} but does: {label}"))
+                    issues.append(source.locate(
+                        path, f"example should not match rule {spec.id!r} but does: {label}; {_matched(match)}"
+                    ))
                 elif (
                     match is not None
                     and isinstance(example, s.ExampleSpec)
@@ -334,7 +402,8 @@ def run_examples(engine: Engine, sources: list[RuleSource]) -> list[PackIssue]:
                     and match.action != example.action
                 ):
                     issues.append(source.locate(
-                        path, f"example expects action {example.action!r}, rule gave {match.action!r}: {label}"
+                        path, f"example expects action {example.action!r}, rule gave {match.action!r}: {label}; "
+                        f"{_matched(match)}"
                     ))
     return issues
 
@@ -347,6 +416,21 @@ def _classify_example(engine: Engine, event: ChatEvent, example: s.Example) -> V
     sightings: list[Sighting] = []
     engine.classify(event, EXAMPLE_CLOCK, sightings=sightings)
     return engine.classify(event, EXAMPLE_CLOCK, counts=counts_for(sightings, seen))
+
+
+def _verdict_said(verdict: Verdict) -> str:
+    """What the engine decided instead, for an example that should have matched."""
+    if not verdict.matches:
+        return f"the verdict was {verdict.action} with no match"
+    others = ", ".join(f"{m.rule} ({m.action})" for m in verdict.matches)
+    return f"the verdict was {verdict.action}, matched by {others}"
+
+
+def _matched(match: Match) -> str:
+    """The spans that made `match` hold, as a reviewer reads them."""
+    spans = [f"{e.text!r} in {e.field} at {e.start}-{e.end}" for e in match.evidence[:3]]
+    more = f" and {len(match.evidence) - 3} more" if len(match.evidence) > 3 else ""
+    return f"matched {', '.join(spans)}{more}" if spans else "matched on the event's other fields (no text span)"
 
 
 def _describe(example: s.Example) -> str:

@@ -8,6 +8,9 @@ from these structs (`redline rules schema`) and a test keeps the two identical.
 from __future__ import annotations
 
 import inspect
+import re
+import types
+import typing
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -233,3 +236,40 @@ def _clean_descriptions(node: Any) -> Any:
 
 def _clean_value(key: str, value: Any) -> Any:
     return inspect.cleandoc(value) if key == "description" and isinstance(value, str) else _clean_descriptions(value)
+
+
+def struct_at(root: type[msgspec.Struct], path: str) -> type[msgspec.Struct] | None:
+    """The struct that validates the object at `path` (`$.rules[0].when.all[1]`) under `root`, or
+    None: what a pack error says is valid at that place."""
+    kind: Any = root
+    for name, index in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
+        if index:
+            kind = _member(kind, list)
+            if kind is None:
+                return None
+            kind = typing.get_args(kind)[0]
+        elif (struct := _member(kind, msgspec.Struct)) is not None:
+            fields = {f.encode_name: f.type for f in msgspec.structs.fields(struct)}
+            if name not in fields:
+                return None
+            kind = fields[name]
+        elif (mapping := _member(kind, dict)) is not None:
+            kind = typing.get_args(mapping)[1]  # a named entry: `hash_banks.<name>`
+        else:
+            return None
+    found = _member(kind, msgspec.Struct)
+    return found if isinstance(found, type) and issubclass(found, msgspec.Struct) else None
+
+
+def _member(kind: Any, wanted: type) -> Any:
+    """`kind` itself, or its member of a union, that is a `wanted` (a list, or a Struct)."""
+    candidates = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union, types.UnionType) else (kind,)
+    for candidate in candidates:
+        origin = typing.get_origin(candidate) or candidate
+        if isinstance(origin, type) and issubclass(origin, wanted):
+            return candidate
+    return None
+
+
+def field_names(struct: type[msgspec.Struct]) -> list[str]:
+    return [f.encode_name for f in msgspec.structs.fields(struct)]

@@ -106,7 +106,7 @@ def test_unknown_bank_missing_file_and_escape_are_located(media_copy: Path) -> N
     ]
     pack.write_text(text.replace(", max_distance: 65", ""), encoding="utf-8")
     assert refused(media_copy) == [
-        "pack.yaml:10: hash bank file 'banks/missing.txt' not found",
+        "pack.yaml:10: file 'banks/missing.txt': not found",
         "pack.yaml:11: '../../etc/passwd' resolves outside the pack directory",
         "rules/media.yaml:7: unknown hash bank 'nope' (declare it in pack.yaml)",
     ]

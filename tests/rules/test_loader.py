@@ -48,8 +48,17 @@ def test_failing_examples_refuse_the_pack(mini_copy: Path) -> None:
     rules = mini_copy / "rules" / "main.yaml"
     rules.write_text(rules.read_text(encoding="utf-8").replace('no_match: ["idiotic plan"]', 'no_match: ["idiot"]'))
     assert refused(mini_copy) == [
-        "rules/main.yaml:39: example should not match rule 'improper_remarks.insult' but does: 'idiot'"
+        "rules/main.yaml:39: example should not match rule 'improper_remarks.insult' but does: 'idiot'; "
+        "matched 'idiot' in text at 0-5"  # what matched, so the author sees why
     ]
+
+
+def test_an_example_that_misses_says_what_the_verdict_was(mini_copy: Path) -> None:
+    rules = mini_copy / "rules" / "main.yaml"
+    rules.write_text(rules.read_text(encoding="utf-8").replace('match: ["你个傻逼",', 'match: ["hello",', 1))
+    messages = refused(mini_copy)
+    assert any("should match rule 'improper_remarks.insult' but does not: 'hello'; the verdict was allow with no match"
+               in m for m in messages), messages
 
 
 @pytest.mark.parametrize(
@@ -73,7 +82,7 @@ def test_malformed_rule_files(mini_copy: Path, content: str, message: str) -> No
 
 def test_non_utf8_file_is_refused(mini_copy: Path) -> None:
     (mini_copy / "lexicons" / "insults.txt").write_bytes(b"\xff\xfe bad")
-    assert "lexicons/insults.txt: not UTF-8 (byte 0)" in refused(mini_copy)
+    assert "pack.yaml:11: file 'lexicons/insults.txt': not UTF-8 (byte 0)" in refused(mini_copy)
 
 
 def test_empty_pack_is_refused(mini_copy: Path) -> None:
