@@ -28,7 +28,7 @@ Headers = list[tuple[bytes, bytes]]
 Reply = tuple[bytes, Headers]  # JSON body, extra response headers
 # (body, query string) → the JSON body, or it with extra headers, or an awaitable of that.
 Answer = Callable[[bytes, bytes], "bytes | Reply | Awaitable[Reply]"]
-Upload = Callable[[Receive, bytes], Awaitable[Reply]]  # (receive, Content-Type value) → reply
+Upload = Callable[[Receive, bytes, bytes], Awaitable[Reply]]  # (receive, Content-Type value, query) → reply
 
 
 async def _answered_by_asgi_app() -> None:  # pragma: no cover - AsgiRoute replaces the handler
@@ -84,7 +84,7 @@ class JsonEndpoint:
                 else:
                     payload, extra = await answer
             elif self.upload is not None and is_multipart_form(declared):
-                payload, extra = await self.upload(receive, declared)
+                payload, extra = await self.upload(receive, declared, scope.get("query_string", b""))
             else:
                 raise ApiError(415, self.unsupported)
         except ApiError as exc:

@@ -144,6 +144,11 @@ def unknown_fields_reply(body: bytes, *, strict: bool, batch: bool) -> Headers:
     return [(UNKNOWN_FIELDS_HEADER, shown.encode("ascii", "backslashreplace").translate(_PRINTABLE))]
 
 
+def _rooted(headers: Headers, root: str) -> Headers:
+    """The unknown-fields header with its paths under `root` (`$.txt` → `$.event.txt`)."""
+    return [(name, value.replace(b"$", root.encode())) for name, value in headers]
+
+
 # Control characters left in a header value would break the response: each becomes `?`.
 _PRINTABLE: Final = bytes(b if 0x20 <= b < 0x7F else 0x3F for b in range(256))
 
@@ -171,21 +176,26 @@ class Checker:
         payload = encode_verdict(self._classify(event))
         return (payload, warning) if warning else payload
 
-    async def check_upload(self, receive: Receive, content_type: bytes) -> Reply:
+    async def check_upload(self, receive: Receive, content_type: bytes, query: bytes = b"") -> Reply:
         """`POST /check` as multipart/form-data: part `image`, optional part `event` (a ChatEvent
-        as on the wire: a `media.image` in it is an unknown field there, ignored)."""
+        as on the wire: a `media.image` in it is not used there). Unknown fields of the event part
+        are named or refused (`?strict=true`) as on a JSON body, under `$.event`."""
+        strict = strict_requested(query)
         form = await read_upload_form(receive, content_type, self.limits)
+        warning: Headers = []
         if form.event is None:
             event = ChatEvent(id=str(uuid.uuid4()), type="image")
         else:
             try:
-                event, _ = _decode_one(form.event)  # an upload's event part: documented as lenient
+                event, unknown = _decode_one(form.event)
+                if unknown:
+                    warning = _rooted(unknown_fields_reply(form.event, strict=strict, batch=False), "$.event")
             except ApiError as exc:
                 # Paths in the event part are re-rooted under the part's name: `$.event.chat.id`.
                 detail = [ErrorDetail(message=d.message, path="$.event" + (d.path or "$")[1:]) for d in exc.detail]
                 raise ApiError(exc.status, exc.error, detail) from exc
             admit(event, self.limits.events, "$.event")
-        return await self._check_images(event, [form.image], ["$.image"])
+        return await self._check_images(event, [form.image], ["$.image"], warning)
 
     async def _check_images(
         self, event: ChatEvent, images: Sequence[bytes], paths: Sequence[str], warning: Headers | None = None

@@ -9,7 +9,6 @@ that spelling; the value, and so whether the body is valid, does not change. Ima
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 import schemathesis
@@ -66,16 +65,25 @@ def _real_image_in_event(event: Any) -> None:
 # condition between a parameter and the body that JSON Schema cannot state. Positive cases that
 # ask for strict mode therefore drop the unknown fields they generated.
 def _known_fields_only(event: Any) -> None:
-    from service.events import unknown_field_paths
+    import msgspec
+
+    from service import events
+
+    def names(struct: type[msgspec.Struct]) -> set[str]:
+        return {f.encode_name for f in msgspec.structs.fields(struct)}
 
     if not isinstance(event, dict):
         return
-    for path in unknown_field_paths(json.dumps(event), frozenset({"media.image"})):
-        parts = path.split(".")[1:]
-        holder = event
-        for part in parts[:-1]:
-            holder = holder[part]
-        holder.pop(parts[-1], None)
+    nested = {"chat": events.Chat, "sender": events.Sender, "payment": events.Payment, "media": events.Media,
+              "file": events.File, "link": events.Link, "forward": events.Forward}
+    for key in [k for k in event if k not in names(events.ChatEvent)]:
+        del event[key]
+    for key, struct in nested.items():
+        inner = event.get(key)
+        if isinstance(inner, dict):
+            allowed = names(struct) | ({"image"} if key == "media" else set())
+            for name in [k for k in inner if k not in allowed]:
+                del inner[name]
 
 
 @schemathesis.hook

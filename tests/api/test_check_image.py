@@ -491,3 +491,14 @@ def _json(value: Any) -> str:
     import json
 
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+async def test_an_uploads_event_part_names_its_unknown_fields(image_client: ImageClient) -> None:
+    async with image_client() as client:
+        form = {"event": _json({"id": "u1", "txt": "hi"})}
+        named = await client.post("/check", files={"image": ("a.png", TARGET_PNG)}, data=form)
+        assert named.status_code == 200
+        assert named.headers["redline-unknown-fields"] == "$.event.txt"
+        strict = await client.post("/check?strict=true", files={"image": ("a.png", TARGET_PNG)}, data=form)
+        assert strict.status_code == 422
+        assert [d["path"] for d in strict.json()["detail"]] == ["$.event.txt"]
