@@ -6,7 +6,7 @@ operator's view (what `kafka-consumer-groups` or Burrow report), independent of 
 says about itself, and it counts records consumed but not yet committed as still owed (they are,
 under at-least-once). The high watermark is the generator's count of acknowledged records, exact
 because it is the topic's only producer; tansu's ListOffsets would answer the base offset of the
-last batch instead (DESIGN.md). `redline_stream_consumer_lag_records` is sampled beside it as a
+last batch instead (docs/stream.md). `redline_stream_consumer_lag_records` is sampled beside it as a
 cross-check: it is the service's own view (its last fetch's high watermark − what it has
 *consumed*), updated per batch, so it reads lower than the committed lag by the batches in flight.
 """

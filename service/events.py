@@ -1,4 +1,4 @@
-"""Wire models of the DESIGN.md contract (ChatEvent in, Verdict out) and their JSON codec.
+"""Wire models of the contract (ChatEvent in, Verdict out; docs/events.md) and their JSON codec.
 
 msgspec structs: decoding validates types and constraints in one C pass (~1 µs per event), about
 4x cheaper than pydantic, and the same structs serve the engine, the stream, the CLI and the API.

@@ -78,7 +78,7 @@ def producer_options(settings: Settings) -> dict[str, object]:
     return {
         **client_options(settings),
         # acks=all: a verdict counts as produced only once the in-sync replicas have it.
-        # Idempotence stays off: tansu refuses InitProducerId (DESIGN.md); ordering per partition
+        # Idempotence stays off: tansu refuses InitProducerId (docs/stream.md); ordering per partition
         # still holds because aiokafka keeps one request in flight per partition.
         "acks": "all",
         "linger_ms": settings.producer_linger_ms,
