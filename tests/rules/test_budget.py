@@ -131,7 +131,18 @@ async def test_a_cancelled_load_kills_its_child(tmp_path: Path) -> None:
 
 
 def _children_of(parent: int) -> list[str]:
-    return [p.name for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p.name) == parent]
+    """The compiling children of `parent` (the suite's own brokers and servers are children too)."""
+    return [
+        p.name for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _parent(p.name) == parent and b"service.rules.isolated" in _cmdline(p.name)
+    ]
+
+
+def _cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _gone(pid: str) -> bool:
