@@ -28,6 +28,7 @@ EVENT_PART = "event"
 class UploadForm:
     image: bytes
     event: bytes | None  # ChatEvent JSON, as sent
+    unknown_parts: tuple[str, ...] = ()  # names of parts that are neither (skipped, named back)
 
 
 def invalid_upload(message: str, path: str = "$") -> ApiError:
@@ -40,6 +41,7 @@ class _FormCollector:
 
     limits: Limits
     kept: dict[str, bytearray] = field(default_factory=dict)
+    unknown: list[str] = field(default_factory=list)
     ended: bool = False
     _header_name: bytearray = field(default_factory=bytearray)
     _header_value: bytearray = field(default_factory=bytearray)
@@ -67,7 +69,11 @@ class _FormCollector:
     def on_headers_finished(self) -> None:
         name = self._part
         if name not in (IMAGE_PART, EVENT_PART):
-            return  # an unknown part: skipped, as JSON skips unknown fields
+            # An unknown part (`evnt` for `event`) is skipped, as an unknown JSON field is, and named
+            # back the same way: a typo must not drop the event unseen.
+            if name is not None and name not in self.unknown:
+                self.unknown.append(name)
+            return
         if name in self.kept:
             raise invalid_upload(f"more than one `{name}` part (one image per upload)", f"$.{name}")
         self._cap = self.limits.max_image_bytes if name == IMAGE_PART else self.limits.max_body_bytes
@@ -127,4 +133,4 @@ async def read_upload_form(receive: Receive, content_type: bytes, limits: Limits
     if image is None:
         raise invalid_upload("missing the `image` part", "$")
     event = collector.kept.get(EVENT_PART)
-    return UploadForm(bytes(image), None if event is None else bytes(event))
+    return UploadForm(bytes(image), None if event is None else bytes(event), tuple(collector.unknown))

@@ -125,18 +125,6 @@ _INVALID_CHECK: Final = _error(
                                            "path": "$.media.image"}]},
 )
 PDQ_HEADER_NAME: Final = "Redline-Media-Pdq"
-_STRICT_PARAMETER: Final = {
-    "name": "strict",
-    "in": "query",
-    "required": False,
-    "description": "`true`: a field the ChatEvent contract does not know is refused (422 naming "
-    "each one's JSON path). Without it, such fields are ignored and named in the "
-    "`Redline-Unknown-Fields` response header, so a typo (`txt` for `text`) does not pass unseen.",
-    "schema": {"type": "boolean", "default": False},
-    # One value, never exploded into other names (a generated object must stay `strict=…`).
-    "style": "form",
-    "explode": False,
-}
 _UNKNOWN_FIELDS_HEADER: Final = {
     "Redline-Unknown-Fields": {
         "description": "Present when the event (or a batch item) had fields the contract does not "
@@ -198,7 +186,6 @@ def check_operation() -> JsonObject:
     )
     ok["headers"] = _PDQ_HEADERS | _UNKNOWN_FIELDS_HEADER
     return {
-        "parameters": [_STRICT_PARAMETER],
         "requestBody": body,
         "responses": {
             "200": ok,
@@ -219,7 +206,6 @@ def check_batch_operation() -> JsonObject:
     )
     ok["headers"] = _PDQ_HEADERS | _UNKNOWN_FIELDS_HEADER
     return {
-        "parameters": [_STRICT_PARAMETER],
         "requestBody": _json_body(
             {"$ref": _REF.format(name="AdHocEventBatch")},
             {"two_events": {"summary": "Two events, verdicts come back in order", "value": batch}},

@@ -9,6 +9,7 @@ that spelling; the value, and so whether the body is valid, does not change. Ima
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import schemathesis
@@ -89,10 +90,26 @@ def _known_fields_only(event: Any) -> None:
 @schemathesis.hook
 def before_call(context: schemathesis.HookContext, case: Any, **kwargs: Any) -> None:
     meta = case.meta
-    if meta is None or not meta.generation.mode.is_positive or case.media_type != "application/json":
+    if meta is None or not meta.generation.mode.is_positive:
+        return
+    strict = (case.query or {}).get("strict") in (True, "true")
+    if case.media_type == "multipart/form-data" and strict and isinstance(case.body, dict):
+        for name in [k for k in case.body if k not in ("image", "event")]:
+            del case.body[name]  # strict also refuses parts the upload does not know
+        part = case.body.get("event")  # the upload's event part, an object or its JSON text
+        if isinstance(part, str):
+            try:
+                parsed = json.loads(part)
+            except ValueError:
+                return
+            _known_fields_only(parsed)
+            case.body["event"] = json.dumps(parsed)
+        else:
+            _known_fields_only(part)
+        return
+    if case.media_type != "application/json":
         return
     events = case.body if isinstance(case.body, list) else [case.body]
-    strict = (case.query or {}).get("strict") in (True, "true")
     for event in events:
         _real_image_in_event(event)
         if strict:
@@ -102,3 +119,4 @@ def before_call(context: schemathesis.HookContext, case: Any, **kwargs: Any) -> 
 @schemathesis.hook
 def map_body(context: schemathesis.HookContext, body: Any) -> Any:
     return _integral(body)
+

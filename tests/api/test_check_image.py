@@ -502,3 +502,14 @@ async def test_an_uploads_event_part_names_its_unknown_fields(image_client: Imag
         strict = await client.post("/check?strict=true", files={"image": ("a.png", TARGET_PNG)}, data=form)
         assert strict.status_code == 422
         assert [d["path"] for d in strict.json()["detail"]] == ["$.event.txt"]
+
+
+async def test_a_misspelled_form_part_is_named_not_dropped_unseen(image_client: ImageClient) -> None:
+    async with image_client() as client:
+        form = {"evnt": _json({"id": "u2", "text": "机密"})}
+        named = await client.post("/check", files={"image": ("a.png", TARGET_PNG)}, data=form)
+        assert named.status_code == 200
+        assert named.headers["redline-unknown-fields"] == "$.evnt"
+        strict = await client.post("/check?strict=true", files={"image": ("a.png", TARGET_PNG)}, data=form)
+        assert strict.status_code == 422
+        assert [d["path"] for d in strict.json()["detail"]] == ["$.evnt"]
