@@ -25,6 +25,7 @@ from service.engine.homophones import Homophones
 from service.engine.matcher import FieldMatcher
 from service.engine.normalize import SKELETON_KEPT, Normalizer
 from service.engine.patterns import PatternCompileError, PatternSpec, check_expression
+from service.engine.textmodel import NgramModel
 from service.errors import PackIssue
 from service.events import ACTION_RANK, EVENT_TYPES, RulesetRef
 from service.rules import schema as s
@@ -37,6 +38,7 @@ from service.rules.expansions import (
     homophone_twin,
     literal_separators,
 )
+from service.rules.model_conditions import compile_classifier
 from service.rules.tables import (
     COMMON_WORD_MAX_CHARS,
     TABLE_SIZE,
@@ -203,9 +205,11 @@ class _Compiler:
         issues: list[PackIssue],
         locate_in_pack: Locate,
         hash_banks: dict[str, HashBank] | None = None,
+        models: dict[str, NgramModel] | None = None,
     ) -> None:
         self.pack = pack
         self.hash_banks = hash_banks or {}
+        self.models = models or {}
         self.locate_in_pack = locate_in_pack
         self.lexicons = lexicons
         self.issues = issues
@@ -354,6 +358,8 @@ class _Compiler:
             return c.ForwardReaches(spec.forward.shares, spec.forward.views)
         if spec.media_hash is not None:
             return self.media_hash(spec.media_hash, here, locate)
+        if spec.classifier is not None:  # a pack model's score (service.rules.model_conditions)
+            return compile_classifier(spec.classifier, self.models, self.pack.models, here, locate, self.issues)
         if spec.seen is not None:
             self.issues.append(locate(here, "`seen` is only allowed as a member of the rule's top-level `all` "
                                             "(not nested, negated or in `unless`)"))
@@ -513,10 +519,11 @@ def compile_pack(
     *,
     hash_banks: dict[str, HashBank] | None = None,
     max_patterns: int | None = None,
+    models: dict[str, NgramModel] | None = None,
 ) -> Engine | None:
     """Build the engine, appending every problem to `issues`; None when there were any (or when
     the pack compiles to more than `max_patterns` patterns, twins included)."""
-    compiler = _Compiler(pack, lexicons, issues, locate_in_pack, hash_banks)
+    compiler = _Compiler(pack, lexicons, issues, locate_in_pack, hash_banks, models)
     seen: dict[str, RuleSource] = {}
     compiled: list[CompiledRule] = []
     for source in rules:

@@ -353,3 +353,51 @@ def emoji_readings() -> dict[tuple[str, ...], tuple[str, ...]]:
         if all(reading):
             by_reading.setdefault(reading, []).extend(chars)
     return {reading: tuple(dict.fromkeys(chars)) for reading, chars in by_reading.items()}
+
+
+# --- learned-signal views (service.engine.textmodel)
+
+MODEL_VIEWS: Final = ("plain", "homophones")
+_NOT_READ: Final = (SKELETON_SEPARATOR, SKELETON_PUNCTUATION)  # deleted from model views
+
+
+@functools.lru_cache(maxsize=4)
+def model_view_table(view: str) -> TranslateTable:
+    """The `str.translate` table of a model view: the normaliser's 1:1 folds (width, case,
+    traditional, invisible characters deleted), separators and punctuation deleted (傻*逼 and
+    傻 逼 read 傻逼; a model needs no offsets, `NgramModel.contributions` maps back itself);
+    `homophones` also folds each common hanzi to its reading group (homophone_folds) and each
+    emoji with a Chinese CLDR name to the fold of its name's first character (🐴 马 → 妈's group)."""
+    if view not in MODEL_VIEWS:
+        raise ValueError(f"unknown model view {view!r}")
+    base = translate_table(width=True, case=True, traditional=True, invisible=True)
+    skeleton = skeleton_table(invisible=True, separators=True)
+    assert skeleton is not None
+    folds = homophone_folds() if view == "homophones" else {}
+    stand_ins = _emoji_first_characters() if view == "homophones" else {}
+    table: list[int | None] = list(range(TABLE_SIZE))
+    for code_point in range(TABLE_SIZE):
+        target = base[code_point]
+        value = code_point if target is None else target
+        stand_in = stand_ins.get(value)
+        if stand_in is not None:
+            value = stand_in
+        elif value == ord(DELETED) or (value < TABLE_SIZE and skeleton[value] in _NOT_READ):
+            table[code_point] = None
+            continue
+        table[code_point] = folds.get(value, value)
+    table[0] = None  # NUL is the models' text boundary
+    return table
+
+
+@functools.lru_cache(maxsize=1)
+def _emoji_first_characters() -> dict[int, int]:
+    """Single-code-point emoji with an all-hanzi Chinese CLDR name → its first character."""
+    found: dict[int, int] = {}
+    for name, chars in emoji_names().items():
+        if not is_cjk(name[0]):
+            continue
+        for char in chars:
+            if len(char) == 1 and ord(char) < TABLE_SIZE:
+                found.setdefault(ord(char), ord(name[0]))
+    return found
