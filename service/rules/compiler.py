@@ -25,6 +25,7 @@ from service.engine.homophones import Homophones
 from service.engine.matcher import FieldMatcher
 from service.engine.normalize import SKELETON_KEPT, Normalizer
 from service.engine.patterns import PatternCompileError, PatternSpec, check_expression
+from service.engine.stand_ins import StandIns
 from service.engine.textmodel import NgramModel
 from service.errors import PackIssue
 from service.events import ACTION_RANK, EVENT_TYPES, RulesetRef
@@ -44,9 +45,11 @@ from service.rules.tables import (
     TABLE_SIZE,
     common_characters,
     common_words,
+    emoji_stand_ins,
     homophone_table,
     pinyin_syllables,
     skeleton_table,
+    stand_in_tables,
     translate_table,
 )
 
@@ -73,6 +76,8 @@ class Layers:
     pinyin: bool = True
     emoji: bool = True
     homophones: bool = False  # opt-in per pack or rule; the default pack turns it on (docs/quality.md)
+    near_homophones: bool = False  # with homophones: fuzzy-pinyin pairs read alike too (opt-in)
+    stand_ins: bool = False  # with homophones: emoji read as the characters of their name (opt-in)
 
     def overridden(self, spec: s.NormalizeSpec | None) -> Layers:
         if spec is None:
@@ -155,13 +160,17 @@ class _ChannelBuilder:
             self.needs_all_spans.add(pattern_id)
         wide_enough = fixed_length is None or fixed_length >= MIN_HOMOPHONE_CHARS
         if twins and self.layers.homophones and wide_enough:
-            found = (homophone_twin(expression, regex=fixed_length is None), *more_twins)
+            near = self.layers.near_homophones
+            found = (homophone_twin(expression, regex=fixed_length is None, near=near), *more_twins)
             self.twins.setdefault(pattern_id, {}).update(dict.fromkeys(t for t in found if t is not None))
         return pattern_id
 
     @property
     def normalizer(self) -> Normalizer:
-        return build_normalizer(self.layers, frozenset(self.keep))
+        keep = frozenset(self.keep)
+        if self.layers.homophones and self.layers.stand_ins:  # stand-in emoji stay for their views
+            keep |= frozenset(emoji_stand_ins(self.layers.near_homophones))
+        return build_normalizer(self.layers, keep)
 
     def patterns(self) -> tuple[PatternSpec, ...]:
         return tuple(
@@ -172,8 +181,12 @@ class _ChannelBuilder:
     def matcher(self) -> FieldMatcher:
         normalizer = self.normalizer
         homophones = None
+        stand_ins = None
         if any(self.twins.values()):
-            homophones = Homophones(homophone_table(), common_words(), COMMON_WORD_MAX_CHARS, common_characters())
+            near = self.layers.near_homophones
+            homophones = Homophones(homophone_table(near), common_words(), COMMON_WORD_MAX_CHARS, common_characters())
+            if self.layers.stand_ins:
+                stand_ins = StandIns(stand_in_tables(near), frozenset(emoji_stand_ins(near)))
         return FieldMatcher(
             self.patterns(),
             alternate=normalizer.without_kept if normalizer.kept else None,
@@ -181,6 +194,7 @@ class _ChannelBuilder:
             homophones=homophones,
             syllables=pinyin_syllables() if self.spelled else frozenset(),
             spelled=frozenset(self.spelled),
+            stand_ins=stand_ins,
         )
 
 
@@ -262,7 +276,8 @@ class _Compiler:
                 self.issues.append(locate(path, f"keyword {term!r} is empty after normalisation"))
                 continue
             found = expand(
-                folded, fold, leet=layers.leet, pinyin=layers.pinyin, homophones=layers.homophones, emoji=layers.emoji
+                folded, fold, leet=layers.leet, pinyin=layers.pinyin, homophones=layers.homophones, emoji=layers.emoji,
+                near=layers.near_homophones,
             )
             main = found.fixed or Variant(literal_expression(folded), len(folded))
             ids.append(builder.add(main.expression, main.length, all_spans=all_spans, more_twins=found.homophones))
@@ -495,6 +510,7 @@ class _Compiler:
             reason=spec.reason or spec.description or spec.id,
             condition=condition,
             exemptions=tuple(exemptions),
+            folded_action=spec.folded_action,
         )
 
 

@@ -39,6 +39,8 @@ class NormalizeSpec(_Spec, kw_only=True):
     leet: bool | None = None
     pinyin: bool | None = None
     homophones: bool | None = None
+    near_homophones: bool | None = None  # with homophones: fuzzy pinyin too (n/l, h/f, en/eng…)
+    stand_ins: bool | None = None  # with homophones: emoji read as their name's characters (🐴 → 妈)
     emoji: bool | None = None
 
 
@@ -190,6 +192,9 @@ class RuleSpec(_Spec, kw_only=True):
     description: str = ""
     reason: str | None = None
     normalize: NormalizeSpec | None = None
+    # The strongest action of a match that exists only through a folded reading (homophone,
+    # near-homophone, emoji stand-in): by default such a match asks for review, never blocks.
+    folded_action: RuleAction = "review"
     when: ConditionSpec
     unless: list[UnlessSpec] = []
     examples: ExamplesSpec
@@ -228,7 +233,7 @@ class PackFile(_Spec, kw_only=True):
     rules: list[str] = msgspec.field(default_factory=lambda: ["rules/*.yaml"])
 
 
-ModelView = Literal["plain", "homophones"]
+ModelView = Literal["plain", "homophones", "near_homophones"]
 
 
 class ModelThresholds(_Spec, kw_only=True):
