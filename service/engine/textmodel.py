@@ -21,6 +21,7 @@ every numpy version; nothing here reads a file or a clock.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -28,7 +29,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from service.engine.normalize import TranslateTable
+# A model view's `str.translate` table: a character may become several (an emoji read as its name).
+ModelTable = list[int | str | None]
 
 # The views of one text are joined with VIEW_BREAK (n-grams across it are features like any
 # other); texts of a batch with TEXT_BREAK (n-grams across it are not). Both are control
@@ -42,6 +44,9 @@ MAX_VIEWS: Final = 2
 _ORDER_MULTIPLIERS: Final = (0x01000193, 0x27D4EB2F, 0x165667B1, 0x9E3779B1)  # odd; one per order ≥ 2
 _MIX: Final = 0x9E3779B1  # Knuth's multiplicative hash
 _MIX32: Final = np.uint32(_MIX)
+# Where emoji live (arrows, symbols, dingbats, the emoji planes): a text without one of these
+# has no emoji reading to try.
+_SYMBOLS: Final = re.compile("[\u2190-\u2bff\U0001f000-\U0001faff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +63,16 @@ class NgramModel:
     """A compiled model: its views' tables, n-gram orders, hashed weights and bias."""
 
     name: str
-    views: tuple[TranslateTable, ...]
+    views: tuple[ModelTable, ...]
     max_order: int
     bits: int
     weights: npt.NDArray[np.float32]  # 2^bits values
     bias: float
-    _tables: tuple[TranslateTable, ...] = field(init=False, repr=False)
-    _batch_tables: tuple[TranslateTable, ...] = field(init=False, repr=False)  # TEXT_BREAK kept
+    # Other readings of emoji (emoji → another character of its name): a text holding one is
+    # scored under each reading too, and its score is the highest (🐴 马头: 马, then 头).
+    readings: tuple[dict[int, str], ...] = ()
+    _tables: tuple[ModelTable, ...] = field(init=False, repr=False)
+    _batch_tables: tuple[ModelTable, ...] = field(init=False, repr=False)  # TEXT_BREAK kept
     _shift: np.uint32 = field(init=False, repr=False)
     _multipliers: tuple[np.uint32, ...] = field(init=False, repr=False)
 
@@ -77,8 +85,7 @@ class NgramModel:
             raise ValueError("weights must hold 2^bits values")
         tables = [self.views[0]]
         for index, table in enumerate(self.views[1:], start=1):
-            offset = index * VIEW_OFFSET
-            tables.append([None if value is None else value + offset for value in table])
+            tables.append([_offset(value, index * VIEW_OFFSET) for value in table])
         object.__setattr__(self, "_tables", tuple(tables))
         batch_tables = []
         for table in tables:
@@ -100,7 +107,22 @@ class NgramModel:
         return _sigmoid(self.margin(text))
 
     def margin(self, text: str) -> float:
-        """bias + Σ weights / sqrt(n-grams): the score before the sigmoid."""
+        """bias + Σ weights / sqrt(n-grams): the score before the sigmoid (the highest over the
+        emoji readings when the text holds an emoji)."""
+        if self.readings and _SYMBOLS.search(text) is not None:
+            return max(self._margin(reading) for reading in self._readings_of(text))
+        return self._margin(text)
+
+    def _readings_of(self, text: str) -> list[str]:
+        """`text` under each emoji reading (the same text when no emoji has another reading)."""
+        found = [text]
+        for reading in self.readings:
+            other = text.translate(reading)
+            if other != found[-1]:
+                found.append(other)
+        return found
+
+    def _margin(self, text: str) -> float:
         joined = VIEW_BREAK.join([text.translate(table) for table in self._tables])
         codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
         size = len(codes)
@@ -148,6 +170,10 @@ class NgramModel:
             totals += np.add.reduceat(weights, starts) if size else 0.0
             counts += np.maximum(lengths - order + 1, 0)
         margins = self.bias + totals / np.sqrt(np.maximum(counts, 1))
+        if self.readings and _SYMBOLS.search(TEXT_BREAK.join(texts)) is not None:
+            for index, text in enumerate(texts):  # the few texts with emoji: every reading
+                if _SYMBOLS.search(text) is not None:
+                    margins[index] = self.margin(text)
         return np.asarray(1.0 / (1.0 + np.exp(-margins)), dtype=np.float64)
 
     def _joined_batch(self, texts: Sequence[str]) -> str:
@@ -189,6 +215,8 @@ class NgramModel:
     def contributions(self, text: str, limit: int = 3) -> tuple[float, list[Span]]:
         """The score and up to `limit` spans of `text` whose n-grams added most to it: the
         2 × `limit` heaviest positive n-grams, overlapping ones merged, the heaviest spans first."""
+        if self.readings and _SYMBOLS.search(text) is not None:
+            text = max(self._readings_of(text), key=self._margin)  # 1:1, so spans stay the text's
         chars: list[int] = []
         where: list[int] = []  # original index of each joined character (-1: the view break)
         for index, table in enumerate(self._tables):
@@ -197,8 +225,10 @@ class NgramModel:
                 where.append(-1)
             for position, char in enumerate(text):
                 mapped = table[ord(char)] if ord(char) < len(table) else ord(char)
-                if mapped is not None:
-                    chars.append(mapped)
+                if mapped is None:
+                    continue
+                for code_point in [mapped] if isinstance(mapped, int) else map(ord, mapped):
+                    chars.append(code_point)
                     where.append(position)
         per_gram: list[tuple[int, int, float]] = []  # (original start, original end, weight)
         total = 0.0
@@ -227,6 +257,14 @@ class NgramModel:
                 merged.append([start, end, weight * scale])
         merged.sort(key=lambda span: -span[2])
         return _sigmoid(self.bias + total * scale), [Span(int(s), int(e), w) for s, e, w in merged[:limit]]
+
+
+def _offset(value: int | str | None, offset: int) -> int | str | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value + offset
+    return "".join(chr(ord(char) + offset) for char in value)
 
 
 def _sigmoid(margin: float) -> float:

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from service.engine.textmodel import NgramModel
-from service.rules.tables import MODEL_VIEWS, model_view_table
+from service.rules.tables import MODEL_VIEWS, model_emoji_readings, model_view_table
 from service.training import card as cards
+from service.training.augment import cloaked
 from service.training.choose import at_fpr, figures, roc_auc
 from service.training.data import DataError, Labelled, read, texts_of
 from service.training.fit import Settings, fit
@@ -52,6 +53,10 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--l2", type=float, default=defaults.l2)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--augment", type=int, default=0,
+                        help="cloaked copies of each training row (fold-half substitutions; default 0)")
+    parser.add_argument("--augment-share", type=float, default=0.2,
+                        help="share of a copy's substitutable characters that are substituted (default 0.2)")
     parser.add_argument("--review-fpr", type=float, default=0.02, help="dev negatives the review threshold may flag")
     parser.add_argument("--block-fpr", type=float, default=0.002, help="dev negatives the block threshold may flag")
 
@@ -63,7 +68,8 @@ def run(args: argparse.Namespace, command: str) -> int:
     if unknown or not views:
         print(f"unknown views {unknown}; choose from {MODEL_VIEWS}", file=sys.stderr)
         return 2
-    settings = Settings(views, args.max_order, args.bits, args.l2, args.epochs, args.learning_rate)
+    settings = Settings(views, args.max_order, args.bits, args.l2, args.epochs, args.learning_rate,
+                        args.augment, args.augment_share)
     try:
         held_out = texts_of(args.test, args.text)
         train = read(args.train, args.text, args.label, exclude=held_out)
@@ -74,12 +80,17 @@ def run(args: argparse.Namespace, command: str) -> int:
         return 2
     tables = tuple(model_view_table(view) for view in views)
     void = np.zeros(1 << settings.bits, dtype=np.float32)
-    fitted = fit(NgramModel(args.name, tables, settings.max_order, settings.bits, void, 0.0),
-                 train.texts, train.labels, settings)
+    texts, labels = train.texts, train.labels
+    if args.augment:
+        texts = texts + [cloaked(text, copy, args.augment_share) for copy in range(1, args.augment + 1)
+                         for text in train.texts]
+        labels = np.tile(train.labels, args.augment + 1)
+    fitted = fit(NgramModel(args.name, tables, settings.max_order, settings.bits, void, 0.0), texts, labels, settings)
     data = cards.weights_bytes(fitted.weights)
     # Thresholds and figures come from the model as it ships (float16 weights).
     weights = np.frombuffer(data, dtype="<f2").astype(np.float32)
-    model = NgramModel(args.name, tables, settings.max_order, settings.bits, weights, fitted.bias)
+    model = NgramModel(args.name, tables, settings.max_order, settings.bits, weights, fitted.bias,
+                       model_emoji_readings())
     dev_scores = model.score_batch(dev.texts)
     rates = {"review": args.review_fpr, "block": args.block_fpr}
     thresholds = {label: at_fpr(dev_scores, dev.labels, rate) for label, rate in rates.items()}

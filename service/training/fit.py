@@ -24,6 +24,8 @@ class Settings:
     l2: float = 3e-6
     epochs: int = 300
     learning_rate: float = 0.05
+    augment: int = 0  # cloaked copies per training row (service/training/augment.py)
+    augment_share: float = 0.2
 
 
 @dataclass(frozen=True)
