@@ -88,7 +88,7 @@ def render_card(name: str, settings: Settings, licence: str, source: str, comman
         f"2^{settings.bits} buckets; weights stored as float16 ({weights_size / 1024 / 1024:.1f} MiB).",
         f"- Logistic regression, L2 {settings.l2:g}, full-batch Adam, {settings.epochs} epochs, learning rate "
         f"{settings.learning_rate:g}; deterministic. Training took {seconds:.0f} s here.",
-        f"- Augmentation: {settings.augment} cloaked copies of each training row, "
+        f"- Augmentation: {settings.augment} cloaked {'copy' if settings.augment == 1 else 'copies'} of each row, "
         f"{100 * settings.augment_share:.0f}% of its substitutable hanzi written as a homophone, near-homophone or "
         "emoji from the fold halves of the substitution tables (the robustness suite uses the held-out halves)."
         if settings.augment else "- Augmentation: none.",
