@@ -68,8 +68,8 @@ class NgramModel:
     bits: int
     weights: npt.NDArray[np.float32]  # 2^bits values
     bias: float
-    # Other readings of emoji (emoji → another character of its name): a text holding one is
-    # scored under each reading too, and its score is the highest (🐴 马头: 马, then 头).
+    # Readings of emoji (emoji → a character of its name): a text holding one is scored as it is
+    # (its views delete emoji) and under each reading, and keeps the highest (🐴 马头: 马, 头).
     readings: tuple[dict[int, str], ...] = ()
     _tables: tuple[ModelTable, ...] = field(init=False, repr=False)
     _batch_tables: tuple[ModelTable, ...] = field(init=False, repr=False)  # TEXT_BREAK kept
@@ -114,16 +114,18 @@ class NgramModel:
         return self._margin(text)
 
     def _readings_of(self, text: str) -> list[str]:
-        """`text` under each emoji reading (the same text when no emoji has another reading)."""
+        """`text` as it is and under each emoji reading (repeats left out)."""
         found = [text]
         for reading in self.readings:
             other = text.translate(reading)
-            if other != found[-1]:
+            if other not in found:
                 found.append(other)
         return found
 
     def _margin(self, text: str) -> float:
         joined = VIEW_BREAK.join([text.translate(table) for table in self._tables])
+        if not joined:  # one view, nothing left in it: no feature
+            return self.bias
         codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
         size = len(codes)
         grams = codes
@@ -152,7 +154,8 @@ class NgramModel:
         lengths = np.diff(np.concatenate((starts, [size + 1]))) - 1  # characters per joined text
         totals = np.zeros(len(texts))
         counts = np.zeros(len(texts))
-        weights = np.zeros(size, dtype=np.float32)
+        # One padding zero: an empty last text starts at `size` (reduceat needs a valid index).
+        weights = np.zeros(size + 1, dtype=np.float32)
         grams = codes
         for order in range(1, self.max_order + 1):
             if order > 1:
@@ -167,7 +170,7 @@ class NgramModel:
             # The n-grams that hold a break start at most order−1 positions before it.
             for back in range(order):
                 weights[np.maximum(breaks - back, 0)] = 0.0
-            totals += np.add.reduceat(weights, starts) if size else 0.0
+            totals += np.add.reduceat(weights, starts)
             counts += np.maximum(lengths - order + 1, 0)
         margins = self.bias + totals / np.sqrt(np.maximum(counts, 1))
         if self.readings and _SYMBOLS.search(TEXT_BREAK.join(texts)) is not None:

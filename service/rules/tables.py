@@ -446,25 +446,20 @@ def model_view_table(view: str) -> ModelTable:
     """The `str.translate` table of a model view: the normaliser's 1:1 folds (width, case,
     traditional, invisible characters deleted), separators and punctuation deleted (傻*逼 and
     傻 逼 read 傻逼; a model needs no offsets, `NgramModel.contributions` maps back itself);
-    every view reads an emoji with a Chinese CLDR name as the first character of its name (🐴
-    马头 → 马; `model_emoji_readings` gives the others); `homophones` also folds each common hanzi
-    to its reading group (homophone_folds: 马 and 妈 alike), `near_homophones` by the
-    near-homophone groups."""
+    emoji are deleted like other separators (a model also reads a text with emoji under
+    `model_emoji_readings`, each emoji read as a character of its name, and keeps the highest
+    score); `homophones` also folds each common hanzi to its reading group (homophone_folds: 马
+    and 妈 alike), `near_homophones` by the near-homophone groups."""
     if view not in MODEL_VIEWS:
         raise ValueError(f"unknown model view {view!r}")
     base = translate_table(width=True, case=True, traditional=True, invisible=True)
     skeleton = skeleton_table(invisible=True, separators=True)
     assert skeleton is not None
     folds = homophone_folds(near=view == "near_homophones") if view != "plain" else {}
-    stand_ins = _emoji_chinese_names()
     table: list[int | str | None] = list(range(TABLE_SIZE))
     for code_point in range(TABLE_SIZE):
         target = base[code_point]
         value = code_point if target is None else target
-        name = stand_ins.get(value)
-        if name is not None:
-            table[code_point] = folds.get(ord(name[0]), ord(name[0]))
-            continue
         if value == ord(DELETED) or (value < TABLE_SIZE and skeleton[value] in _NOT_READ):
             table[code_point] = None
             continue
@@ -479,12 +474,13 @@ MODEL_EMOJI_READINGS: Final = 3
 
 @functools.lru_cache(maxsize=1)
 def model_emoji_readings() -> tuple[dict[int, str], ...]:
-    """For k = 1 … MODEL_EMOJI_READINGS − 1: emoji → the k-th character of its Chinese name (for
-    names that long): a model scores a text with emoji under each reading and keeps the highest."""
+    """For k = 0 … MODEL_EMOJI_READINGS − 1: emoji → the k-th character of its Chinese name (the
+    last one for shorter names). A model scores a text with emoji as it is (emoji deleted: they
+    may be decoration or separators) and under each reading, and keeps the highest score."""
     names = _emoji_chinese_names()
     return tuple(
-        {code_point: name[k] for code_point, name in names.items() if len(name) > k}
-        for k in range(1, MODEL_EMOJI_READINGS)
+        {code_point: name[min(k, len(name) - 1)] for code_point, name in names.items()}
+        for k in range(MODEL_EMOJI_READINGS)
     )
 
 

@@ -27,8 +27,8 @@ def test_engine_source_reads_no_clock_or_files() -> None:
 
     import service.engine.classifier as classifier
     import service.engine.conditions as conditions
-    import service.engine.matcher as matcher
     import service.engine.folds as folds
+    import service.engine.matcher as matcher
     import service.engine.model_score as model_score
     import service.engine.normalize as normalize
     import service.engine.stand_ins as stand_ins
