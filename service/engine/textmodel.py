@@ -47,6 +47,8 @@ _MIX32: Final = np.uint32(_MIX)
 # Where emoji live (arrows, symbols, dingbats, the emoji planes): a text without one of these
 # has no emoji reading to try.
 _SYMBOLS: Final = re.compile("[\u2190-\u2bff\U0001f000-\U0001faff]")
+# Latin words (single spaces between them) of at least two letters, four in all: maybe pinyin.
+_LATIN_RUN: Final = re.compile(r"(?<![A-Za-z])[A-Za-z]{2,}(?: [A-Za-z]+)*(?![A-Za-z])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,10 @@ class NgramModel:
     # Readings of emoji (emoji → a character of its name): a text holding one is scored as it is
     # (its views delete emoji) and under each reading, and keeps the highest (🐴 马头: 马, 头).
     readings: tuple[dict[int, str], ...] = ()
+    # Toneless pinyin syllable → a hanzi read so: a run of Latin letters that reads entirely as
+    # pinyin (shabi, sha bi) is also scored as those hanzi, and the text keeps the highest score.
+    spellings: dict[str, str] = field(default_factory=dict)
+    _longest_spelling: int = field(init=False, repr=False)
     _tables: tuple[ModelTable, ...] = field(init=False, repr=False)
     _batch_tables: tuple[ModelTable, ...] = field(init=False, repr=False)  # TEXT_BREAK kept
     _shift: np.uint32 = field(init=False, repr=False)
@@ -94,6 +100,7 @@ class NgramModel:
             batch_tables.append(kept)
         object.__setattr__(self, "_batch_tables", tuple(batch_tables))
         object.__setattr__(self, "_shift", np.uint32(32 - self.bits))
+        object.__setattr__(self, "_longest_spelling", max(map(len, self.spellings), default=0))
         object.__setattr__(self, "_multipliers", tuple(np.uint32(m) for m in _ORDER_MULTIPLIERS))
 
     def joined(self, text: str) -> str:
@@ -109,18 +116,41 @@ class NgramModel:
     def margin(self, text: str) -> float:
         """bias + Σ weights / sqrt(n-grams): the score before the sigmoid (the highest over the
         emoji readings when the text holds an emoji)."""
-        if self.readings and _SYMBOLS.search(text) is not None:
+        if self._has_readings(text):
             return max(self._margin(reading) for reading in self._readings_of(text))
         return self._margin(text)
 
+    def _has_readings(self, text: str) -> bool:
+        return bool(self.readings and _SYMBOLS.search(text) is not None) or bool(
+            self.spellings and _LATIN_RUN.search(text) is not None
+        )
+
     def _readings_of(self, text: str) -> list[str]:
-        """`text` as it is and under each emoji reading (repeats left out)."""
+        """`text` as it is, under each emoji reading and with its pinyin read as hanzi (repeats
+        left out). Every reading has the text's length, so spans of one are spans of the text."""
         found = [text]
-        for reading in self.readings:
-            other = text.translate(reading)
-            if other not in found:
-                found.append(other)
+        if self.readings and _SYMBOLS.search(text) is not None:
+            for reading in self.readings:
+                other = text.translate(reading)
+                if other not in found:
+                    found.append(other)
+        if self.spellings and _LATIN_RUN.search(text) is not None:
+            spelled = _LATIN_RUN.sub(self._spell, text)
+            if spelled not in found:
+                found.append(spelled)
         return found
+
+    def _spell(self, run: re.Match[str]) -> str:
+        """A run of Latin words as hanzi when every word reads as pinyin syllables (each syllable
+        becomes its hanzi and spaces, keeping the length), else the run unchanged."""
+        words = run.group().split(" ")
+        spelled = [_syllables(word.lower(), self.spellings, self._longest_spelling) for word in words]
+        if any(parts is None for parts in spelled) or sum(len(p or ()) for p in spelled) < 2:
+            return run.group()
+        return " ".join(
+            "".join(self.spellings[syllable] + " " * (len(syllable) - 1) for syllable in parts or ())
+            for parts in spelled
+        )
 
     def _margin(self, text: str) -> float:
         joined = VIEW_BREAK.join([text.translate(table) for table in self._tables])
@@ -173,10 +203,12 @@ class NgramModel:
             totals += np.add.reduceat(weights, starts)
             counts += np.maximum(lengths - order + 1, 0)
         margins = self.bias + totals / np.sqrt(np.maximum(counts, 1))
-        if self.readings and _SYMBOLS.search(TEXT_BREAK.join(texts)) is not None:
-            for index, text in enumerate(texts):  # the few texts with emoji: every reading
-                if _SYMBOLS.search(text) is not None:
-                    margins[index] = self.margin(text)
+        if self.readings or self.spellings:
+            batch = TEXT_BREAK.join(texts)
+            if _SYMBOLS.search(batch) is not None or (self.spellings and _LATIN_RUN.search(batch) is not None):
+                for index, text in enumerate(texts):  # the texts with emoji or pinyin: every reading
+                    if self._has_readings(text):
+                        margins[index] = self.margin(text)
         return np.asarray(1.0 / (1.0 + np.exp(-margins)), dtype=np.float64)
 
     def _joined_batch(self, texts: Sequence[str]) -> str:
@@ -218,8 +250,8 @@ class NgramModel:
     def contributions(self, text: str, limit: int = 3) -> tuple[float, list[Span]]:
         """The score and up to `limit` spans of `text` whose n-grams added most to it: the
         2 × `limit` heaviest positive n-grams, overlapping ones merged, the heaviest spans first."""
-        if self.readings and _SYMBOLS.search(text) is not None:
-            text = max(self._readings_of(text), key=self._margin)  # 1:1, so spans stay the text's
+        if self._has_readings(text):
+            text = max(self._readings_of(text), key=self._margin)  # same length: spans stay the text's
         chars: list[int] = []
         where: list[int] = []  # original index of each joined character (-1: the view break)
         for index, table in enumerate(self._tables):
@@ -260,6 +292,21 @@ class NgramModel:
                 merged.append([start, end, weight * scale])
         merged.sort(key=lambda span: -span[2])
         return _sigmoid(self.bias + total * scale), [Span(int(s), int(e), w) for s, e, w in merged[:limit]]
+
+
+def _syllables(word: str, spellings: dict[str, str], longest: int) -> list[str] | None:
+    """`word` split into the fewest pinyin syllables, or None when it does not split."""
+    best: list[list[str] | None] = [[]] + [None] * len(word)
+    for stop in range(1, len(word) + 1):
+        for size in range(1, min(longest, stop) + 1):
+            before = best[stop - size]
+            piece = word[stop - size : stop]
+            if before is not None and piece in spellings:
+                candidate = [*before, piece]
+                current = best[stop]
+                if current is None or len(candidate) < len(current):
+                    best[stop] = candidate
+    return best[-1]
 
 
 def _offset(value: int | str | None, offset: int) -> int | str | None:

@@ -485,6 +485,13 @@ def model_emoji_readings() -> tuple[dict[int, str], ...]:
 
 
 @functools.lru_cache(maxsize=1)
+def model_spellings() -> dict[str, str]:
+    """Toneless pinyin syllable → the first common hanzi (GB2312 order) whose first reading it is:
+    a model reads a run of pinyin (shabi) as these hanzi (its views then fold them)."""
+    return {syllable: group[0] for syllable, group in homophone_groups().items() if syllable.isascii()}
+
+
+@functools.lru_cache(maxsize=1)
 def _emoji_chinese_names() -> dict[int, str]:
     """Single-code-point emoji with an all-hanzi Chinese CLDR name → that name."""
     found: dict[int, str] = {}

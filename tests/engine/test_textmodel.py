@@ -9,18 +9,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.engine.textmodel import TEXT_BREAK, NgramModel
-from service.rules.tables import model_emoji_readings, model_view_table
+from service.rules.tables import model_emoji_readings, model_spellings, model_view_table
 
 
 def _model(views: tuple[str, ...] = ("plain", "homophones"), bits: int = 12, max_order: int = 3) -> NgramModel:
     weights = np.random.default_rng(7).standard_normal(1 << bits).astype(np.float32)
     return NgramModel("t", tuple(model_view_table(v) for v in views), max_order, bits, weights, -0.25,
-                      model_emoji_readings())
+                      model_emoji_readings(), model_spellings())
 
 
 MODEL = _model()
 ONE_VIEW = _model(views=("near_homophones",))
-TEXTS = st.text(alphabet=st.sampled_from("傻逼沙比你妈的🐴🧧 *，.ab1\x00\x01\u200b機密"), max_size=30)
+TEXTS = st.text(alphabet=st.sampled_from("傻逼沙比你妈的🐴🧧 *，.abihsAB1\x00\x01\u200b機密"), max_size=30)
 
 
 @settings(max_examples=200, deadline=None)
@@ -81,3 +81,15 @@ def test_empty_batches_and_texts(model: NgramModel) -> None:
         assert 0 < model.score(text) < 1
         assert model.score_batch([text])[0] == pytest.approx(model.score(text))
     assert model.contributions("")[1] == []
+
+
+def test_a_run_of_pinyin_is_also_read_as_hanzi() -> None:
+    folded = _model(views=("homophones",))
+    # The text as it is, or its pinyin read as hanzi (沙比 and 傻逼 fold alike): the higher score.
+    assert folded.score("你个shabi") >= folded.score("你个傻逼") - 1e-9
+    assert folded.score("你个sha bi") == pytest.approx(folded.score("你个shabi"))
+    assert folded._readings_of("hello world") == ["hello world"]  # not pinyin: no other reading
+    assert folded._readings_of("ni ge sha bi")[1].split() == ["妮", "哥", "莎", "逼"]  # first of each group
+    score, spans = folded.contributions("你个shabi")
+    assert score == pytest.approx(folded.score("你个shabi"))
+    assert all(0 <= s.start < s.end <= len("你个shabi") for s in spans)
