@@ -49,6 +49,13 @@ _MIX32: Final = np.uint32(_MIX)
 _SYMBOLS: Final = re.compile("[\u2190-\u2bff\U0001f000-\U0001faff]")
 # Latin words (single spaces between them) of at least two letters, four in all: maybe pinyin.
 _LATIN_RUN: Final = re.compile(r"(?<![A-Za-z])[A-Za-z]{2,}(?: [A-Za-z]+)*(?![A-Za-z])")
+# Letter pairs toneless pinyin never holds: a consonant other than n, g, r (which end syllables)
+# followed by another (but zh, ch, sh), or ending a word. Most English words have one (Meeting,
+# moved): their runs are rejected by one regex search instead of a syllable split.
+_NOT_PINYIN: Final = re.compile(
+    r"[bdfhjklmpqtwxy][bcdfghjklmnpqrstwxyz]|[zcs][bcdfgjklmnpqrstwxyz]|[bcdfhjklmpqstwxyz](?![a-z])",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +128,10 @@ class NgramModel:
         return self._margin(text)
 
     def _has_readings(self, text: str) -> bool:
-        return bool(self.readings and _SYMBOLS.search(text) is not None) or bool(
-            self.spellings and _LATIN_RUN.search(text) is not None
+        if self.readings and _SYMBOLS.search(text) is not None:
+            return True
+        return bool(self.spellings) and any(
+            _NOT_PINYIN.search(run.group()) is None for run in _LATIN_RUN.finditer(text)
         )
 
     def _readings_of(self, text: str) -> list[str]:
@@ -134,7 +143,7 @@ class NgramModel:
                 other = text.translate(reading)
                 if other not in found:
                     found.append(other)
-        if self.spellings and _LATIN_RUN.search(text) is not None:
+        if self.spellings and any(_NOT_PINYIN.search(run.group()) is None for run in _LATIN_RUN.finditer(text)):
             spelled = _LATIN_RUN.sub(self._spell, text)
             if spelled not in found:
                 found.append(spelled)
@@ -143,6 +152,8 @@ class NgramModel:
     def _spell(self, run: re.Match[str]) -> str:
         """A run of Latin words as hanzi when every word reads as pinyin syllables (each syllable
         becomes its hanzi and spaces, keeping the length), else the run unchanged."""
+        if _NOT_PINYIN.search(run.group()) is not None:
+            return run.group()
         words = run.group().split(" ")
         spelled = [_syllables(word.lower(), self.spellings, self._longest_spelling) for word in words]
         if any(parts is None for parts in spelled) or sum(len(p or ()) for p in spelled) < 2:
@@ -172,10 +183,39 @@ class NgramModel:
         return self.bias + float(self.weights.take(hashed).sum(dtype=np.float64)) / math.sqrt(len(hashed))
 
     def score_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
-        """`score` of every text, computed over one array for the whole batch: per n-gram order,
-        the weight at every position (0 where an n-gram would cross a text), summed per text."""
+        """`score` of every text, computed over one array for the whole batch; the texts with an
+        emoji or a run of pinyin are scored again under their readings, as one more batch."""
         if not texts:
             return np.zeros(0)
+        margins = self._batch_margins(texts)
+        if self.readings or self.spellings:
+            owners: list[int] = []
+            variants: list[str] = []
+            for index in self._texts_with_readings(texts):
+                for reading in self._readings_of(texts[index])[1:]:
+                    owners.append(index)
+                    variants.append(reading)
+            if variants:
+                np.maximum.at(margins, np.array(owners), self._batch_margins(variants))
+        return np.asarray(1.0 / (1.0 + np.exp(-margins)), dtype=np.float64)
+
+    def _texts_with_readings(self, texts: Sequence[str]) -> list[int]:
+        """Indices of the texts that hold an emoji or a run that may be pinyin: one regex pass
+        over the whole batch, its hits mapped to their texts."""
+        batch = TEXT_BREAK.join(texts)
+        positions: list[int] = []
+        if self.readings:
+            positions.extend(match.start() for match in _SYMBOLS.finditer(batch))
+        if self.spellings:
+            positions.extend(m.start() for m in _LATIN_RUN.finditer(batch) if _NOT_PINYIN.search(m.group()) is None)
+        if not positions:
+            return []
+        starts = np.cumsum([0] + [len(text) + 1 for text in texts[:-1]])
+        return sorted(set((np.searchsorted(starts, positions, side="right") - 1).tolist()))
+
+    def _batch_margins(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
+        """The margins of the texts as they are (no reading), per n-gram order: the weight at
+        every position (0 where an n-gram would cross a text), summed per text."""
         joined = self._joined_batch(texts)
         codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
         size = len(codes)
@@ -202,14 +242,7 @@ class NgramModel:
                 weights[np.maximum(breaks - back, 0)] = 0.0
             totals += np.add.reduceat(weights, starts)
             counts += np.maximum(lengths - order + 1, 0)
-        margins = self.bias + totals / np.sqrt(np.maximum(counts, 1))
-        if self.readings or self.spellings:
-            batch = TEXT_BREAK.join(texts)
-            if _SYMBOLS.search(batch) is not None or (self.spellings and _LATIN_RUN.search(batch) is not None):
-                for index, text in enumerate(texts):  # the texts with emoji or pinyin: every reading
-                    if self._has_readings(text):
-                        margins[index] = self.margin(text)
-        return np.asarray(1.0 / (1.0 + np.exp(-margins)), dtype=np.float64)
+        return np.asarray(self.bias + totals / np.sqrt(np.maximum(counts, 1)), dtype=np.float64)
 
     def _joined_batch(self, texts: Sequence[str]) -> str:
         """The texts' `joined` forms separated by TEXT_BREAK, each view translated for the whole
