@@ -21,11 +21,19 @@ class StandIns:
     probe: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        members = "".join(re.escape(char) for char in sorted(self.chars))
-        object.__setattr__(self, "probe", re.compile(f"[{members}]" if members else "(?!)"))
+        # A class of ~1,400 single characters costs `re` ~13 µs per search; the emoji blocks as
+        # two ranges and the few characters outside them cost ~0.2 µs (positions then check).
+        outside = "".join(re.escape(c) for c in sorted(self.chars) if not any(lo <= ord(c) <= hi for lo, hi in _BLOCKS))
+        ranges = "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _BLOCKS)
+        object.__setattr__(self, "probe", re.compile(f"[{outside}{ranges}]" if self.chars else "(?!)"))
 
     def positions(self, text: str) -> list[int]:
         """Where `text` holds a stand-in emoji (empty when none)."""
         if self.probe.search(text) is None:
             return []
-        return [match.start() for match in self.probe.finditer(text)]
+        chars = self.chars
+        return [match.start() for match in self.probe.finditer(text) if match.group() in chars]
+
+
+# Blocks of symbols and emoji (arrows … dingbats, the emoji planes): no hanzi, letter or punctuation.
+_BLOCKS = ((0x2190, 0x2BFF), (0x1F000, 0x1FAFF))

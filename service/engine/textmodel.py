@@ -164,7 +164,8 @@ class NgramModel:
         )
 
     def _margin(self, text: str) -> float:
-        joined = VIEW_BREAK.join([text.translate(table) for table in self._tables])
+        tables = self._tables
+        joined = text.translate(tables[0]) if len(tables) == 1 else VIEW_BREAK.join([text.translate(t) for t in tables])
         if not joined:  # one view, nothing left in it: no feature
             return self.bias
         codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
