@@ -47,6 +47,10 @@ _MIX32: Final = np.uint32(_MIX)
 # Where emoji live (arrows, symbols, dingbats, the emoji planes): a text without one of these
 # has no emoji reading to try.
 _SYMBOLS: Final = re.compile("[\u2190-\u2bff\U0001f000-\U0001faff]")
+# A word longer than this is not read as pinyin (a cloaked insult is a few syllables; this bounds
+# the syllable split of a hostile run of letters).
+MAX_SPELLED_LETTERS: Final = 48
+MAX_SPELLED_PER_TEXT: Final = 256  # letters of runs read as pinyin per text
 # Latin words (single spaces between them) of at least two letters, four in all: maybe pinyin.
 _LATIN_RUN: Final = re.compile(r"(?<![A-Za-z])[A-Za-z]{2,}(?: [A-Za-z]+)*(?![A-Za-z])")
 # Letter pairs toneless pinyin never holds: a consonant other than n, g, r (which end syllables)
@@ -86,6 +90,7 @@ class NgramModel:
     _longest_spelling: int = field(init=False, repr=False)
     _tables: tuple[ModelTable, ...] = field(init=False, repr=False)
     _batch_tables: tuple[ModelTable, ...] = field(init=False, repr=False)  # TEXT_BREAK kept
+    _marking: tuple[ModelTable, ...] = field(init=False, repr=False)  # deleted → NUL (contributions)
     _shift: np.uint32 = field(init=False, repr=False)
     _multipliers: tuple[np.uint32, ...] = field(init=False, repr=False)
 
@@ -106,6 +111,7 @@ class NgramModel:
             kept[ord(TEXT_BREAK)] = ord(TEXT_BREAK)
             batch_tables.append(kept)
         object.__setattr__(self, "_batch_tables", tuple(batch_tables))
+        object.__setattr__(self, "_marking", tuple([0 if v is None else v for v in t] for t in tables))
         object.__setattr__(self, "_shift", np.uint32(32 - self.bits))
         object.__setattr__(self, "_longest_spelling", max(map(len, self.spellings), default=0))
         object.__setattr__(self, "_multipliers", tuple(np.uint32(m) for m in _ORDER_MULTIPLIERS))
@@ -144,10 +150,26 @@ class NgramModel:
                 if other not in found:
                     found.append(other)
         if self.spellings and any(_NOT_PINYIN.search(run.group()) is None for run in _LATIN_RUN.finditer(text)):
-            spelled = _LATIN_RUN.sub(self._spell, text)
+            spelled = self._spelled(text)
             if spelled not in found:
                 found.append(spelled)
         return found
+
+    def _spelled(self, text: str) -> str:
+        """`text` with its runs of pinyin read as hanzi, the first MAX_SPELLED_PER_TEXT letters of
+        runs at most (the rest as written): a long hostile text costs no more than a short one."""
+        pieces: list[str] = []
+        position = 0
+        budget = MAX_SPELLED_PER_TEXT
+        for run in _LATIN_RUN.finditer(text):
+            if budget <= 0:
+                break
+            budget -= len(run.group())
+            pieces.append(text[position : run.start()])
+            pieces.append(self._spell(run) if budget >= 0 else run.group())
+            position = run.end()
+        pieces.append(text[position:])
+        return "".join(pieces)
 
     def _spell(self, run: re.Match[str]) -> str:
         """A run of Latin words as hanzi when every word reads as pinyin syllables (each syllable
@@ -155,6 +177,8 @@ class NgramModel:
         if _NOT_PINYIN.search(run.group()) is not None:
             return run.group()
         words = run.group().split(" ")
+        if any(len(word) > MAX_SPELLED_LETTERS for word in words):
+            return run.group()
         spelled = [_syllables(word.lower(), self.spellings, self._longest_spelling) for word in words]
         if any(parts is None for parts in spelled) or sum(len(p or ()) for p in spelled) < 2:
             return run.group()
@@ -286,37 +310,46 @@ class NgramModel:
         2 × `limit` heaviest positive n-grams, overlapping ones merged, the heaviest spans first."""
         if self._has_readings(text):
             text = max(self._readings_of(text), key=self._margin)  # same length: spans stay the text's
-        chars: list[int] = []
-        where: list[int] = []  # original index of each joined character (-1: the view break)
-        for index, table in enumerate(self._tables):
+        # The joined views as code points, and the original index of each (-1: a view break): each
+        # view translated 1:1 with deleted characters as NUL, which the views never hold.
+        code_parts: list[npt.NDArray[np.uint32]] = []
+        where_parts: list[npt.NDArray[np.intp]] = []
+        for index, table in enumerate(self._marking):
             if index:
-                chars.append(ord(VIEW_BREAK))
-                where.append(-1)
-            for position, char in enumerate(text):
-                mapped = table[ord(char)] if ord(char) < len(table) else ord(char)
-                if mapped is None:
-                    continue
-                for code_point in [mapped] if isinstance(mapped, int) else map(ord, mapped):
-                    chars.append(code_point)
-                    where.append(position)
+                code_parts.append(np.array([ord(VIEW_BREAK)], dtype=np.uint32))
+                where_parts.append(np.array([-1], dtype=np.intp))
+            marked = np.frombuffer(text.translate(table).encode("utf-32-le"), dtype=np.uint32)
+            kept = np.flatnonzero(marked != 0)
+            code_parts.append(marked[kept])
+            where_parts.append(kept)
+        codes = np.concatenate(code_parts) if code_parts else np.zeros(0, dtype=np.uint32)
+        where = np.concatenate(where_parts) if where_parts else np.zeros(0, dtype=np.intp)
         per_gram: list[tuple[int, int, float]] = []  # (original start, original end, weight)
         total = 0.0
+        grams = codes
         for order in range(1, self.max_order + 1):
-            for start in range(len(chars) - order + 1):
-                value = chars[start]
-                for offset in range(1, order):
-                    value = (value * _ORDER_MULTIPLIERS[offset - 1] + chars[start + offset]) & 0xFFFFFFFF
-                weight = float(self.weights[((value * _MIX) & 0xFFFFFFFF) >> (32 - self.bits)])
-                total += weight
-                ends = where[start : start + order]
-                if -1 not in ends:
-                    per_gram.append((ends[0], ends[-1] + 1, weight))
+            if order > 1:
+                if len(grams) < 2:
+                    break
+                grams = grams[:-1] * self._multipliers[order - 2] + codes[order - 1 :]
+            weights = self.weights.take(grams * _MIX32 >> self._shift).astype(np.float64)
+            total += float(weights.sum())
+            first, last = where[: len(grams)], where[order - 1 :]
+            # An n-gram holding a view break names no span of the text.
+            inside = (first >= 0) & (last >= 0)
+            if order > 2:
+                inside &= np.minimum.reduce([where[k : k + len(grams)] for k in range(order)]) >= 0
+            heavy = np.flatnonzero(inside & (weights > 0))
+            if len(heavy) > 2 * limit:
+                heavy = heavy[np.argpartition(-weights[heavy], 2 * limit)[: 2 * limit]]
+            per_gram.extend((int(first[i]), int(last[i]) + 1, float(weights[i])) for i in heavy)
+        chars = codes
         count = sum(max(0, len(chars) - order + 1) for order in range(1, self.max_order + 1))
         if count == 0:
             return _sigmoid(self.bias), []
         scale = 1.0 / float(np.sqrt(count))
         # The heaviest n-grams, overlapping ones merged: a few focused spans, not the whole text.
-        heaviest = sorted((g for g in per_gram if g[2] > 0), key=lambda g: -g[2])[: 2 * limit]
+        heaviest = sorted(per_gram, key=lambda g: -g[2])[: 2 * limit]
         merged: list[list[float]] = []
         for start, end, weight in sorted(heaviest):
             if merged and start < merged[-1][1]:
@@ -329,18 +362,25 @@ class NgramModel:
 
 
 def _syllables(word: str, spellings: dict[str, str], longest: int) -> list[str] | None:
-    """`word` split into the fewest pinyin syllables, or None when it does not split."""
-    best: list[list[str] | None] = [[]] + [None] * len(word)
+    """`word` split into the fewest pinyin syllables, or None when it does not split (linear in the
+    word's length: a back-pointer per position, no list copied)."""
+    unreachable = len(word) + 1
+    count = [0] + [unreachable] * len(word)  # fewest syllables up to each position
+    back = [0] * (len(word) + 1)  # where the last syllable up to each position starts
     for stop in range(1, len(word) + 1):
         for size in range(1, min(longest, stop) + 1):
-            before = best[stop - size]
-            piece = word[stop - size : stop]
-            if before is not None and piece in spellings:
-                candidate = [*before, piece]
-                current = best[stop]
-                if current is None or len(candidate) < len(current):
-                    best[stop] = candidate
-    return best[-1]
+            start = stop - size
+            if count[start] + 1 < count[stop] and word[start:stop] in spellings:
+                count[stop] = count[start] + 1
+                back[stop] = start
+    if count[-1] == unreachable:
+        return None
+    parts: list[str] = []
+    stop = len(word)
+    while stop > 0:
+        parts.append(word[back[stop] : stop])
+        stop = back[stop]
+    return parts[::-1]
 
 
 def _offset(value: int | str | None, offset: int) -> int | str | None:
