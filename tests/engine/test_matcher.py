@@ -56,7 +56,7 @@ def test_non_ascii_offsets_and_many_occurrences() -> None:
     [
         (r"(a)\1", "not a linear-time (RE2) regex"),  # backreference
         (r"(?=a)b", "not a linear-time (RE2) regex"),  # lookahead
-        ("a*", "Pattern matches empty buffer"),
+        ("a*", "the pattern can match empty text"),  # Hyperscan refuses it; the message says why
         ("(", "not a linear-time (RE2) regex"),
     ],
 )
