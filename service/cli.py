@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from service.events import Chat, ChatEvent, encode_verdict
 from service.rules.loader import load_pack, load_pack_report
 from service.rules.schema import json_schemas
 from service.settings import Settings, load_settings
+from service.training import cli as training_cli
 from service.version import installed_version
 
 CHECK_BATCH_LINES = 512  # lines decoded and classified together: one clock read per batch
@@ -58,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     schema = rule_commands.add_parser("schema", help="print the JSON Schemas of pack.yaml and rule files")
     schema.add_argument("--output", type=Path, help="write to this file instead of stdout")
     replay.add_parser(commands)
+    training_cli.add_parser(commands)
     return parser
 
 
@@ -82,6 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(settings, args.text, sys.stdin.buffer, sys.stdout.buffer, strict=args.strict)
     if args.command == "replay":
         return replay.run(args, limits=EventLimits.from_settings(settings))
+    if args.command == "train":  # service/training: pack text models
+        return training_cli.run(args, "redline train " + shlex.join(sys.argv[2:] if argv is None else argv[1:]))
     if args.rules_command == "schema":
         return _schema(args.output)
     return _rules(args.rules_command, args.directory)

@@ -1,10 +1,11 @@
 """The labelled evaluation sets, read with their real column names.
 
-COLD: `label_offensive` 0/1; its test subset (`cold/cold_test_4000.jsonl`, the only COLD file
-reported on) also has `fine_grained` 0 safe, 1 attacks a person, 2 attacks a group, 3 safe
-anti-bias. The train and dev files in the same folder are for training and tuning, never read
-here. SWSR (`swsr/*.jsonl`): `label_sexist` 0/1, `category` (SO sexual offence, MA, SCB, SA; null
-when not sexist).
+COLD: `label_offensive` 0/1; its test subset (`cold/cold_test_4000.jsonl`, the file the figures
+report on) also has `fine_grained` 0 safe, 1 attacks a person, 2 attacks a group, 3 safe
+anti-bias. The dev file (`cold_dev.jsonl`, no fine-grained labels: groups "offensive"/"safe") is
+read only to measure a layer before it is turned on (`load_cold(..., split="dev")`, layers.py);
+the train file never. SWSR (`swsr/*.jsonl`): `label_sexist` 0/1, `category` (SO sexual offence,
+MA, SCB, SA; null when not sexist).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Row:
 
 
 COLD_TEST = "cold_test_4000.jsonl"
+COLD_DEV = "cold_dev.jsonl"
 
 
 def _lines(directory: Path, pattern: str = "*.jsonl") -> Iterator[dict[str, object]]:
@@ -36,11 +38,13 @@ def _lines(directory: Path, pattern: str = "*.jsonl") -> Iterator[dict[str, obje
                     yield json.loads(line)
 
 
-def load_cold(data: Path, limit: int | None = None) -> list[Row]:
+def load_cold(data: Path, limit: int | None = None, split: str = "test") -> list[Row]:
     rows = []
-    for record in _lines(data / "cold", COLD_TEST):
-        fine = int(str(record["fine_grained"]))
-        rows.append(Row(str(record["id"]), str(record["text"]), record["label_offensive"] == 1, COLD_GROUPS[fine]))
+    for record in _lines(data / "cold", COLD_TEST if split == "test" else COLD_DEV):
+        offensive = record["label_offensive"] == 1
+        fine = record.get("fine_grained")
+        group = COLD_GROUPS[int(str(fine))] if fine is not None else ("offensive" if offensive else "safe")
+        rows.append(Row(str(record["id"]), str(record["text"]), offensive, group))
     return _spread(rows, limit)
 
 

@@ -3,9 +3,12 @@
 Each kind rewrites one span of text (an evidence span of a match) and returns it unchanged when
 the kind does not apply (no Latin letters for leetspeak, no hanzi for pinyin…). Sources:
 - traditional: OpenCC's s2t direction (the normaliser folds with t2s);
-- homophones: pypinyin's own character → reading dictionary, reversed (characters whose first
-  reading, toneless, is the same), limited to GB2312 level-1 characters, the ones people type;
-  every hanzi of the span is replaced;
+- homophones, near_homophones, emoji (a character written as an emoji), multi_character: the
+  *held-out halves* of the substitution tables (service/rules/substitutions.py), which the
+  matcher's folds are never built from; substitutes limited to GB2312 level-1 characters, the
+  ones people type. homophones, near_homophones and emoji replace one hanzi of the span;
+  multi_character replaces every hanzi of a span of ≥ 2, each by a held-out homophone or emoji;
+- emoji_names: a substring equal to an emoji's whole CLDR name (🧧 for 红包);
 - full-width: code point + 0xFEE0; zero-width: a fixed list of code points;
 - emoji: the `emoji` package's CLDR names (Chinese and English), and its emoji as separators;
 - leetspeak: the usual a→4 e→3 i→1 o→0 s→5 t→7, except inside dotted host names (m.tb.cn): a
@@ -26,8 +29,8 @@ from typing import Final
 import emoji
 import opencc
 from pypinyin import Style, lazy_pinyin
-from pypinyin.contrib.tone_convert import to_normal
-from pypinyin.pinyin_dict import pinyin_dict
+
+from service.rules import substitutions
 
 Perturbation = Callable[[str, random.Random], str]
 
@@ -119,16 +122,54 @@ def pinyin_joined(span: str, rng: random.Random) -> str:
     return _pinyin(span, "")
 
 
+def _replace_one(span: str, index: dict[str, tuple[str, ...]], rng: random.Random) -> str:
+    """One hanzi of the span (chosen by `rng` among those with a substitute) replaced."""
+    replaceable = [i for i, char in enumerate(span) if index.get(char)]
+    if not replaceable:
+        return span
+    position = rng.choice(replaceable)
+    return span[:position] + rng.choice(index[span[position]]) + span[position + 1 :]
+
+
 def homophones(span: str, rng: random.Random) -> str:
-    index = _homophone_index()
-    readings = lazy_pinyin(span, style=Style.NORMAL)
-    if len(readings) != len(span):  # pypinyin kept a non-hanzi run as one item: read per char
-        readings = [lazy_pinyin(c, style=Style.NORMAL)[0] for c in span]
+    return _replace_one(span, _held_index("homophones"), rng)
+
+
+def near_homophones(span: str, rng: random.Random) -> str:
+    return _replace_one(span, _held_index("near_homophones"), rng)
+
+
+def emoji_for_character(span: str, rng: random.Random) -> str:
+    return _replace_one(span, _held_index("emoji"), rng)
+
+
+def multi_character(span: str, rng: random.Random) -> str:
+    """Every hanzi of a span of at least two replaced, each by a held-out homophone or emoji."""
+    if sum(map(is_cjk, span)) < 2:
+        return span
+    sounds, pictures = _held_index("homophones"), _held_index("emoji")
     out = []
-    for char, reading in zip(span, readings, strict=True):
-        candidates = [c for c in index.get(reading, ()) if c != char] if is_cjk(char) else []
+    for char in span:
+        candidates = [*sounds.get(char, ()), *pictures.get(char, ())]
         out.append(rng.choice(candidates) if candidates else char)
     return "".join(out)
+
+
+@functools.cache
+def _held_index(kind: str) -> dict[str, tuple[str, ...]]:
+    """Meant character → what it may be written as, from a held-out half only."""
+    index: dict[str, set[str]] = {}
+    if kind == "emoji":
+        for written, meant in substitutions.emoji().held:
+            index.setdefault(meant, set()).add(written)
+    else:
+        split = substitutions.homophones() if kind == "homophones" else substitutions.near_homophones()
+        for first, second in split.held:
+            if _gb2312_level1(second):
+                index.setdefault(first, set()).add(second)
+            if _gb2312_level1(first):
+                index.setdefault(second, set()).add(first)
+    return {meant: tuple(sorted(written)) for meant, written in index.items()}
 
 
 def emoji_stand_ins(span: str, rng: random.Random) -> str:
@@ -148,18 +189,6 @@ def emoji_stand_ins(span: str, rng: random.Random) -> str:
             out.append(span[i])
             i += 1
     return "".join(out)
-
-
-@functools.cache
-def _homophone_index() -> dict[str, tuple[str, ...]]:
-    index: dict[str, list[str]] = {}
-    for code_point, readings in pinyin_dict.items():
-        char = chr(code_point)
-        if not (is_cjk(char) and _gb2312_level1(char)):
-            continue
-        # The character's first (most common) reading only: 句 is read ju, not gou, by writers.
-        index.setdefault(to_normal(readings.split(",")[0]), []).append(char)
-    return {reading: tuple(sorted(chars)) for reading, chars in index.items()}
 
 
 def _gb2312_level1(char: str) -> bool:
@@ -202,7 +231,10 @@ KINDS: Final[dict[str, Perturbation]] = {
     "pinyin_spaced": pinyin_spaced,
     "pinyin_joined": pinyin_joined,
     "homophones": homophones,
-    "emoji": emoji_stand_ins,
+    "near_homophones": near_homophones,
+    "emoji": emoji_for_character,
+    "multi_character": multi_character,
+    "emoji_names": emoji_stand_ins,
 }
 
 

@@ -14,6 +14,7 @@ from typing import Final
 
 from service.engine.conditions import Condition, EvalContext, ScanResult
 from service.engine.counting import Counted, Sighting
+from service.engine.folds import holds_only_folded
 from service.engine.matcher import FieldMatcher
 from service.engine.normalize import Normalizer
 from service.events import (
@@ -79,6 +80,8 @@ class CompiledRule:
     reason: str
     condition: Condition
     exemptions: tuple[Exemption, ...]
+    # The strongest action of a match that holds only through folded readings (engine/folds.py).
+    folded_action: Action = "review"
 
 
 # What decides which rules a text-less event can trigger: its type and whether it has a link.
@@ -195,6 +198,9 @@ def _evaluate(rule: CompiledRule, ctx: EvalContext) -> Match | None:
             reason = f"{reason} (lowered: {exemption.reason})"
             evidence.extend(exempt_evidence)
             break
+    if ACTION_RANK[action] > ACTION_RANK[rule.folded_action] and holds_only_folded(rule.condition, ctx):
+        action = rule.folded_action
+        reason = f"{reason} (only through a folded reading: at most {rule.folded_action})"
     return Match(rule.id, rule.category, severity, action, rule.shadow, _dedupe(evidence), reason)
 
 

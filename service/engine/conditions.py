@@ -44,6 +44,8 @@ class EvalContext:
     # when `sightings` is a list, what the event must be counted under is appended to it.
     counts: Mapping[str, int] | None = None
     sightings: list[Sighting] | None = None
+    # Model scores by (model name, field), computed once per event (service.engine.model_score).
+    scores: dict[tuple[str, str], float] | None = None
 
     def evidence(self, channel: int, span: tuple[int, int]) -> Evidence:
         scan = self.scans[channel]

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import re2
 
+from service.engine.folds import FoldedHits
 from service.engine.homophones import Homophones
 from service.engine.normalize import NormalizedText, TranslateTable
 from service.engine.pattern_database import PatternDatabase
@@ -51,6 +52,7 @@ from service.engine.patterns import (
     literal_chars,
     locate,
 )
+from service.engine.stand_ins import StandIns
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,9 +135,11 @@ class FieldMatcher:
     spelled: frozenset[int] = frozenset()
     # Finds every character `alternate` can remove (maybe more): text without one skips the call.
     alternate_probe: re.Pattern[str] | None = None
+    stand_ins: StandIns | None = None  # emoji read as hanzi (engine/stand_ins.py), with homophones
     _main: PatternDatabase = field(init=False, repr=False)
     _fold: TranslateTable | None = field(init=False, repr=False)  # the homophone view's, when scanned
     _deferred: dict[int, _Homophonic] = field(init=False, repr=False)  # database id → its pattern
+    _homophonic_ids: frozenset[int] = field(init=False, repr=False)  # the patterns _deferred reads
 
     def __post_init__(self) -> None:
         lengths = {i: p.fixed_length for i, p in enumerate(self.patterns)}
@@ -152,6 +156,7 @@ class FieldMatcher:
         self._main = PatternDatabase(
             lengths, single, expressions, syllable_edges, self.spelled, frozenset(self._deferred)
         )
+        self._homophonic_ids = frozenset(h.pattern_id for h in self._deferred.values())
 
     def _homophone_view(
         self, lengths: dict[int, int | None], single: dict[int, bool], syllables: SyllableEdges | None
@@ -182,6 +187,7 @@ class FieldMatcher:
         return expressions
 
     def scan(self, text: str) -> Hits:
+        """Every pattern's spans in `text`; `FoldedHits` when some exist only through a fold."""
         if not text:
             return {}
         ascii_only = text.isascii()
@@ -191,30 +197,31 @@ class FieldMatcher:
         data = view.encode("utf-8", "replace")
         byte_ends = self._main.ends(data)
         hits, candidates = self._read(text, view, data, byte_ends) if byte_ends else ({}, None)
+        folded: set[tuple[int, Span]] = set()
         # Only text with hanzi can have a kept character between words (Normalizer.without_kept).
         probe = self.alternate_probe
-        if self.alternate is None or ascii_only or (probe is not None and probe.search(text) is None):
-            if candidates:
-                self._add_homophones(hits, text, candidates, None)
-            return hits
-        alternate = self.alternate(text)
-        if alternate is None:
-            if candidates:
-                self._add_homophones(hits, text, candidates, None)
-            return hits
-        alternate_view = alternate.text if fold is None else alternate.text.translate(fold)
-        alternate_data = alternate_view.encode("utf-8", "replace")
-        alternate_ends = self._main.ends(alternate_data)
-        found, alternate_candidates = (
-            self._read(alternate.text, alternate_view, alternate_data, alternate_ends) if alternate_ends else ({}, None)
-        )
-        for pattern_id, spans in found.items():
-            self._merge(hits, pattern_id, [alternate.original_span(*span) for span in spans])
+        alternate = None
+        alternate_candidates: Candidates | None = None
+        if self.alternate is not None and not ascii_only and (probe is None or probe.search(text) is not None):
+            alternate = self.alternate(text)
+        if alternate is not None:
+            alternate_view = alternate.text if fold is None else alternate.text.translate(fold)
+            alternate_data = alternate_view.encode("utf-8", "replace")
+            alternate_ends = self._main.ends(alternate_data)
+            found, alternate_candidates = (
+                self._read(alternate.text, alternate_view, alternate_data, alternate_ends)
+                if alternate_ends
+                else ({}, None)
+            )
+            for pattern_id, spans in found.items():
+                self._merge(hits, pattern_id, [alternate.original_span(*span) for span in spans])
         if candidates:
-            self._add_homophones(hits, text, candidates, None)
-        if alternate_candidates:
-            self._add_homophones(hits, alternate.text, alternate_candidates, alternate)
-        return hits
+            self._add_homophones(hits, text, candidates, None, folded)
+        if alternate is not None and alternate_candidates:
+            self._add_homophones(hits, alternate.text, alternate_candidates, alternate, folded)
+        if self.stand_ins is not None and not ascii_only:
+            self._add_stand_ins(hits, text, folded)
+        return FoldedHits(hits, folded) if folded else hits
 
     def _read(
         self, text: str, view: str, data: bytes, byte_ends: list[tuple[int, int]]
@@ -255,10 +262,40 @@ class FieldMatcher:
                 candidates.extend((pattern_id, span) for span in homophonic.homophones(text, view))
         return hits, candidates
 
+    def _add_stand_ins(self, hits: Hits, text: str, folded: set[tuple[int, Span]]) -> None:
+        """Add the hits of the stand-in views that read one of their emoji (engine/stand_ins.py)."""
+        assert self.stand_ins is not None
+        positions = self.stand_ins.positions(text)
+        if not positions:
+            return
+
+        def reads_emoji(span: Span) -> bool:
+            return any(span[0] <= position < span[1] for position in positions)
+
+        for table in self.stand_ins.tables:
+            view = text.translate(table)
+            data = view.encode("utf-8", "replace")
+            ends = self._main.ends(data)
+            if not ends:
+                continue
+            found, candidates = self._read(text, view, data, ends)
+            for pattern_id, spans in found.items():
+                if pattern_id in self._homophonic_ids:
+                    continue  # its exact hits on the text: the main scan has them
+                for span in filter(reads_emoji, spans):
+                    known = hits.get(pattern_id)
+                    if not known or span not in known:
+                        self._merge(hits, pattern_id, [span])
+                        folded.add((pattern_id, span))
+            if candidates:
+                self._add_homophones(hits, text, [c for c in candidates if reads_emoji(c[1])], None, folded)
+
     def _add_homophones(
-        self, hits: Hits, text: str, candidates: Candidates, view: NormalizedText | None
+        self, hits: Hits, text: str, candidates: Candidates, view: NormalizedText | None,
+        folded: set[tuple[int, Span]],
     ) -> None:
-        """Add the homophone hits that are new and not ordinary text (大厦比较 holds no 傻逼)."""
+        """Add the homophone hits that are new and not ordinary text (大厦比较 holds no 傻逼);
+        each is a folded reading (engine/folds.py)."""
         ordinary = self.homophones.ordinary if self.homophones is not None else None
         assert ordinary is not None
         for pattern_id, span in candidates:
@@ -270,6 +307,7 @@ class FieldMatcher:
                 continue
             if not ordinary(text, *span):
                 self._merge(hits, pattern_id, [found])
+                folded.add((pattern_id, found))
 
     def _merge(self, hits: Hits, pattern_id: int, spans: list[Span]) -> None:
         """Add another view's spans under the pattern's id, as one scan would have reported them."""

@@ -25,6 +25,8 @@ from service.engine.homophones import Homophones
 from service.engine.matcher import FieldMatcher
 from service.engine.normalize import SKELETON_KEPT, Normalizer
 from service.engine.patterns import PatternCompileError, PatternSpec, check_expression
+from service.engine.stand_ins import StandIns
+from service.engine.textmodel import NgramModel
 from service.errors import PackIssue
 from service.events import ACTION_RANK, EVENT_TYPES, RulesetRef
 from service.rules import schema as s
@@ -37,14 +39,17 @@ from service.rules.expansions import (
     homophone_twin,
     literal_separators,
 )
+from service.rules.model_conditions import compile_classifier
 from service.rules.tables import (
     COMMON_WORD_MAX_CHARS,
     TABLE_SIZE,
     common_characters,
     common_words,
+    emoji_stand_ins,
     homophone_table,
     pinyin_syllables,
     skeleton_table,
+    stand_in_tables,
     translate_table,
 )
 
@@ -71,6 +76,8 @@ class Layers:
     pinyin: bool = True
     emoji: bool = True
     homophones: bool = False  # opt-in per pack or rule; the default pack turns it on (docs/quality.md)
+    near_homophones: bool = False  # with homophones: fuzzy-pinyin pairs read alike too (opt-in)
+    stand_ins: bool = False  # with homophones: emoji read as the characters of their name (opt-in)
 
     def overridden(self, spec: s.NormalizeSpec | None) -> Layers:
         if spec is None:
@@ -153,13 +160,17 @@ class _ChannelBuilder:
             self.needs_all_spans.add(pattern_id)
         wide_enough = fixed_length is None or fixed_length >= MIN_HOMOPHONE_CHARS
         if twins and self.layers.homophones and wide_enough:
-            found = (homophone_twin(expression, regex=fixed_length is None), *more_twins)
+            near = self.layers.near_homophones
+            found = (homophone_twin(expression, regex=fixed_length is None, near=near), *more_twins)
             self.twins.setdefault(pattern_id, {}).update(dict.fromkeys(t for t in found if t is not None))
         return pattern_id
 
     @property
     def normalizer(self) -> Normalizer:
-        return build_normalizer(self.layers, frozenset(self.keep))
+        keep = frozenset(self.keep)
+        if self.layers.homophones and self.layers.stand_ins:  # stand-in emoji stay for their views
+            keep |= frozenset(emoji_stand_ins(self.layers.near_homophones))
+        return build_normalizer(self.layers, keep)
 
     def patterns(self) -> tuple[PatternSpec, ...]:
         return tuple(
@@ -170,8 +181,12 @@ class _ChannelBuilder:
     def matcher(self) -> FieldMatcher:
         normalizer = self.normalizer
         homophones = None
+        stand_ins = None
         if any(self.twins.values()):
-            homophones = Homophones(homophone_table(), common_words(), COMMON_WORD_MAX_CHARS, common_characters())
+            near = self.layers.near_homophones
+            homophones = Homophones(homophone_table(near), common_words(), COMMON_WORD_MAX_CHARS, common_characters())
+            if self.layers.stand_ins:
+                stand_ins = StandIns(stand_in_tables(near), frozenset(emoji_stand_ins(near)))
         return FieldMatcher(
             self.patterns(),
             alternate=normalizer.without_kept if normalizer.kept else None,
@@ -179,6 +194,7 @@ class _ChannelBuilder:
             homophones=homophones,
             syllables=pinyin_syllables() if self.spelled else frozenset(),
             spelled=frozenset(self.spelled),
+            stand_ins=stand_ins,
         )
 
 
@@ -203,9 +219,11 @@ class _Compiler:
         issues: list[PackIssue],
         locate_in_pack: Locate,
         hash_banks: dict[str, HashBank] | None = None,
+        models: dict[str, NgramModel] | None = None,
     ) -> None:
         self.pack = pack
         self.hash_banks = hash_banks or {}
+        self.models = models or {}
         self.locate_in_pack = locate_in_pack
         self.lexicons = lexicons
         self.issues = issues
@@ -258,7 +276,8 @@ class _Compiler:
                 self.issues.append(locate(path, f"keyword {term!r} is empty after normalisation"))
                 continue
             found = expand(
-                folded, fold, leet=layers.leet, pinyin=layers.pinyin, homophones=layers.homophones, emoji=layers.emoji
+                folded, fold, leet=layers.leet, pinyin=layers.pinyin, homophones=layers.homophones, emoji=layers.emoji,
+                near=layers.near_homophones,
             )
             main = found.fixed or Variant(literal_expression(folded), len(folded))
             ids.append(builder.add(main.expression, main.length, all_spans=all_spans, more_twins=found.homophones))
@@ -354,6 +373,8 @@ class _Compiler:
             return c.ForwardReaches(spec.forward.shares, spec.forward.views)
         if spec.media_hash is not None:
             return self.media_hash(spec.media_hash, here, locate)
+        if spec.classifier is not None:  # a pack model's score (service.rules.model_conditions)
+            return compile_classifier(spec.classifier, self.models, self.pack.models, here, locate, self.issues)
         if spec.seen is not None:
             self.issues.append(locate(here, "`seen` is only allowed as a member of the rule's top-level `all` "
                                             "(not nested, negated or in `unless`)"))
@@ -489,6 +510,7 @@ class _Compiler:
             reason=spec.reason or spec.description or spec.id,
             condition=condition,
             exemptions=tuple(exemptions),
+            folded_action=spec.folded_action,
         )
 
 
@@ -513,10 +535,11 @@ def compile_pack(
     *,
     hash_banks: dict[str, HashBank] | None = None,
     max_patterns: int | None = None,
+    models: dict[str, NgramModel] | None = None,
 ) -> Engine | None:
     """Build the engine, appending every problem to `issues`; None when there were any (or when
     the pack compiles to more than `max_patterns` patterns, twins included)."""
-    compiler = _Compiler(pack, lexicons, issues, locate_in_pack, hash_banks)
+    compiler = _Compiler(pack, lexicons, issues, locate_in_pack, hash_banks, models)
     seen: dict[str, RuleSource] = {}
     compiled: list[CompiledRule] = []
     for source in rules:

@@ -86,7 +86,7 @@ NO_EXPANSION: Final = Expansion(None, (), frozenset())
 
 
 def expand(
-    plain: str, fold: Fold, *, leet: bool, pinyin: bool, homophones: bool, emoji: bool
+    plain: str, fold: Fold, *, leet: bool, pinyin: bool, homophones: bool, emoji: bool, near: bool = False
 ) -> Expansion:
     """Variants of the keyword `plain` (normalised) for a channel whose normalisation is `fold`."""
     has_cjk = any(tables.is_cjk(ch) for ch in plain)
@@ -97,7 +97,7 @@ def expand(
     extra: list[Variant] = []
     twins: list[str] = []
     if homophones and cjk_only and len(plain) >= MIN_HOMOPHONE_CHARS:
-        twins.extend(_reading_in_context(plain, readings))
+        twins.extend(_reading_in_context(plain, readings, near))
     if pinyin and readings:
         if cjk_only and 2 <= len(plain) <= MAX_PINYIN_CHARS and all(readings):
             extra.extend(_pinyin(readings))
@@ -120,7 +120,7 @@ _HANZI_RUN: Final = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]{2,}")
 _CLASS: Final = re.compile(r"\[(?:\\.|[^\]])*\]")
 
 
-def homophone_twin(expression: str, *, regex: bool) -> str | None:
+def homophone_twin(expression: str, *, regex: bool, near: bool = False) -> str | None:
     """`expression` over the homophone view (its hanzi folded, as fold_regex folds a regex); None
     when it has no hanzi (the view leaves it unchanged), or for a regex when a run of its hanzi
     sounds like common words (tables.HOMOPHONE_COLLISION_LIMIT)."""
@@ -128,9 +128,9 @@ def homophone_twin(expression: str, *, regex: bool) -> str | None:
         return None
     if regex:
         runs = _HANZI_RUN.findall(_CLASS.sub(" ", expression))
-        if any(tables.homophone_collisions(run) >= tables.HOMOPHONE_COLLISION_LIMIT for run in runs):
+        if any(tables.homophone_collisions(run, near) >= tables.HOMOPHONE_COLLISION_LIMIT for run in runs):
             return None
-    return fold_regex(expression, tables.homophone_fold)
+    return fold_regex(expression, tables.near_homophone_fold if near else tables.homophone_fold)
 
 
 _LITERAL_CHARS: Final = re.compile(r"\\x([0-9a-f]{2})|([^\x00-\x7f])")
@@ -223,15 +223,15 @@ def _edge(members: str, *, before: bool, after: bool) -> str:
 # --- homophones and pinyin
 
 
-def _reading_in_context(plain: str, readings: Sequence[tuple[str, ...]]) -> list[str]:
+def _reading_in_context(plain: str, readings: Sequence[tuple[str, ...]], near: bool = False) -> list[str]:
     """The homophone view folds each character by its most common reading; a keyword read
     otherwise in context (银行: 行 hang, not xing) also gets a twin with its in-context reading."""
     chars = []
     for char, options in zip(plain, readings, strict=True):
-        representative = tables.homophone_representative(options[0]) if options else None
-        chars.append(representative or tables.homophone_fold(char))
+        representative = tables.homophone_representative(options[0], near) if options else None
+        chars.append(representative or tables.homophone_fold(char, near))
     variant = "".join(chars)
-    return [] if variant == tables.homophone_fold(plain) else [_literal(variant)]
+    return [] if variant == tables.homophone_fold(plain, near) else [_literal(variant)]
 
 
 def _pinyin(readings: Sequence[Sequence[str]]) -> list[Variant]:

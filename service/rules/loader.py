@@ -33,6 +33,7 @@ from service.rules import schema as s
 from service.rules.budget import PackBudget, default_budget
 from service.rules.compiler import RuleSource, compile_pack
 from service.rules.hashbanks import HASH_BANK_MAX_BYTES, BankStats, load_hash_banks
+from service.rules.models import load_models
 
 # Examples without `sent_at` are evaluated at this fixed instant, so a pack's tests never depend
 # on the day they run.
@@ -301,6 +302,7 @@ def load_pack_report(directory: Path, *, check_examples: bool = True, budget: Pa
         reader.issues.append(pack_doc.locate("$.lexicons", message))
         raise PackError(str(directory), reader.issues)
     hash_banks, bank_stats = load_hash_banks(pack, reader.bank_bytes, pack_doc.locate, reader.issues)
+    models = load_models(pack, reader.yaml, reader.confined, reader.read_bytes, pack_doc.locate, reader.issues)
 
     documents = list(_rule_documents(reader, pack, pack_doc))
     sources: list[RuleSource] = []
@@ -327,7 +329,7 @@ def load_pack_report(directory: Path, *, check_examples: bool = True, budget: Pa
     issues = reader.issues
     engine = compile_pack(
         pack, sources, lexicons, digest, issues, pack_doc.locate,
-        hash_banks=hash_banks, max_patterns=budget.max_patterns,
+        hash_banks=hash_banks, max_patterns=budget.max_patterns, models=models,
     )
     if engine is None or issues:
         raise PackError(str(directory), issues)

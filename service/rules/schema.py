@@ -39,6 +39,8 @@ class NormalizeSpec(_Spec, kw_only=True):
     leet: bool | None = None
     pinyin: bool | None = None
     homophones: bool | None = None
+    near_homophones: bool | None = None  # with homophones: fuzzy pinyin too (n/l, h/f, en/eng…)
+    stand_ins: bool | None = None  # with homophones: emoji read as their name's characters (🐴 → 妈)
     emoji: bool | None = None
 
 
@@ -100,6 +102,18 @@ class HashBankSpec(_Spec, kw_only=True):
     min_quality: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
 
 
+class ClassifierSpec(_Spec, kw_only=True):
+    """A pack model's score of a text field is at least `min_score` (and below `below`, when set).
+
+    Evidence: the score (field `classifier.<model>`) and the spans of the original text that
+    contributed most. Models are declared in pack.yaml `models:` (docs/rules.md, "Models")."""
+
+    model: _Name
+    min_score: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    below: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+    field: TextField = "text"
+
+
 class SeenSpec(_Spec, kw_only=True):
     """The same `of` seen `at_least` times within `within`, counted across replicas (docs/counters.md).
 
@@ -139,6 +153,7 @@ class ConditionSpec(_Spec, kw_only=True):
     calendar: str | None = None
     media_hash: MediaHashSpec | list[str] | None = None
     seen: SeenSpec | None = None
+    classifier: ClassifierSpec | None = None
 
 
 class UnlessSpec(_Spec, kw_only=True):
@@ -177,6 +192,9 @@ class RuleSpec(_Spec, kw_only=True):
     description: str = ""
     reason: str | None = None
     normalize: NormalizeSpec | None = None
+    # The strongest action of a match that exists only through a folded reading (homophone,
+    # near-homophone, emoji stand-in): by default such a match asks for review, never blocks.
+    folded_action: RuleAction = "review"
     when: ConditionSpec
     unless: list[UnlessSpec] = []
     examples: ExamplesSpec
@@ -208,9 +226,37 @@ class PackFile(_Spec, kw_only=True):
     lexicons: dict[str, str] = {}
     calendars: dict[str, list[WindowSpec]] = {}
     hash_banks: dict[str, HashBankSpec] = {}
+    # name → the model's manifest file inside the pack (`redline train` writes it; docs/rules.md).
+    models: dict[_Name, str] = {}
     # Bank lines with a quality below this are ignored at load (PDQ advises ≥ 50); a bank may override.
     hash_min_quality: Annotated[int, msgspec.Meta(ge=0, le=100)] = 50
     rules: list[str] = msgspec.field(default_factory=lambda: ["rules/*.yaml"])
+
+
+ModelView = Literal["plain", "homophones", "near_homophones"]
+
+
+class ModelThresholds(_Spec, kw_only=True):
+    """Scores chosen on the training run's dev data (informational: rules set their own)."""
+
+    review: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+    block: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
+
+
+class ModelManifest(_Spec, kw_only=True):
+    """A text model's manifest (`models/<name>.yaml`): what service.engine.textmodel needs."""
+
+    format: Literal["redline-ngram-linear"]
+    version: int
+    name: _Name
+    views: Annotated[list[ModelView], msgspec.Meta(min_length=1, max_length=2)]
+    max_order: Annotated[int, msgspec.Meta(ge=1, le=5)]
+    bits: Annotated[int, msgspec.Meta(ge=8, le=24)]
+    weights: str  # file inside the pack: 2^bits little-endian float16 values
+    weights_sha256: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+    bias: float
+    thresholds: ModelThresholds = msgspec.field(default_factory=ModelThresholds)
+    card: str | None = None  # the model card (markdown) beside it
 
 
 def json_schemas() -> dict[str, Any]:

@@ -48,6 +48,7 @@ from service.engine.normalize import (
     SKELETON_SEPARATOR,
     TranslateTable,
 )
+from service.engine.textmodel import ModelTable
 
 # Dense up to the end of plane 2 (CJK Extension B…): list lookups are ~2x faster than a dict.
 TABLE_SIZE: Final = 0x30000
@@ -195,10 +196,35 @@ def homophone_groups() -> dict[str, str]:
     return {syllable: "".join(chars) for syllable, chars in groups.items()}
 
 
-@functools.lru_cache(maxsize=1)
-def homophone_folds() -> dict[int, int]:
-    """Common character → the first character (GB2312 order) of its reading's group: 沙 傻 → 莎."""
-    return {ord(char): ord(group[0]) for group in homophone_groups().values() for char in group}
+@functools.lru_cache(maxsize=2)
+def homophone_folds(near: bool = False) -> dict[int, int]:
+    """Common character → the first character (GB2312 order) of its component: the characters
+    joined by the *fold half* of the homophone substitution table (and, `near`, of the
+    near-homophone one; service/rules/substitutions.py). A reading group's pairs are split in
+    two, and its fold half still joins it whole by transitivity (沙 ~ 莎 ~ 傻 → 莎)."""
+    from service.rules import substitutions  # built on this module's reading groups
+
+    order = {char: index for index, char in enumerate(_gb2312())}
+    parent = {char: char for char in order}
+
+    def root(char: str) -> str:
+        while parent[char] != char:
+            parent[char] = parent[parent[char]]
+            char = parent[char]
+        return char
+
+    pairs = substitutions.homophones().fold
+    if near:
+        pairs = pairs | substitutions.near_homophones().fold
+    for first, second in sorted(pairs):
+        a, b = root(first), root(second)
+        if a != b:
+            parent[max(a, b, key=order.__getitem__)] = min(a, b, key=order.__getitem__)
+    return {ord(char): ord(root(char)) for char in order if char in parent and _has_reading(char)}
+
+
+def _has_reading(char: str) -> bool:
+    return bool(pinyin_dict.get(ord(char)))
 
 
 # The homophone view's table only needs the BMP's hanzi: str.translate leaves any code point past
@@ -206,18 +232,71 @@ def homophone_folds() -> dict[int, int]:
 _HOMOPHONE_TABLE_SIZE: Final = 0xA000
 
 
-@functools.lru_cache(maxsize=1)
-def homophone_table() -> TranslateTable:
+@functools.lru_cache(maxsize=2)
+def homophone_table(near: bool = False) -> TranslateTable:
     """The 1:1 fold of the matcher's homophone view (its input is already simplified)."""
     table: list[int | None] = list(range(_HOMOPHONE_TABLE_SIZE))
-    for code_point, target in homophone_folds().items():
+    for code_point, target in homophone_folds(near).items():
         if code_point < _HOMOPHONE_TABLE_SIZE:
             table[code_point] = target
     return table
 
 
-def homophone_fold(text: str) -> str:
-    return text.translate(homophone_table())
+def homophone_fold(text: str, near: bool = False) -> str:
+    return text.translate(homophone_table(near))
+
+
+def near_homophone_fold(text: str) -> str:
+    return text.translate(homophone_table(True))
+
+
+# The stand-in views read an emoji as one of the first characters of its name (one view each).
+MAX_STAND_IN_VIEWS: Final = 3
+# The stand-in views' tables cover the emoji blocks (up to U+1FAFF).
+_STAND_IN_TABLE_SIZE: Final = 0x1FB00
+
+
+@functools.lru_cache(maxsize=2)
+def emoji_stand_ins(near: bool = False) -> dict[str, tuple[str, ...]]:
+    """Emoji → the folds of the characters it stands for, in the order of its name: built from
+    the fold half of the emoji substitution table (🐴 马 → the fold of 马, read ma, so 妈 too)."""
+    from service.rules import substitutions
+
+    folds = homophone_folds(near)
+    groups = homophone_groups()
+    group_of = {char: group for group in groups.values() for char in group}
+    names: dict[str, str] = {}
+    for name, chars in emoji_names().items():
+        if is_cjk(name[0]):
+            for char in chars:
+                names.setdefault(char, name)
+    ranked: dict[str, dict[str, int]] = {}
+    for char, meant in sorted(substitutions.emoji().fold):
+        name = names.get(char, "")
+        position = next((i for i, c in enumerate(name) if meant in group_of.get(c, c)), len(name))
+        folded = chr(folds.get(ord(meant), ord(meant)))
+        found = ranked.setdefault(char, {})
+        found[folded] = min(found.get(folded, position), position)
+    return {
+        char: tuple(sorted(found, key=lambda c: (found[c], c)))
+        for char, found in sorted(ranked.items())
+        if ord(char) < _STAND_IN_TABLE_SIZE
+    }
+
+
+@functools.lru_cache(maxsize=2)
+def stand_in_tables(near: bool = False) -> tuple[TranslateTable, ...]:
+    """The matcher's stand-in views: the homophone fold, and each emoji of `emoji_stand_ins` read
+    as its k-th character (its last when it has fewer)."""
+    base: list[int | None] = list(homophone_table(near)) + list(range(_HOMOPHONE_TABLE_SIZE, _STAND_IN_TABLE_SIZE))
+    stand_ins = emoji_stand_ins(near)
+    views: list[TranslateTable] = []
+    for k in range(MAX_STAND_IN_VIEWS):
+        table = list(base)
+        for char, meant in stand_ins.items():
+            table[ord(char)] = ord(meant[min(k, len(meant) - 1)])
+        views.append(table)
+    return tuple(views)
 
 
 # A homophone hit that is (or straddles) a word of jieba's dictionary attested at least this many
@@ -257,18 +336,18 @@ def common_words() -> frozenset[str]:
 HOMOPHONE_COLLISION_LIMIT: Final = 100
 
 
-@functools.lru_cache(maxsize=1)
-def _counts_by_fold() -> dict[str, int]:
+@functools.lru_cache(maxsize=2)
+def _counts_by_fold(near: bool) -> dict[str, int]:
     by_fold: dict[str, int] = {}
     for word, count in _dictionary_counts().items():
-        folded = homophone_fold(word)
+        folded = homophone_fold(word, near)
         by_fold[folded] = by_fold.get(folded, 0) + count
     return by_fold
 
 
-def homophone_collisions(word: str) -> int:
+def homophone_collisions(word: str, near: bool = False) -> int:
     """How often common words other than `word` itself read as `word` (the same homophone fold)."""
-    return _counts_by_fold().get(homophone_fold(word), 0) - _dictionary_counts().get(word, 0)
+    return _counts_by_fold(near).get(homophone_fold(word, near), 0) - _dictionary_counts().get(word, 0)
 
 
 # A homophone made only of the most frequent characters (是, 有, 没, 全, 出…) is ordinary text far
@@ -298,9 +377,10 @@ def pinyin_syllables() -> frozenset[str]:
     return frozenset(syllables)
 
 
-def homophone_representative(syllable: str) -> str | None:
+def homophone_representative(syllable: str, near: bool = False) -> str | None:
+    """The fold of the reading group of `syllable` (its first character's fold)."""
     group = homophone_groups().get(syllable)
-    return group[0] if group else None
+    return homophone_fold(group[0], near) if group else None
 
 
 def readings(term: str) -> list[tuple[str, ...]]:
@@ -353,3 +433,72 @@ def emoji_readings() -> dict[tuple[str, ...], tuple[str, ...]]:
         if all(reading):
             by_reading.setdefault(reading, []).extend(chars)
     return {reading: tuple(dict.fromkeys(chars)) for reading, chars in by_reading.items()}
+
+
+# --- learned-signal views (service.engine.textmodel)
+
+MODEL_VIEWS: Final = ("plain", "homophones", "near_homophones")
+_NOT_READ: Final = (SKELETON_SEPARATOR, SKELETON_PUNCTUATION)  # deleted from model views
+
+
+@functools.lru_cache(maxsize=4)
+def model_view_table(view: str) -> ModelTable:
+    """The `str.translate` table of a model view: the normaliser's 1:1 folds (width, case,
+    traditional, invisible characters deleted), separators and punctuation deleted (傻*逼 and
+    傻 逼 read 傻逼; a model needs no offsets, `NgramModel.contributions` maps back itself);
+    emoji are deleted like other separators (a model also reads a text with emoji under
+    `model_emoji_readings`, each emoji read as a character of its name, and keeps the highest
+    score); `homophones` also folds each common hanzi to its reading group (homophone_folds: 马
+    and 妈 alike), `near_homophones` by the near-homophone groups."""
+    if view not in MODEL_VIEWS:
+        raise ValueError(f"unknown model view {view!r}")
+    base = translate_table(width=True, case=True, traditional=True, invisible=True)
+    skeleton = skeleton_table(invisible=True, separators=True)
+    assert skeleton is not None
+    folds = homophone_folds(near=view == "near_homophones") if view != "plain" else {}
+    table: list[int | str | None] = list(range(TABLE_SIZE))
+    for code_point in range(TABLE_SIZE):
+        target = base[code_point]
+        value = code_point if target is None else target
+        if value == ord(DELETED) or (value < TABLE_SIZE and skeleton[value] in _NOT_READ):
+            table[code_point] = None
+            continue
+        table[code_point] = folds.get(value, value)
+    table[0] = None  # NUL is the models' text boundary
+    return table
+
+
+# How many characters of an emoji's name a model tries as its reading (the score is the highest).
+MODEL_EMOJI_READINGS: Final = 3
+
+
+@functools.lru_cache(maxsize=1)
+def model_emoji_readings() -> tuple[dict[int, str], ...]:
+    """For k = 0 … MODEL_EMOJI_READINGS − 1: emoji → the k-th character of its Chinese name (the
+    last one for shorter names). A model scores a text with emoji as it is (emoji deleted: they
+    may be decoration or separators) and under each reading, and keeps the highest score."""
+    names = _emoji_chinese_names()
+    return tuple(
+        {code_point: name[min(k, len(name) - 1)] for code_point, name in names.items()}
+        for k in range(MODEL_EMOJI_READINGS)
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def model_spellings() -> dict[str, str]:
+    """Toneless pinyin syllable → the first common hanzi (GB2312 order) whose first reading it is:
+    a model reads a run of pinyin (shabi) as these hanzi (its views then fold them)."""
+    return {syllable: group[0] for syllable, group in homophone_groups().items() if syllable.isascii()}
+
+
+@functools.lru_cache(maxsize=1)
+def _emoji_chinese_names() -> dict[int, str]:
+    """Single-code-point emoji with an all-hanzi Chinese CLDR name → that name."""
+    found: dict[int, str] = {}
+    for name, chars in emoji_names().items():
+        if not is_cjk(name[0]):
+            continue
+        for char in chars:
+            if len(char) == 1 and ord(char) < TABLE_SIZE:
+                found.setdefault(ord(char), name)
+    return found

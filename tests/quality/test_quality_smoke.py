@@ -47,7 +47,7 @@ def test_traps_stay_clean(engine: Engine) -> None:
         ("pinyin_joined", "红包", "hongbao"),
         ("pinyin_spaced", "红包", "hong bao"),
         ("separators_space", "傻逼", "傻 逼"),
-        ("emoji", "红包", "🧧"),  # CLDR zh name of U+1F9E7
+        ("emoji_names", "红包", "🧧"),  # CLDR zh name of U+1F9E7
         ("leetspeak", "红包", "红包"),  # not applicable: unchanged
         # A leet host is another host, not a disguised link: hosts stay, the words around change.
         ("leetspeak", "visit shop.taobao.com now", "v1517 shop.taobao.com n0w"),
@@ -61,6 +61,7 @@ def test_homophones_keep_the_reading() -> None:
     out = perturb.homophones("红包", random.Random(0))
     assert out != "红包"
     assert len(out) == 2
+    assert sum(a != b for a, b in zip(out, "红包", strict=True)) == 1  # one character substituted
     assert perturb.pinyin_joined(out, random.Random(0)) == "hongbao"
 
 

@@ -43,12 +43,27 @@ CAUGHT = [
     ("秘密★启用前 关于干部调整的通知", "secret_leak", "秘密★"),  # the regex's ★ is kept
     ("密/级_：^秘~密，请在内网处理", "secret_leak", "密/级_：^秘~密"),
     ("This file is T*O_P S/E=C/R·E~T", "secret_leak", "T*O_P S/E=C/R·E~T"),  # words of a spelled phrase
+    # issue 17: emoji read as their name, English forms, the learned signal
+    ("你🐴的，闭嘴", "improper_remarks", "你🐴的"),  # 🐴 马 reads ma: 你妈的
+    ("Strictly confidential: the reshuffle list, not for distribution", "secret_leak", "strictly confidential"),
+    ("Vote for me and get a red packet, 200 each", "vote_buying", "Vote for me"),
+    ("Fresh dates 39 yuan a pack, dm me to order", "side_business", "dm me"),
+    ("黑人都是懒鬼", "improper_remarks", "0.962"),  # the model's score is the first evidence
 ]
 
 
 @pytest.mark.parametrize(("text", "category", "evidence"), CAUGHT, ids=[c[0] for c in CAUGHT])
 def test_evasions_of_the_pack_are_caught(engine: Engine, text: str, category: str, evidence: str) -> None:
-    assert evidence in _acted(engine, text).get(category, [])
+    assert evidence.lower() in [e.lower() for e in _acted(engine, text).get(category, [])]
+
+
+def test_a_folded_reading_alone_asks_for_review(engine: Engine) -> None:
+    exact = engine.classify(ChatEvent(id="e", text="你妈的，闭嘴"), NOW)
+    folded = engine.classify(ChatEvent(id="f", text="你🐴的，闭嘴"), NOW)
+    assert exact.action == "block"
+    assert folded.action == "review"
+    family = next(m for m in folded.matches if m.rule == "improper_remarks.family_abuse")
+    assert "folded reading" in family.reason
 
 
 CLEAN = [
@@ -60,6 +75,9 @@ CLEAN = [
     "发现我的黑人脸盲不太好治……长达一个星期",  # 治……长 sounds like 智障; the ellipsis ends a clause
     "大厦比较高",
     "我可是最讨厌看繁体字的，zhichishiri我分得清",  # chishi mid-run of pinyin
+    "我🐴上到，大家稍等",  # a stand-in emoji that reads as no term
+    "Can someone share the slides from this morning?",
+    "Confidentiality training on Friday afternoon",
 ]
 
 

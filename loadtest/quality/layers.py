@@ -1,0 +1,106 @@
+"""False positives each evasion layer adds, measured on COLD *dev* (never the test subset) before
+a layer is turned on in a pack.
+
+    python -m loadtest.quality.layers --data DIR [--rules PACK] [--json PATH]
+
+For each variant of the pack's `normalize:` (homophones off; on; + stand_ins; + near_homophones)
+it loads a copy of the pack with that setting, classifies every COLD dev row, and prints the
+flagged share of the safe rows (label 0) and of the offensive rows, and which safe rows the
+variant flags that the one before it did not (with rule and evidence).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from loadtest.quality.datasets import Row, load_cold
+from loadtest.quality.scoring import acted, classify_texts
+from service.rules.loader import load_pack
+from service.settings import bundled_rules_dir
+
+VARIANTS: dict[str, dict[str, bool]] = {
+    "homophones off": {"homophones": False, "stand_ins": False, "near_homophones": False},
+    "homophones": {"homophones": True, "stand_ins": False, "near_homophones": False},
+    "+ stand_ins (emoji)": {"homophones": True, "stand_ins": True, "near_homophones": False},
+    "+ near_homophones": {"homophones": True, "stand_ins": True, "near_homophones": True},
+}
+
+
+@dataclass
+class Variant:
+    name: str
+    flagged_safe: set[str]
+    flagged_offensive: set[str]
+    evidence: dict[str, str]
+
+
+def measure(data: Path, rules: Path, limit: int | None = None) -> tuple[list[Row], list[Variant]]:
+    rows = load_cold(data, limit, split="dev")
+    results: list[Variant] = []
+    for name, layers in VARIANTS.items():
+        with tempfile.TemporaryDirectory() as scratch:
+            pack = Path(scratch) / "pack"
+            shutil.copytree(rules, pack)
+            document = yaml.safe_load((pack / "pack.yaml").read_text(encoding="utf-8"))
+            document.setdefault("normalize", {}).update(layers)
+            (pack / "pack.yaml").write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
+            engine = load_pack(pack)
+        verdicts = classify_texts(engine, ((r.id, r.text) for r in rows))
+        variant = Variant(name, set(), set(), {})
+        for row, verdict in zip(rows, verdicts, strict=True):
+            # The layers' own effect: matches a learned model took part in are left out.
+            matches = [m for m in acted(verdict) if not any(e.field.startswith("classifier.") for e in m.evidence)]
+            if not matches:
+                continue
+            (variant.flagged_offensive if row.positive else variant.flagged_safe).add(row.id)
+            variant.evidence[row.id] = "; ".join(f"{m.rule} {[e.text for e in m.evidence]}" for m in matches)
+        results.append(variant)
+    return rows, results
+
+
+def render(rows: list[Row], variants: list[Variant]) -> str:
+    safe = sum(not r.positive for r in rows)
+    offensive = len(rows) - safe
+    text = {r.id: r.text for r in rows}
+    lines = [f"| layers | safe rows flagged (of {safe}) | offensive rows flagged (of {offensive}) | safe rows added |",
+             "|---|---:|---:|---:|"]
+    previous: Variant | None = None
+    listing: list[str] = []
+    for variant in variants:
+        added = variant.flagged_safe - (previous.flagged_safe if previous else set())
+        safe_share = 100 * len(variant.flagged_safe) / safe
+        offensive_share = 100 * len(variant.flagged_offensive) / offensive
+        lines.append(f"| {variant.name} | {len(variant.flagged_safe)} ({safe_share:.2f}%) | "
+                     f"{len(variant.flagged_offensive)} ({offensive_share:.2f}%) | {len(added) if previous else '—'} |")
+        if previous:
+            for row_id in sorted(added):
+                listing.append(f"- {variant.name}: {variant.evidence[row_id]} :: {text[row_id][:70]!r}")
+        previous = variant
+    return "\n".join(lines) + "\n\nSafe rows each layer adds:\n" + ("\n".join(listing) or "(none)") + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.quality.layers", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="evaluation data directory (COLD dev is read)")
+    parser.add_argument("--rules", type=Path, default=bundled_rules_dir())
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    rows, variants = measure(args.data, args.rules, args.limit)
+    sys.stdout.write(render(rows, variants))
+    if args.json:
+        found = {v.name: {"safe": sorted(v.flagged_safe), "offensive": sorted(v.flagged_offensive)} for v in variants}
+        args.json.write_text(json.dumps(found, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,395 @@
+"""A learned text signal: hashed character n-grams of normalised views, scored by a linear model.
+
+Features. Each text is read through one or more *views*, each a `str.translate` table built at
+pack load (service.rules.tables.model_view_table): width, case, script and invisible characters
+folded as the normaliser does, separators and punctuation deleted, and — for the `homophones`
+view — every common hanzi folded to its reading group and each emoji to a character of its
+CLDR name, so 沙比 and 傻逼 share features. The n-grams (1..`max_order` characters) of every view
+are hashed (multiplicative hashing on code points, view and order salted) into 2^bits buckets;
+the score is sigmoid(bias + Σ weights[bucket] / sqrt(n-gram count)). The views are joined into one
+string per text (`joined`), so one text is one small array.
+
+Two entry points compute the same sum: `score` for one text (~5-8 µs: a few numpy calls over
+one small array) and `score_batch` for many at once (one array for the whole batch, the stream's
+path: ~1-2 µs per text in batches of thousands). `contributions` says which n-grams of the
+original text carried the score (a reviewer's "why"); it runs only when a rule matched.
+
+Hashes use uint32 arithmetic (wrapping), so the features are the same on every platform and
+every numpy version; nothing here reads a file or a clock.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+# A model view's `str.translate` table: a character may become several (an emoji read as its name).
+ModelTable = list[int | str | None]
+
+# The views of one text are joined with VIEW_BREAK (n-grams across it are features like any
+# other); texts of a batch with TEXT_BREAK (n-grams across it are not). Both are control
+# characters, which every view deletes, so neither occurs inside a view.
+VIEW_BREAK: Final = "\x00"
+TEXT_BREAK: Final = "\x01"
+# A view after the first is moved to its own code-point range (planes 12-14), so the same
+# character read by two views is two features: code points of a view table are < 0x30000.
+VIEW_OFFSET: Final = 0xC0000
+MAX_VIEWS: Final = 2
+_ORDER_MULTIPLIERS: Final = (0x01000193, 0x27D4EB2F, 0x165667B1, 0x9E3779B1)  # odd; one per order ≥ 2
+_MIX: Final = 0x9E3779B1  # Knuth's multiplicative hash
+_MIX32: Final = np.uint32(_MIX)
+# Where emoji live (arrows, symbols, dingbats, the emoji planes): a text without one of these
+# has no emoji reading to try.
+_SYMBOLS: Final = re.compile("[\u2190-\u2bff\U0001f000-\U0001faff]")
+# A word longer than this is not read as pinyin (a cloaked insult is a few syllables; this bounds
+# the syllable split of a hostile run of letters).
+MAX_SPELLED_LETTERS: Final = 48
+MAX_SPELLED_PER_TEXT: Final = 256  # letters of runs read as pinyin per text
+# Latin words (single spaces between them) of at least two letters, four in all: maybe pinyin.
+_LATIN_RUN: Final = re.compile(r"(?<![A-Za-z])[A-Za-z]{2,}(?: [A-Za-z]+)*(?![A-Za-z])")
+# Letter pairs toneless pinyin never holds: a consonant other than n, g, r (which end syllables)
+# followed by another (but zh, ch, sh), or ending a word. Most English words have one (Meeting,
+# moved): their runs are rejected by one regex search instead of a syllable split.
+_NOT_PINYIN: Final = re.compile(
+    r"[bdfhjklmpqtwxy][bcdfghjklmnpqrstwxyz]|[zcs][bcdfgjklmnpqrstwxyz]|[bcdfhjklmpqstwxyz](?![a-z])",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A span of the original text and the score it carried (sum of its n-grams' weights)."""
+
+    start: int
+    end: int
+    weight: float
+
+
+@dataclass(frozen=True, eq=False)
+class NgramModel:
+    """A compiled model: its views' tables, n-gram orders, hashed weights and bias."""
+
+    name: str
+    views: tuple[ModelTable, ...]
+    max_order: int
+    bits: int
+    weights: npt.NDArray[np.float32]  # 2^bits values
+    bias: float
+    # Readings of emoji (emoji → a character of its name): a text holding one is scored as it is
+    # (its views delete emoji) and under each reading, and keeps the highest (🐴 马头: 马, 头).
+    readings: tuple[dict[int, str], ...] = ()
+    # Toneless pinyin syllable → a hanzi read so: a run of Latin letters that reads entirely as
+    # pinyin (shabi, sha bi) is also scored as those hanzi, and the text keeps the highest score.
+    spellings: dict[str, str] = field(default_factory=dict)
+    _longest_spelling: int = field(init=False, repr=False)
+    _tables: tuple[ModelTable, ...] = field(init=False, repr=False)
+    _batch_tables: tuple[ModelTable, ...] = field(init=False, repr=False)  # TEXT_BREAK kept
+    _marking: tuple[ModelTable, ...] = field(init=False, repr=False)  # deleted → NUL (contributions)
+    _shift: np.uint32 = field(init=False, repr=False)
+    _multipliers: tuple[np.uint32, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_order <= len(_ORDER_MULTIPLIERS) + 1:
+            raise ValueError(f"max_order must be 1..{len(_ORDER_MULTIPLIERS) + 1}")
+        if not 1 <= len(self.views) <= MAX_VIEWS:
+            raise ValueError(f"a model reads 1..{MAX_VIEWS} views")
+        if len(self.weights) != 1 << self.bits:
+            raise ValueError("weights must hold 2^bits values")
+        tables = [self.views[0]]
+        for index, table in enumerate(self.views[1:], start=1):
+            tables.append([_offset(value, index * VIEW_OFFSET) for value in table])
+        object.__setattr__(self, "_tables", tuple(tables))
+        batch_tables = []
+        for table in tables:
+            kept = list(table)
+            kept[ord(TEXT_BREAK)] = ord(TEXT_BREAK)
+            batch_tables.append(kept)
+        object.__setattr__(self, "_batch_tables", tuple(batch_tables))
+        object.__setattr__(self, "_marking", tuple([0 if v is None else v for v in t] for t in tables))
+        object.__setattr__(self, "_shift", np.uint32(32 - self.bits))
+        object.__setattr__(self, "_longest_spelling", max(map(len, self.spellings), default=0))
+        object.__setattr__(self, "_multipliers", tuple(np.uint32(m) for m in _ORDER_MULTIPLIERS))
+
+    def joined(self, text: str) -> str:
+        """What the n-grams are read from: the text's views joined by VIEW_BREAK."""
+        return VIEW_BREAK.join([text.translate(table) for table in self._tables])
+
+    # --- scoring
+
+    def score(self, text: str) -> float:
+        """The probability-like score in [0, 1] of one text."""
+        return _sigmoid(self.margin(text))
+
+    def margin(self, text: str) -> float:
+        """bias + Σ weights / sqrt(n-grams): the score before the sigmoid (the highest over the
+        emoji readings when the text holds an emoji)."""
+        if self._has_readings(text):
+            return max(self._margin(reading) for reading in self._readings_of(text))
+        return self._margin(text)
+
+    def _has_readings(self, text: str) -> bool:
+        if self.readings and _SYMBOLS.search(text) is not None:
+            return True
+        return bool(self.spellings) and any(
+            _NOT_PINYIN.search(run.group()) is None for run in _LATIN_RUN.finditer(text)
+        )
+
+    def _readings_of(self, text: str) -> list[str]:
+        """`text` as it is, under each emoji reading and with its pinyin read as hanzi (repeats
+        left out). Every reading has the text's length, so spans of one are spans of the text."""
+        found = [text]
+        if self.readings and _SYMBOLS.search(text) is not None:
+            for reading in self.readings:
+                other = text.translate(reading)
+                if other not in found:
+                    found.append(other)
+        if self.spellings and any(_NOT_PINYIN.search(run.group()) is None for run in _LATIN_RUN.finditer(text)):
+            spelled = self._spelled(text)
+            if spelled not in found:
+                found.append(spelled)
+        return found
+
+    def _spelled(self, text: str) -> str:
+        """`text` with its runs of pinyin read as hanzi, the first MAX_SPELLED_PER_TEXT letters of
+        runs at most (the rest as written): a long hostile text costs no more than a short one."""
+        pieces: list[str] = []
+        position = 0
+        budget = MAX_SPELLED_PER_TEXT
+        for run in _LATIN_RUN.finditer(text):
+            if budget <= 0:
+                break
+            budget -= len(run.group())
+            pieces.append(text[position : run.start()])
+            pieces.append(self._spell(run) if budget >= 0 else run.group())
+            position = run.end()
+        pieces.append(text[position:])
+        return "".join(pieces)
+
+    def _spell(self, run: re.Match[str]) -> str:
+        """A run of Latin words as hanzi when every word reads as pinyin syllables (each syllable
+        becomes its hanzi and spaces, keeping the length), else the run unchanged."""
+        if _NOT_PINYIN.search(run.group()) is not None:
+            return run.group()
+        words = run.group().split(" ")
+        if any(len(word) > MAX_SPELLED_LETTERS for word in words):
+            return run.group()
+        spelled = [_syllables(word.lower(), self.spellings, self._longest_spelling) for word in words]
+        if any(parts is None for parts in spelled) or sum(len(p or ()) for p in spelled) < 2:
+            return run.group()
+        return " ".join(
+            "".join(self.spellings[syllable] + " " * (len(syllable) - 1) for syllable in parts or ())
+            for parts in spelled
+        )
+
+    def _margin(self, text: str) -> float:
+        tables = self._tables
+        joined = text.translate(tables[0]) if len(tables) == 1 else VIEW_BREAK.join([text.translate(t) for t in tables])
+        if not joined:  # one view, nothing left in it: no feature
+            return self.bias
+        codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+        size = len(codes)
+        grams = codes
+        parts = [codes]
+        for multiplier in self._multipliers[: self.max_order - 1]:
+            if len(grams) < 2:
+                break
+            grams = grams[:-1] * multiplier
+            grams += codes[size - len(grams) :]
+            parts.append(grams)
+        hashed = np.concatenate(parts)
+        hashed *= _MIX32
+        hashed >>= self._shift
+        return self.bias + float(self.weights.take(hashed).sum(dtype=np.float64)) / math.sqrt(len(hashed))
+
+    def score_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
+        """`score` of every text, computed over one array for the whole batch; the texts with an
+        emoji or a run of pinyin are scored again under their readings, as one more batch."""
+        if not texts:
+            return np.zeros(0)
+        margins = self._batch_margins(texts)
+        if self.readings or self.spellings:
+            owners: list[int] = []
+            variants: list[str] = []
+            for index in self._texts_with_readings(texts):
+                for reading in self._readings_of(texts[index])[1:]:
+                    owners.append(index)
+                    variants.append(reading)
+            if variants:
+                np.maximum.at(margins, np.array(owners), self._batch_margins(variants))
+        return np.asarray(1.0 / (1.0 + np.exp(-margins)), dtype=np.float64)
+
+    def _texts_with_readings(self, texts: Sequence[str]) -> list[int]:
+        """Indices of the texts that hold an emoji or a run that may be pinyin: one regex pass
+        over the whole batch, its hits mapped to their texts."""
+        batch = TEXT_BREAK.join(texts)
+        positions: list[int] = []
+        if self.readings:
+            positions.extend(match.start() for match in _SYMBOLS.finditer(batch))
+        if self.spellings:
+            positions.extend(m.start() for m in _LATIN_RUN.finditer(batch) if _NOT_PINYIN.search(m.group()) is None)
+        if not positions:
+            return []
+        starts = np.cumsum([0] + [len(text) + 1 for text in texts[:-1]])
+        return sorted(set((np.searchsorted(starts, positions, side="right") - 1).tolist()))
+
+    def _batch_margins(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
+        """The margins of the texts as they are (no reading), per n-gram order: the weight at
+        every position (0 where an n-gram would cross a text), summed per text."""
+        joined = self._joined_batch(texts)
+        codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+        size = len(codes)
+        breaks = np.flatnonzero(codes == ord(TEXT_BREAK))
+        starts = np.concatenate(([0], breaks + 1))
+        lengths = np.diff(np.concatenate((starts, [size + 1]))) - 1  # characters per joined text
+        totals = np.zeros(len(texts))
+        counts = np.zeros(len(texts))
+        # One padding zero: an empty last text starts at `size` (reduceat needs a valid index).
+        weights = np.zeros(size + 1, dtype=np.float32)
+        grams = codes
+        for order in range(1, self.max_order + 1):
+            if order > 1:
+                if len(grams) < 2:
+                    break
+                grams = grams[:-1] * self._multipliers[order - 2]
+                grams += codes[order - 1 :]
+            hashed = grams * _MIX32
+            hashed >>= self._shift
+            weights[: len(hashed)] = self.weights.take(hashed)
+            weights[len(hashed) :] = 0.0
+            # The n-grams that hold a break start at most order−1 positions before it.
+            for back in range(order):
+                weights[np.maximum(breaks - back, 0)] = 0.0
+            totals += np.add.reduceat(weights, starts)
+            counts += np.maximum(lengths - order + 1, 0)
+        return np.asarray(self.bias + totals / np.sqrt(np.maximum(counts, 1)), dtype=np.float64)
+
+    def _joined_batch(self, texts: Sequence[str]) -> str:
+        """The texts' `joined` forms separated by TEXT_BREAK, each view translated for the whole
+        batch at once (one C call per view, not one per text)."""
+        batch = TEXT_BREAK.join(texts)
+        if batch.count(TEXT_BREAK) != len(texts) - 1:  # a text holds the break itself: one by one
+            return TEXT_BREAK.join([self.joined(text) for text in texts])
+        views = [batch.translate(table) for table in self._batch_tables]
+        if len(views) == 1:
+            return views[0]
+        return TEXT_BREAK.join(map(VIEW_BREAK.join, zip(*(view.split(TEXT_BREAK) for view in views), strict=True)))
+
+    def features(self, texts: Sequence[str]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+        """Every n-gram's bucket and the index of the text it belongs to, for a batch (also the
+        training data of service.training)."""
+        joined = self._joined_batch(texts)
+        codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+        breaks = codes == ord(TEXT_BREAK)
+        text_of = np.cumsum(breaks)  # text index of each position (a break belongs to the next)
+        size = len(codes)
+        buckets: list[npt.NDArray[np.intp]] = []
+        owners: list[npt.NDArray[np.intp]] = []
+        grams = codes
+        for order in range(1, self.max_order + 1):
+            if order > 1:
+                if len(grams) < 2:
+                    break
+                grams = grams[:-1] * self._multipliers[order - 2] + codes[order - 1 :]
+            count = size - order + 1
+            # An n-gram is a feature when it holds no break: first and last character in one text.
+            valid = ~breaks[:count] & (text_of[:count] == text_of[order - 1 :])
+            buckets.append((grams[valid] * _MIX32 >> self._shift).astype(np.intp))
+            owners.append(text_of[:count][valid].astype(np.intp))
+        return np.concatenate(buckets), np.concatenate(owners)
+
+    # --- explanation
+
+    def contributions(self, text: str, limit: int = 3) -> tuple[float, list[Span]]:
+        """The score and up to `limit` spans of `text` whose n-grams added most to it: the
+        2 × `limit` heaviest positive n-grams, overlapping ones merged, the heaviest spans first."""
+        if self._has_readings(text):
+            text = max(self._readings_of(text), key=self._margin)  # same length: spans stay the text's
+        # The joined views as code points, and the original index of each (-1: a view break): each
+        # view translated 1:1 with deleted characters as NUL, which the views never hold.
+        code_parts: list[npt.NDArray[np.uint32]] = []
+        where_parts: list[npt.NDArray[np.intp]] = []
+        for index, table in enumerate(self._marking):
+            if index:
+                code_parts.append(np.array([ord(VIEW_BREAK)], dtype=np.uint32))
+                where_parts.append(np.array([-1], dtype=np.intp))
+            marked = np.frombuffer(text.translate(table).encode("utf-32-le"), dtype=np.uint32)
+            kept = np.flatnonzero(marked != 0)
+            code_parts.append(marked[kept])
+            where_parts.append(kept)
+        codes = np.concatenate(code_parts) if code_parts else np.zeros(0, dtype=np.uint32)
+        where = np.concatenate(where_parts) if where_parts else np.zeros(0, dtype=np.intp)
+        per_gram: list[tuple[int, int, float]] = []  # (original start, original end, weight)
+        total = 0.0
+        grams = codes
+        for order in range(1, self.max_order + 1):
+            if order > 1:
+                if len(grams) < 2:
+                    break
+                grams = grams[:-1] * self._multipliers[order - 2] + codes[order - 1 :]
+            weights = self.weights.take(grams * _MIX32 >> self._shift).astype(np.float64)
+            total += float(weights.sum())
+            first, last = where[: len(grams)], where[order - 1 :]
+            # An n-gram holding a view break names no span of the text.
+            inside = (first >= 0) & (last >= 0)
+            if order > 2:
+                inside &= np.minimum.reduce([where[k : k + len(grams)] for k in range(order)]) >= 0
+            heavy = np.flatnonzero(inside & (weights > 0))
+            if len(heavy) > 2 * limit:
+                heavy = heavy[np.argpartition(-weights[heavy], 2 * limit)[: 2 * limit]]
+            per_gram.extend((int(first[i]), int(last[i]) + 1, float(weights[i])) for i in heavy)
+        chars = codes
+        count = sum(max(0, len(chars) - order + 1) for order in range(1, self.max_order + 1))
+        if count == 0:
+            return _sigmoid(self.bias), []
+        scale = 1.0 / float(np.sqrt(count))
+        # The heaviest n-grams, overlapping ones merged: a few focused spans, not the whole text.
+        heaviest = sorted(per_gram, key=lambda g: -g[2])[: 2 * limit]
+        merged: list[list[float]] = []
+        for start, end, weight in sorted(heaviest):
+            if merged and start < merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+                merged[-1][2] += weight * scale
+            else:
+                merged.append([start, end, weight * scale])
+        merged.sort(key=lambda span: -span[2])
+        return _sigmoid(self.bias + total * scale), [Span(int(s), int(e), w) for s, e, w in merged[:limit]]
+
+
+def _syllables(word: str, spellings: dict[str, str], longest: int) -> list[str] | None:
+    """`word` split into the fewest pinyin syllables, or None when it does not split (linear in the
+    word's length: a back-pointer per position, no list copied)."""
+    unreachable = len(word) + 1
+    count = [0] + [unreachable] * len(word)  # fewest syllables up to each position
+    back = [0] * (len(word) + 1)  # where the last syllable up to each position starts
+    for stop in range(1, len(word) + 1):
+        for size in range(1, min(longest, stop) + 1):
+            start = stop - size
+            if count[start] + 1 < count[stop] and word[start:stop] in spellings:
+                count[stop] = count[start] + 1
+                back[stop] = start
+    if count[-1] == unreachable:
+        return None
+    parts: list[str] = []
+    stop = len(word)
+    while stop > 0:
+        parts.append(word[back[stop] : stop])
+        stop = back[stop]
+    return parts[::-1]
+
+
+def _offset(value: int | str | None, offset: int) -> int | str | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value + offset
+    return "".join(chr(ord(char) + offset) for char in value)
+
+
+def _sigmoid(margin: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-margin)))

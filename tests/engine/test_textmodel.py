@@ -1,0 +1,95 @@
+"""The learned model's two scoring paths agree, its features read the normalised views, and its
+explanation points into the original text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.engine.textmodel import TEXT_BREAK, NgramModel
+from service.rules.tables import model_emoji_readings, model_spellings, model_view_table
+
+
+def _model(views: tuple[str, ...] = ("plain", "homophones"), bits: int = 12, max_order: int = 3) -> NgramModel:
+    weights = np.random.default_rng(7).standard_normal(1 << bits).astype(np.float32)
+    return NgramModel("t", tuple(model_view_table(v) for v in views), max_order, bits, weights, -0.25,
+                      model_emoji_readings(), model_spellings())
+
+
+MODEL = _model()
+ONE_VIEW = _model(views=("near_homophones",))
+TEXTS = st.text(alphabet=st.sampled_from("傻逼沙比你妈的🐴🧧 *，.abihsAB1\x00\x01\u200b機密"), max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(TEXTS, max_size=8))
+def test_batch_scores_equal_single_scores(texts: list[str]) -> None:
+    for model in (MODEL, ONE_VIEW):
+        batch = model.score_batch(texts)
+        single = [model.score(text) for text in texts]
+        assert np.allclose(batch, single, atol=1e-6)
+        # The explanation recomputes the same score in plain Python.
+        assert all(abs(model.contributions(t)[0] - s) < 1e-6 for t, s in zip(texts, single, strict=True))
+
+
+def test_a_text_holding_the_batch_separator_is_scored_alone() -> None:
+    texts = ["你妈的", f"a{TEXT_BREAK}b", "傻逼"]
+    assert np.allclose(MODEL.score_batch(texts), [MODEL.score(t) for t in texts])
+
+
+@pytest.mark.parametrize(
+    ("text", "same_as"),
+    [
+        ("傻 逼", "傻逼"),  # separators are not read
+        ("傻*逼", "傻逼"),
+        ("機密", "机密"),  # traditional → simplified
+        ("ＡＢ", "ab"),  # width and case
+        ("傻\u200b逼", "傻逼"),  # invisible characters
+    ],
+)
+def test_features_read_the_normalised_text(text: str, same_as: str) -> None:
+    assert MODEL.score(text) == pytest.approx(MODEL.score(same_as))
+
+
+def test_the_homophone_view_reads_homophones_and_emoji_names_alike() -> None:
+    folded = _model(views=("homophones",))
+    assert folded.score("沙比") == pytest.approx(folded.score("傻逼"))
+    assert folded.joined("🐴") == folded.joined("")  # views delete emoji; readings try their names
+    assert folded.score("你🐴的") == pytest.approx(
+        max(folded.score("你的"), folded.score("你马的"), folded.score("你头的"))
+    )
+    assert MODEL.score("沙比") != pytest.approx(MODEL.score("傻逼"))  # the plain view tells them apart
+
+
+def test_contributions_are_spans_of_the_original_text() -> None:
+    text = "你 个 傻*逼，真是的"
+    score, spans = MODEL.contributions(text, limit=3)
+    assert 0 < score < 1
+    assert 1 <= len(spans) <= 3
+    assert [s.weight for s in spans] == sorted((s.weight for s in spans), reverse=True)
+    for span in spans:
+        assert 0 <= span.start < span.end <= len(text)
+        assert span.weight > 0
+
+
+@pytest.mark.parametrize("model", [MODEL, ONE_VIEW], ids=["two views", "one view"])
+def test_empty_batches_and_texts(model: NgramModel) -> None:
+    assert model.score_batch([]).shape == (0,)
+    for text in ("", "😂", " ，"):  # nothing left in the views (emoji alone: its readings are)
+        assert 0 < model.score(text) < 1
+        assert model.score_batch([text])[0] == pytest.approx(model.score(text))
+    assert model.contributions("")[1] == []
+
+
+def test_a_run_of_pinyin_is_also_read_as_hanzi() -> None:
+    folded = _model(views=("homophones",))
+    # The text as it is, or its pinyin read as hanzi (沙比 and 傻逼 fold alike): the higher score.
+    assert folded.score("你个shabi") >= folded.score("你个傻逼") - 1e-9
+    assert folded.score("你个sha bi") == pytest.approx(folded.score("你个shabi"))
+    assert folded._readings_of("hello world") == ["hello world"]  # not pinyin: no other reading
+    assert folded._readings_of("ni ge sha bi")[1].split() == ["妮", "哥", "莎", "逼"]  # first of each group
+    score, spans = folded.contributions("你个shabi")
+    assert score == pytest.approx(folded.score("你个shabi"))
+    assert all(0 <= s.start < s.end <= len("你个shabi") for s in spans)
