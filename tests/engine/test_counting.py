@@ -83,7 +83,7 @@ def test_an_event_without_the_counted_thing_is_not_counted(engine: Engine) -> No
 
 def test_media_content_key_is_the_hash() -> None:
     from service.engine.counting import content_fingerprint
-    from service.rules.compiler import Layers, build_normalizer
+    from service.rules.normalizers import Layers, build_normalizer
 
     fold = build_normalizer(Layers().text_side())
     event = ChatEvent(id="m", type="image", media=Media(sha256="AB" * 32))

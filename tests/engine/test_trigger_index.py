@@ -1,7 +1,7 @@
 """The trigger index only skips rules that cannot hold: indexed and brute-force verdicts agree.
 
 The classifier evaluates a rule only when one of its patterns hit or the event's kind (type, has a
-link) can make it true without a hit (service.rules.compiler._trigger). Brute force evaluates every
+link) can make it true without a hit (service.rules.triggers). Brute force evaluates every
 rule on every event; the two must give the same verdicts, including on events whose fields are
 mixed across types (a text event with a payment, a red packet with a link, …).
 """
@@ -19,8 +19,8 @@ import pytest
 from service.engine.classifier import Engine
 from service.engine.counting import Sighting
 from service.events import EVENT_TYPES, ChatEvent, Link
-from service.rules.compiler import ALL_KINDS
 from service.rules.loader import load_pack
+from service.rules.triggers import ALL_KINDS
 from service.sample_traffic import SampleTraffic
 from service.settings import bundled_rules_dir
 
