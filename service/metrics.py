@@ -2,7 +2,7 @@
 
 Label values are bounded: `source` is stream|http, `action` the three actions, `rule`/`category`
 come from the loaded pack (pre-initialised when a pack is installed), `reason` a fixed set.
-Hot paths aggregate per batch and increment once per label set (`record_verdicts`).
+Hot paths aggregate per batch and increment once per label set (`record_counts`).
 """
 
 from __future__ import annotations
@@ -11,12 +11,15 @@ import bisect
 import functools
 from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
-from service.events import ACTIONS, Verdict
-from service.verdict_counts import VerdictCounts, count_verdicts
+from service.events import ACTIONS
+from service.verdict_counts import VerdictCounts
+
+if TYPE_CHECKING:
+    from service.kafka.dead_letters import DeadLetter
 
 SOURCES: Final = ("stream", "http")
 DEAD_LETTER_REASONS: Final = (
@@ -119,13 +122,15 @@ def observe_end_to_end_lags(sent_at: Sequence[float], now: float) -> None:
     observe_many(end_to_end_lag_seconds, [max(0.0, now - sent) for sent in sent_at])
 
 
-def record_verdicts(verdicts: Iterable[Verdict], source: str) -> None:
-    """Count a batch of verdicts with one increment per label set."""
-    record_counts(count_verdicts(verdicts), source)
+def record_dead_letters(letters: Iterable[DeadLetter]) -> None:
+    """Count a batch's dead letters with one increment per reason."""
+    for reason, count in Tally(letter.reason for letter in letters).items():
+        events_dead_lettered_total.labels(reason).inc(count)
 
 
 def record_counts(counts: VerdictCounts, source: str) -> None:
-    """Apply counted verdicts (service.verdict_counts; the classify worker sends these)."""
+    """Apply a batch's verdicts, counted by service.verdict_counts: one increment per label set.
+    The stream, the counter owner and HTTP (api/verdict_tally.py) all count their verdicts so."""
     _child(events_classified_total, source).inc(counts.total)
     for action, n in counts.actions.items():
         _child(verdicts_total, source, action).inc(n)

@@ -57,7 +57,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        hasher.close()
+        await hasher.close()
 
     app = FastAPI(
         title="Redline",

@@ -26,10 +26,10 @@ def text_event(text: str, *, chat: str = "c1", sender: str = "s1", event_id: str
 
 
 def sightings_of(engine: Engine, event: ChatEvent) -> list[Sighting]:
-    found: list[Sighting] = []
-    verdict = engine.classify(event, NOW, sightings=found)
-    assert not any(m.rule.startswith(("rumor.spread", "vote.")) for m in verdict.matches)
-    return found
+    outcome = engine.evaluate(event, NOW)
+    assert not any(m.rule.startswith(("rumor.spread", "vote.")) for m in outcome.verdict.matches)
+    assert outcome.verdict == engine.classify(event, NOW)  # the verdict alone is the same
+    return list(outcome.sightings)
 
 
 def test_a_gated_event_is_counted_and_matches_only_with_counts(engine: Engine) -> None:
