@@ -7,7 +7,6 @@ Hot paths aggregate per batch and increment once per label set (`record_counts`)
 
 from __future__ import annotations
 
-import bisect
 import functools
 from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Final
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
+from service.bulk_histogram import BulkHistogram, HistogramChild
 from service.events import ACTIONS
 from service.verdict_counts import VerdictCounts
 
@@ -48,13 +48,14 @@ category_matches_total = Counter(
 rule_matches_total = Counter(
     "redline_rule_matches_total", "Matches per rule of the loaded pack.", ["rule", "category", "shadow"]
 )
-classify_duration_seconds = Histogram(
+# Observed per batch (one share or one lag per event): histograms that take a batch at once.
+classify_duration_seconds = BulkHistogram(
     "redline_classify_duration_seconds",
     "Engine time per event (per-event share of a batch on the stream).",
     ["source"],
     buckets=_CLASSIFY_BUCKETS,
 )
-end_to_end_lag_seconds = Histogram(
+end_to_end_lag_seconds = BulkHistogram(
     "redline_end_to_end_lag_seconds",
     "From the event's sent_at to its verdict being produced.",
     buckets=_LAG_BUCKETS,
@@ -91,29 +92,9 @@ def observe_pack(name: str, version: str, digest: str, rules: Iterable[tuple[str
     rule_pack_rules.set(count)
 
 
-def observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:
-    """`histogram.observe(a)` for each amount, with one lock round per bucket touched.
-
-    The stream observes one end-to-end lag per verdict; prometheus_client has no bulk API and its
-    `observe` takes two locks and walks the bounds per call (~1.5 µs). This counts bucket indices
-    with `bisect` and adds them to the histogram's own values: the bucket counts are exactly what
-    per-amount `observe` gives, the sum the same up to float rounding (tests/test_metrics_bulk.py).
-    A prometheus_client without these attributes falls back to `observe`.
-    """
-    bounds = getattr(histogram, "_upper_bounds", None)
-    buckets = getattr(histogram, "_buckets", None)
-    total = getattr(histogram, "_sum", None)
-    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
-        for amount in amounts:
-            histogram.observe(amount)
-        return
-    if not amounts:
-        return
-    # `observe` puts an amount in the first bucket whose bound is >= it: bisect_left's index.
-    for index, count in Tally(bisect.bisect_left(bounds, amount) for amount in amounts).items():
-        if index < len(buckets):  # NaN lands past +Inf: `observe` counts it in no bucket either
-            buckets[index].inc(count)
-    total.inc(sum(amounts))
+def observe_many(histogram: BulkHistogram | HistogramChild, amounts: Sequence[float]) -> None:
+    """`observe(a)` for each amount, with one lock round for the batch (service.bulk_histogram)."""
+    histogram.observe_many(amounts)
 
 
 def observe_end_to_end_lags(sent_at: Sequence[float], now: float) -> None:
@@ -168,19 +149,6 @@ stream_produce_failures_total = Counter(
 )
 for _result in ("success", "failure"):
     stream_commits_total.labels(_result)
-stream_classify_worker_up = Gauge(
-    "redline_stream_classify_worker_up",
-    "1 while the classify worker process classifies the stream's batches with the serving pack; "
-    "0 while this process classifies them itself (worker off, starting, restarting or refused).",
-)
-stream_classify_worker_failures_total = Counter(
-    "redline_stream_classify_worker_failures_total",
-    "Classify worker processes that failed to start (stage=start) or died or hung while serving "
-    "(stage=serving; their batches are re-processed).",
-    ["stage"],
-)
-for _stage in ("start", "serving"):
-    stream_classify_worker_failures_total.labels(_stage)
 stream_member_restarts_total = Counter(
     "redline_stream_member_restarts_total",
     "Stream member processes (stream_processes >= 2) that ended unexpectedly and were started again.",
