@@ -1,6 +1,6 @@
 """Redline's documented Kafka security settings against Apache Kafka's real SASL and TLS listeners.
 
-Every client here is built by `service.stream.kafka_config` from a `Settings`, exactly as the
+Every client here is built by `service.kafka.options` from a `Settings`, exactly as the
 stream builds its own, so these are the settings docs/stream.md documents.
 """
 
