@@ -61,10 +61,6 @@ class CounterOwner:
     def request_stop(self) -> None:
         self.loop.request_stop()
 
-    @property
-    def stopping(self) -> bool:
-        return self.loop.stopping
-
     async def run(self) -> None:
         try:
             await self.loop.run()
@@ -196,7 +192,7 @@ class CounterOwner:
                 return await restore_changelog(self.settings, partitions, max_keys)
             except KafkaError as exc:
                 attempt += 1
-                if self.stopping:
+                if self.loop.stopping:
                     raise
                 delay = retry_delay(self.settings, attempt)
                 log.warning("counter restore failed, retrying", extra={"error": repr(exc), "retry_in_seconds": delay})

@@ -48,10 +48,6 @@ class StreamProcessor:
     def request_stop(self) -> None:
         self.loop.request_stop()
 
-    @property
-    def stopping(self) -> bool:
-        return self.loop.stopping
-
     async def run(self) -> None:
         await self.loop.run()
 
