@@ -15,7 +15,7 @@ Wire protocol (frames of service.child_processes: 8-byte length + pickle; both e
                       EOF                          drain, commit, leave the group, exit 0
     member → parent   ("ready", name, version, digest, pid)     the pack is loaded
                       ("refused", message)                      the pack failed; exit 2
-                      ("status", stream_ready, metrics)          every STATUS_SECONDS and once more
+                      ("status", ready, metrics)                 every STATUS_SECONDS and once more
                                                                 after the drain, before exit
 
 `metrics` is a metrics_merge snapshot of the stream's families: the parent adds it into its own
