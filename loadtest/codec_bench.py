@@ -18,10 +18,10 @@ from typing import Final
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from loadtest.engine_bench import NOW, sample_events
+from service.decisions import RULESET_HEADER
 from service.events import decode_event, encode_verdict
 from service.rules.loader import load_pack
 from service.settings import bundled_rules_dir
-from service.stream.pipeline import RULESET_HEADER
 
 BATCH_BYTES: Final = 512 * 1024
 CODECS: Final = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}  # aiokafka's codec ids

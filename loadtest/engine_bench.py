@@ -122,7 +122,7 @@ from pathlib import Path
 def rss():
     return int(open('/proc/self/statm').read().split()[1]) * 4096 / 2**20
 import service.rules.loader as loader
-from service.rules.compiler import Layers, build_normalizer
+from service.rules.normalizers import Layers, build_normalizer
 started = time.perf_counter()
 build_normalizer(Layers())  # derived tables: a per-process cost, not per pack
 tables = time.perf_counter() - started

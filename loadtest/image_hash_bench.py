@@ -112,7 +112,7 @@ async def main_async(runs: int, lag_images: int) -> None:
             p50, p99, worst = await loop_lag(work)
             print(f"  {name:14} {p50:6.2f} / {p99:6.2f} / {worst:6.2f}")
     finally:
-        hasher.close()
+        await hasher.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,7 +68,7 @@ class SoakResult:
     events_per_s: float
     warmup_seconds: float
     serve: Growth  # the serve process
-    tree: Growth  # serve and any worker processes it runs, summed
+    tree: Growth  # serve and the stream member processes it runs, summed
     lag_max_records: int
     stopped_early: str | None
 
@@ -133,7 +133,7 @@ async def soak(args: argparse.Namespace) -> tuple[SoakResult, list[Sample]]:
 
 
 def draw(document: dict[str, Any], out: Path) -> None:
-    """RSS (serve, serve + workers) and the group's lag over the soak, warm-up shaded."""
+    """RSS (serve, serve + members) and the group's lag over the soak, warm-up shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -143,7 +143,7 @@ def draw(document: dict[str, Any], out: Path) -> None:
     minutes = [s["t_seconds"] / 60 for s in samples]
     figure, (memory, lag) = plt.subplots(2, 1, figsize=(10, 6), sharex=True, height_ratios=[2, 1])
     for key, label, colour in (("target_rss_mib", "serve process", "tab:red"),
-                               ("target_tree_rss_mib", "serve + worker processes", "tab:purple")):
+                               ("target_tree_rss_mib", "serve + member processes", "tab:purple")):
         memory.plot(minutes, [s[key] for s in samples], color=colour, label=label)
         growth = result["serve" if key == "target_rss_mib" else "tree"]
         memory.axhline(growth["after_warmup_mib"] * (1 + TARGET_GROWTH), color=colour, linestyle=":", linewidth=1,
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nstopped early: {result.stopped_early}")
     print(f"\n{result.minutes:g} min, {'flat out' if result.rate is None else f'{result.rate:,.0f}/s'}: "
           f"{result.events:,} events, {result.events_per_s:,.0f} events/s; max lag {result.lag_max_records:,}")
-    for name, g in (("serve process", result.serve), ("serve + workers", result.tree)):
+    for name, g in (("serve process", result.serve), ("serve + members", result.tree)):
         print(f"RSS of the {name}: start {g.start_mib} MiB; after warm-up ({result.warmup_seconds:.0f} s) "
               f"{g.after_warmup_mib} MiB; end {g.end_mib} MiB; max {g.max_after_warmup_mib} MiB; "
               f"growth {g.growth:+.1%}; slope {g.slope_mib_per_minute:+.2f} MiB/min")

@@ -11,25 +11,23 @@ its own output topic, in a separate process:
 - batch:   getmany → `create_batch()`/`send_batch()` per partition → wait → commit (no classification)
 - redline: `python -m service serve` with its defaults (decode → classify with the pack → encode
            → produce → commit): on 2 CPUs, two stream member processes (REDLINE_STREAM_PROCESSES=auto)
-- redline-worker: one stream process classifying in its worker process (STREAM_PROCESSES=1,
-           STREAM_CLASSIFY_WORKER=on): the default before stream members
-- redline-off: one stream process, worker off (classification inline on the event loop)
-- scaleN / scaleN-off: N `serve` processes of one stream process each, in one group, joined before
-           the data (scaling on the 2 cores), worker on / off
+- redline-1: one stream process, inside `serve` (REDLINE_STREAM_PROCESSES=1)
+- scaleN:  N `serve` processes of one stream process each, in one group, joined before the data
+           (scaling on the 2 cores)
 
-Per mode the CPU time per event of the process tree measured (main process, worker) and of the
-broker, counted while the outputs went from 10% to 90% of the events (start-up, group join and
-the worker's compile left out), and the tree's resident memory are printed too.
+Per mode the CPU time per event of the process tree measured (main process, its stream members)
+and of the broker, counted while the outputs went from 10% to 90% of the events (start-up and
+group join left out), and the tree's resident memory are printed too.
 
 Throughput, two figures: `span` = output records / (last − first output record timestamp), i.e.
 without start-up and group join (a burst of output inflates it); `steady` = the outputs between
 the 10% and the 90% of them by timestamp over the time between those two, which also leaves out
-the seconds before a classify worker is ready. The CPU readings (every 0.1 s while waiting for the
+the seconds before every stream member is busy. The CPU readings (every 0.1 s while waiting for the
 group to commit everything) are interpolated to that window. Outputs, not input commits, mark it:
 commits trail the work by what a consumer has in flight, far more for `serve` than for the
 baselines (usage_between). Ratios are paired within a run.
 
-Latency: events produced to each serve mode measured (redline, redline-worker, redline-off) at 50%
+Latency: events produced to each serve mode measured (redline, redline-1) at 50%
 of that mode's own steady throughput for `--latency-seconds`; latency = verdict record timestamp −
 event record timestamp (both stamped by producers on this machine), p50/p99. The broker shares the 2 cores with the
 processes measured; the 1-minute load average is printed with each run.
@@ -60,8 +58,8 @@ from service.settings import Settings, bundled_rules_dir
 
 REPO = Path(__file__).resolve().parents[1]
 PARTITIONS = 4  # of every topic the bench creates; --partitions sets it for the whole run
-# serve modes: (REDLINE_STREAM_CLASSIFY_WORKER, REDLINE_STREAM_PROCESSES)
-SERVE_MODES = {"redline": ("auto", "auto"), "redline-worker": ("on", "1"), "redline-off": ("off", "1")}
+# serve modes: REDLINE_STREAM_PROCESSES
+SERVE_MODES = {"redline": "auto", "redline-1": "1"}
 
 
 # --- pass-through baselines (run as `python -m loadtest.stream_bench passthrough ...`)
@@ -218,9 +216,9 @@ def rate_of(records: list[object]) -> float:
 
 
 def serve_env(bootstrap: str, source: str, target: str, group: str, rules: Path,
-              port: int | None = None, worker: str = "auto", processes: str = "auto") -> dict[str, str]:
-    """`serve`'s environment for a bench; worker and processes default to serve's own defaults."""
-    return {**os.environ, "REDLINE_STREAM_CLASSIFY_WORKER": worker, "REDLINE_STREAM_PROCESSES": processes,
+              port: int | None = None, processes: str = "auto") -> dict[str, str]:
+    """`serve`'s environment for a bench; processes defaults to serve's own default."""
+    return {**os.environ, "REDLINE_STREAM_PROCESSES": processes,
             "REDLINE_KAFKA_BOOTSTRAP": bootstrap, "REDLINE_INPUT_TOPIC": source,
             "REDLINE_OUTPUT_TOPIC": target, "REDLINE_DLQ_TOPIC": f"{target}.dlq", "REDLINE_GROUP_ID": group,
             "REDLINE_HTTP_HOST": "127.0.0.1", "REDLINE_HTTP_PORT": str(port or free_port()),
@@ -259,7 +257,7 @@ class ProcessStats:
 
 
 def process_tree(pid: int) -> list[ProcessStats]:
-    """`pid` and its descendants (the serve process and its classify worker)."""
+    """`pid` and its descendants (the serve process and its stream members)."""
     found: list[ProcessStats] = []
     pending = [pid]
     tick = os.sysconf("SC_CLK_TCK")
@@ -289,7 +287,7 @@ class TreeUsage:
     steady_rate: float = float("nan")  # outputs per second from 10% to 90% of them (usage_between)
 
     def describe(self) -> str:
-        names = ["main", *(f"worker{i}" for i in range(1, len(self.cpu_us_per_event)))]
+        names = ["main", *(f"member{i}" for i in range(1, len(self.cpu_us_per_event)))]
         own = ", ".join(f"{name} {cpu:.1f} µs/event CPU, {rss:.0f} MiB RSS"
                         for name, cpu, rss in zip(names, self.cpu_us_per_event, self.rss_mib, strict=True))
         return f"{own}; broker {self.broker_cpu_us_per_event:.1f} µs/event CPU"
@@ -319,7 +317,7 @@ async def sample_until_committed(pid: int, broker_pid: int | None, bootstrap: st
 
 def usage_between(samples: list[Sample], outputs: list[object]) -> TreeUsage:
     """The output rate and CPU per event while the outputs went from 10% to 90% of them (start-up,
-    group join, a worker's compile and the end left out), from the output records' timestamps.
+    group join and the end left out), from the output records' timestamps.
 
     Outputs, not input commits, mark the window: a consumer's commits trail its work by what it has
     in flight (`serve`: up to 4 batches of 5,000 per stream process, 13% of 300k events; a baseline
@@ -387,9 +385,8 @@ async def run_mode(mode: str, broker: EmbeddedBroker, source: str, total: int,
         if await asyncio.wait_for(child.wait(), 600) != 0:
             raise RuntimeError(f"{mode} pass-through failed")
     else:
-        worker, processes = SERVE_MODES[mode]
-        process = await start_serve(serve_env(bootstrap, source, target, group, rules, worker=worker,
-                                              processes=processes))
+        process = await start_serve(serve_env(bootstrap, source, target, group, rules,
+                                              processes=SERVE_MODES[mode]))
         try:
             samples = await sample_until_committed(process.pid, broker.pid, bootstrap, source, group, total)
         finally:
@@ -398,8 +395,8 @@ async def run_mode(mode: str, broker: EmbeddedBroker, source: str, total: int,
     return rate_of(outputs), usage_between(samples, outputs)
 
 
-async def run_scaling(members: int, bootstrap: str, values: list[tuple[bytes, bytes]], rules: Path,
-                      worker: str = "on") -> tuple[float, float]:
+async def run_scaling(members: int, bootstrap: str, values: list[tuple[bytes, bytes]],
+                      rules: Path) -> tuple[float, float]:
     """`members` serve processes joined to a fresh, empty topic first; then the events are produced.
 
     Joining before the data arrives keeps the group's join and rebalance out of the measurement.
@@ -408,7 +405,7 @@ async def run_scaling(members: int, bootstrap: str, values: list[tuple[bytes, by
     source, target, group = f"scale-in-{run}", f"scale-out-{run}", f"bench-scale-{run}"
     await create_topics(bootstrap, [source, target])
     ports = [free_port() for _ in range(members)]
-    processes = [await start_serve(serve_env(bootstrap, source, target, group, rules, port, worker, processes="1"))
+    processes = [await start_serve(serve_env(bootstrap, source, target, group, rules, port, processes="1"))
                  for port in ports]
     try:
         await wait_ready(ports)
@@ -423,12 +420,12 @@ async def run_scaling(members: int, bootstrap: str, values: list[tuple[bytes, by
 
 
 async def latency(bootstrap: str, rate: float, seconds: float, rules: Path,
-                  worker: str = "auto", processes: str = "auto") -> tuple[float, float, int]:
+                  processes: str = "auto") -> tuple[float, float, int]:
     run = uuid.uuid4().hex[:8]
     source, target, group = f"lat-in-{run}", f"lat-out-{run}", f"bench-lat-{run}"
     await create_topics(bootstrap, [source, target])
     port = free_port()
-    process = await start_serve(serve_env(bootstrap, source, target, group, rules, port, worker, processes))
+    process = await start_serve(serve_env(bootstrap, source, target, group, rules, port, processes))
     try:
         # Pre-built so that the generator costs little CPU next to the service it measures.
         values = sample_values(int(rate * seconds) + 1, seed=9)
@@ -482,11 +479,8 @@ def report(title: str, runs: int, results: dict[str, list[float]]) -> None:
         spread = f"{min(results[mode]):,.0f}–{max(results[mode]):,.0f}"
         print(f"  {mode:11s} {value:>10,.0f}  (range {spread})")
     # Ratios are paired within a run (same minute, same load) and then their median is taken.
-    ratios = [("redline", "naive"), ("redline", "batch"), ("redline", "engine"), ("redline", "redline-off"),
-              ("redline", "redline-worker"), ("redline-worker", "naive"), ("redline-worker", "batch"),
-              ("redline-off", "naive"), ("redline-off", "batch"),
-              ("scale2-off", "scale1-off"), ("scale2", "scale1"), ("scale2", "scale2-off"),
-              ("scale2-off", "redline"), ("scale1", "scale1-off")]
+    ratios = [("redline", "naive"), ("redline", "batch"), ("redline", "engine"), ("redline", "redline-1"),
+              ("redline-1", "naive"), ("redline-1", "batch"), ("scale2", "scale1"), ("scale2", "redline")]
     for top, bottom in ratios:
         if {top, bottom} <= median.keys():
             paired = [a / b for a, b in zip(results[top], results[bottom], strict=True)]
@@ -507,7 +501,7 @@ async def bench(args: argparse.Namespace) -> None:
         modes = [m for m in args.modes.split(",") if m]
         # Two throughput figures per mode: `span` = output records / their timestamp span (the
         # original measure; a burst of output inflates it), `steady` = outputs per second from 10%
-        # to 90% of them (start-up, a worker's compile and the end left out; usage_between).
+        # to 90% of them (start-up, group join and the end left out; usage_between).
         span: dict[str, list[float]] = {mode: [] for mode in modes}
         steady: dict[str, list[float]] = {mode: [] for mode in modes}
         usages: dict[str, list[TreeUsage]] = {}
@@ -517,9 +511,8 @@ async def bench(args: argparse.Namespace) -> None:
                 if mode == "engine":
                     rate = steady_rate = engine_ceiling(values, rules)
                 elif mode.startswith("scale"):
-                    members = int(mode.removeprefix("scale").removesuffix("-off"))
-                    worker = "off" if mode.endswith("-off") else "on"
-                    rate, steady_rate = await run_scaling(members, broker.bootstrap, values, rules, worker)
+                    members = int(mode.removeprefix("scale"))
+                    rate, steady_rate = await run_scaling(members, broker.bootstrap, values, rules)
                 else:
                     rate, usage = await run_mode(mode, broker, source, args.events, rules)
                     steady_rate = usage.steady_rate
@@ -539,14 +532,14 @@ async def bench(args: argparse.Namespace) -> None:
             cpu = ", ".join(f"{statistics.median(c):.1f}" for c in columns)
             rss = ", ".join(f"{statistics.median(c):.0f}" for c in zip(*(u.rss_mib for u in runs), strict=False))
             broker_cpu = statistics.median(u.broker_cpu_us_per_event for u in runs)
-            print(f"  {mode:11s} CPU µs/event (main, worker): {cpu}; broker {broker_cpu:.1f}; "
+            print(f"  {mode:11s} CPU µs/event (main, members): {cpu}; broker {broker_cpu:.1f}; "
                   f"RSS MiB at the end: {rss}")
         median = {mode: statistics.median(values) for mode, values in steady.items()}
         if args.latency_seconds > 0:
             # Each serve configuration measured at half of what it sustained in the runs above.
             for mode in [m for m in SERVE_MODES if m in median] or ["redline"]:
                 rate = args.latency_rate or (median[mode] / 2 if mode in median else 10_000)
-                p50, p99, n = await latency(broker.bootstrap, rate, args.latency_seconds, rules, *SERVE_MODES[mode])
+                p50, p99, n = await latency(broker.bootstrap, rate, args.latency_seconds, rules, SERVE_MODES[mode])
                 print(f"\nlatency, {mode}, at {rate:,.0f} events/s, {n} events: p50 {p50} ms, p99 {p99} ms")
 
 
@@ -562,9 +555,9 @@ def main() -> None:
     parser.add_argument("--rules", type=Path, default=bundled_rules_dir())
     parser.add_argument("--latency-seconds", type=float, default=15.0)
     parser.add_argument("--modes",
-                        default="engine,naive,batch,redline,redline-worker,redline-off,scale1-off,scale2-off",
-                        help="comma-separated subset of engine,naive,batch,redline,redline-worker,"
-                             "redline-off,scaleN,scaleN-off (N serve processes; -off: classify worker off)")
+                        default="engine,naive,batch,redline,redline-1,scale1,scale2",
+                        help="comma-separated subset of engine,naive,batch,redline,redline-1,scaleN "
+                             "(N serve processes of one stream process each)")
     parser.add_argument("--partitions", type=int, default=PARTITIONS, help="partitions of every topic")
     parser.add_argument("--latency-rate", type=float,
                         help="events/s for the latency runs (default: 50%% of each serve mode's own rate)")

@@ -22,13 +22,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from service.embedded_broker import BrokerError, EmbeddedBroker
 from service.errors import PackError
 from service.events import decode_verdict
+from service.kafka.options import client_options
+from service.kafka.topics import ensure_topics
 from service.logs import configure_logging
-from service.runtime import Runtime
+from service.runtime import Runtime, run_loop
 from service.sample_traffic import SampleTraffic
-from service.serve import ListenError, listen, run_loop, serve
+from service.serve import ListenError, listen, serve
 from service.settings import Settings
-from service.stream.kafka_config import client_options
-from service.stream.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 _TICK_SECONDS = 0.1

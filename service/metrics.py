@@ -2,21 +2,24 @@
 
 Label values are bounded: `source` is stream|http, `action` the three actions, `rule`/`category`
 come from the loaded pack (pre-initialised when a pack is installed), `reason` a fixed set.
-Hot paths aggregate per batch and increment once per label set (`record_verdicts`).
+Hot paths aggregate per batch and increment once per label set (`record_counts`).
 """
 
 from __future__ import annotations
 
-import bisect
 import functools
 from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
-from service.events import ACTIONS, Verdict
-from service.verdict_counts import VerdictCounts, count_verdicts
+from service.bulk_histogram import BulkHistogram, HistogramChild
+from service.events import ACTIONS
+from service.verdict_counts import VerdictCounts
+
+if TYPE_CHECKING:
+    from service.kafka.dead_letters import DeadLetter
 
 SOURCES: Final = ("stream", "http")
 DEAD_LETTER_REASONS: Final = (
@@ -45,13 +48,14 @@ category_matches_total = Counter(
 rule_matches_total = Counter(
     "redline_rule_matches_total", "Matches per rule of the loaded pack.", ["rule", "category", "shadow"]
 )
-classify_duration_seconds = Histogram(
+# Observed per batch (one share or one lag per event): histograms that take a batch at once.
+classify_duration_seconds = BulkHistogram(
     "redline_classify_duration_seconds",
     "Engine time per event (per-event share of a batch on the stream).",
     ["source"],
     buckets=_CLASSIFY_BUCKETS,
 )
-end_to_end_lag_seconds = Histogram(
+end_to_end_lag_seconds = BulkHistogram(
     "redline_end_to_end_lag_seconds",
     "From the event's sent_at to its verdict being produced.",
     buckets=_LAG_BUCKETS,
@@ -88,29 +92,9 @@ def observe_pack(name: str, version: str, digest: str, rules: Iterable[tuple[str
     rule_pack_rules.set(count)
 
 
-def observe_many(histogram: Histogram, amounts: Sequence[float]) -> None:
-    """`histogram.observe(a)` for each amount, with one lock round per bucket touched.
-
-    The stream observes one end-to-end lag per verdict; prometheus_client has no bulk API and its
-    `observe` takes two locks and walks the bounds per call (~1.5 µs). This counts bucket indices
-    with `bisect` and adds them to the histogram's own values: the bucket counts are exactly what
-    per-amount `observe` gives, the sum the same up to float rounding (tests/test_metrics_bulk.py).
-    A prometheus_client without these attributes falls back to `observe`.
-    """
-    bounds = getattr(histogram, "_upper_bounds", None)
-    buckets = getattr(histogram, "_buckets", None)
-    total = getattr(histogram, "_sum", None)
-    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
-        for amount in amounts:
-            histogram.observe(amount)
-        return
-    if not amounts:
-        return
-    # `observe` puts an amount in the first bucket whose bound is >= it: bisect_left's index.
-    for index, count in Tally(bisect.bisect_left(bounds, amount) for amount in amounts).items():
-        if index < len(buckets):  # NaN lands past +Inf: `observe` counts it in no bucket either
-            buckets[index].inc(count)
-    total.inc(sum(amounts))
+def observe_many(histogram: BulkHistogram | HistogramChild, amounts: Sequence[float]) -> None:
+    """`observe(a)` for each amount, with one lock round for the batch (service.bulk_histogram)."""
+    histogram.observe_many(amounts)
 
 
 def observe_end_to_end_lags(sent_at: Sequence[float], now: float) -> None:
@@ -119,13 +103,15 @@ def observe_end_to_end_lags(sent_at: Sequence[float], now: float) -> None:
     observe_many(end_to_end_lag_seconds, [max(0.0, now - sent) for sent in sent_at])
 
 
-def record_verdicts(verdicts: Iterable[Verdict], source: str) -> None:
-    """Count a batch of verdicts with one increment per label set."""
-    record_counts(count_verdicts(verdicts), source)
+def record_dead_letters(letters: Iterable[DeadLetter]) -> None:
+    """Count a batch's dead letters with one increment per reason."""
+    for reason, count in Tally(letter.reason for letter in letters).items():
+        events_dead_lettered_total.labels(reason).inc(count)
 
 
 def record_counts(counts: VerdictCounts, source: str) -> None:
-    """Apply counted verdicts (service.verdict_counts; the classify worker sends these)."""
+    """Apply a batch's verdicts, counted by service.verdict_counts: one increment per label set.
+    The stream, the counter owner and HTTP (api/verdict_tally.py) all count their verdicts so."""
     _child(events_classified_total, source).inc(counts.total)
     for action, n in counts.actions.items():
         _child(verdicts_total, source, action).inc(n)
@@ -163,19 +149,6 @@ stream_produce_failures_total = Counter(
 )
 for _result in ("success", "failure"):
     stream_commits_total.labels(_result)
-stream_classify_worker_up = Gauge(
-    "redline_stream_classify_worker_up",
-    "1 while the classify worker process classifies the stream's batches with the serving pack; "
-    "0 while this process classifies them itself (worker off, starting, restarting or refused).",
-)
-stream_classify_worker_failures_total = Counter(
-    "redline_stream_classify_worker_failures_total",
-    "Classify worker processes that failed to start (stage=start) or died or hung while serving "
-    "(stage=serving; their batches are re-processed).",
-    ["stage"],
-)
-for _stage in ("start", "serving"):
-    stream_classify_worker_failures_total.labels(_stage)
 stream_member_restarts_total = Counter(
     "redline_stream_member_restarts_total",
     "Stream member processes (stream_processes >= 2) that ended unexpectedly and were started again.",

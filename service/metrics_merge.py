@@ -2,18 +2,25 @@
 
 With stream members (service/stream/members.py) the stream counts in child processes, each with its
 own prometheus_client registry. A member sends `take_snapshot(REGISTRY, MEMBER_FAMILIES)` every
-status period; the parent passes it to `MergedRegistry.update` and serves
-`generate_latest(MergedRegistry(REGISTRY))`. Every family then reads as if all the members'
-increments had happened in the parent, so dashboards, recording rules and alerts stay as they are.
+status period; the parent passes it to `MergedRegistry.update` and serves a registry holding
+`MergedRegistry(REGISTRY)`. Every family then reads as if all the members' increments had happened
+in the parent, so dashboards, recording rules and alerts stay as they are.
 
-Per sample (sample name + label set):
+The rules are those of prometheus_client's multiprocess mode, which the test suite runs side by
+side with this merge on the same operations (tests/test_metrics_merge.py): why not that mode
+itself? It needs a writable directory shared by every process, mmap-backed values on every hot-path
+increment, no Info metrics and no per-process `process_*` collectors; snapshots over the pipe the
+members already have need none of that. Per sample (sample name + label set):
 - counter, histogram and summary samples (`_total`, `_bucket`, `_count`, `_sum`) add up: the
-  parent's value, every live member's latest, and what retired members had counted. Keeping the
-  retired counts is what keeps a counter from going down when a member ends and its successor starts
-  again at 0. Exposed buckets are cumulative, so adding them per `le` gives the union's buckets.
-- `_created` is a time, not a count: the parent's, else the earliest a member reported.
-- gauges add the parent's and the live members' values: the stream's gauges are per-process shares
-  (partitions, in-flight batches, lag of partitions no two members hold). A retired member's vanish.
+  parent's value, every live member's latest, and what retired members had counted (as the
+  library keeps a dead process's counter files). Keeping the retired counts is what keeps a
+  counter from going down when a member ends and its successor starts again at 0. Exposed buckets
+  are cumulative, so adding them per `le` gives the union's buckets.
+- gauges: the library's `livesum` mode, the parent's and the live members' values added: the
+  stream's gauges are per-process shares (partitions, in-flight batches, lag of partitions no two
+  members hold, resident memory). `retire(member)` is `mark_process_dead`: its gauges vanish.
+- `_created` is a time, not a count (the library's mode has none): the parent's, else the earliest
+  a member reported.
 - info, stateset, enum and unknown families are states, not shares: the parent's pass through alone.
 
 Snapshots are plain tuples: immutable, so a scrape reads them while the event loop replaces them,
@@ -84,7 +91,7 @@ def take_snapshot(registry: CollectorRegistry, names: Collection[str]) -> Snapsh
 
 
 class MergedRegistry:
-    """What `/metrics` exposes when stream members run: `generate_latest(MergedRegistry(REGISTRY))`.
+    """A collector: what `/metrics` exposes when stream members run (the parent's REGISTRY merged).
 
     `update` and `retire` run on the event loop, `collect` in the rendering thread: the lock guards
     only the swap of references to immutable snapshots, never a merge.

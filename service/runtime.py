@@ -1,8 +1,10 @@
-"""What the two doors (stream, api) share in one process: the serving engine and readiness.
+"""What the two doors (stream, api) share in one process: the serving engine, readiness, and the
+registry `/metrics` renders.
 
-`runtime.engine` is one reference; a reload compiles the new pack in a worker thread (off the
+`runtime.engine` is one reference; a reload compiles the new pack in a child process (off the
 event loop and the hot path), runs its examples, then swaps the reference in one assignment.
-A refused pack raises `PackError` and the old engine keeps serving.
+A refused pack raises `PackError` and the old engine keeps serving. What triggers a reload besides
+`POST /rules/reload` (SIGHUP, a watched directory): reload_triggers.py.
 """
 
 from __future__ import annotations
@@ -10,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from service import metrics
 from service.engine.classifier import Engine
 from service.errors import PackError
+from service.readiness import Readiness
 from service.rules.budget import PackBudget
 from service.rules.isolated import load_isolated, load_isolated_now
 from service.rules.loader import load_pack
@@ -32,13 +35,13 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     engine: Engine
-    # Set by the stream when it runs: broker reachable and a member of the consumer group. A member
-    # with zero partitions (more replicas than partitions) is ready: it still serves HTTP.
-    stream_ready: bool = False
+    # The stream, the counter owner and `serve` report here; a consumer-group member with zero
+    # partitions (more replicas than partitions) is ready: it still serves HTTP.
+    readiness: Readiness = field(default_factory=Readiness)
     # Called after a reload swapped a new pack in (stream members load it too: members.py).
     reload_listeners: list[Callable[[], None]] = field(default_factory=list)
-    # What `/metrics` renders: the registry, or with stream members the registry plus theirs.
-    metrics_source: Any = REGISTRY
+    # What `/metrics` renders: this process's registry, or with stream members one that adds theirs.
+    metrics_registry: CollectorRegistry = REGISTRY
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @classmethod
@@ -65,13 +68,6 @@ class Runtime:
     @property
     def rules_dir(self) -> Path:
         return self.settings.rules
-
-    def readiness(self) -> tuple[bool, list[str]]:
-        """(ready, reasons not ready). The pack is always loaded once a Runtime exists."""
-        reasons: list[str] = []
-        if self.settings.stream_enabled and not self.stream_ready:
-            reasons.append("stream not connected to the broker or not in the consumer group")
-        return not reasons, reasons
 
     async def reload(self) -> Engine:
         """Load the pack from its source again and swap it in; PackError leaves the old one serving."""
@@ -108,3 +104,13 @@ def install_metrics(engine: Engine) -> None:
         ((rule.id, rule.category) for rule in engine.rules),
     )
     metrics.rule_pack_loaded_timestamp_seconds.set(time.time())
+
+
+def run_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run a serving process's main coroutine: on uvloop when it is installed (it is with
+    uvicorn[standard]), else asyncio. `serve` and its stream members run so."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)

@@ -17,21 +17,22 @@ import resource
 import signal
 import socket
 import sys
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from service.api.connection_guard import GuardedServer, HttpFrontLimits
 from service.counters.owner import CounterOwner
 from service.errors import PackError, RedlineError
 from service.logs import configure_logging
 from service.metrics_merge import MergedRegistry
-from service.runtime import Runtime
+from service.reload_triggers import reload_logged, watch_rules
+from service.runtime import Runtime, run_loop
 from service.settings import Settings
-from service.stream.consumer import StreamProcessor
 from service.stream.members import StreamMembers, member_count
+from service.stream.processor import StreamProcessor
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +107,6 @@ def exposure_refusal(settings: Settings) -> str | None:
     )
 
 
-def run_loop(main: Coroutine[Any, Any, int]) -> int:
-    """Run on uvloop when it is installed (it is with uvicorn[standard]), else asyncio."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
-
-
 async def _serve_until_signalled(settings: Settings, runtime: Runtime, listener: socket.socket) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -140,8 +132,6 @@ async def _serve_until_signalled(settings: Settings, runtime: Runtime, listener:
 
 
 async def _reload_on_signal(runtime: Runtime) -> None:
-    from service.api.reload_triggers import reload_logged
-
     await reload_logged(runtime, "sighup")  # a refused pack is logged; the old one keeps serving
 
 
@@ -156,6 +146,8 @@ async def serve(settings: Settings, runtime: Runtime, stop: asyncio.Event, liste
         http=front.protocol, ws="none", timeout_keep_alive=settings.http_keepalive_timeout_seconds,
     )
     server = _Server(config)
+    http_ready = runtime.readiness.part("http", "shutting down")
+    http_ready.set(True)
     http = asyncio.create_task(server.serve(sockets=[listener]), name="redline-http")
     stream = _stream(settings, runtime) if settings.stream_enabled else None
     stream_task = asyncio.create_task(stream.run(), name="redline-stream") if stream else None
@@ -166,8 +158,6 @@ async def serve(settings: Settings, runtime: Runtime, stop: asyncio.Event, liste
     stopper = asyncio.create_task(stop.wait(), name="redline-stop")
     watcher = None
     if settings.rules_watch:
-        from service.api.reload_triggers import watch_rules
-
         watcher = asyncio.create_task(
             watch_rules(runtime, poll_seconds=settings.rules_watch_poll_seconds), name="redline-rules-watch"
         )
@@ -183,8 +173,8 @@ async def serve(settings: Settings, runtime: Runtime, stop: asyncio.Event, liste
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+    http_ready.set(False)  # /readyz goes false while the stream drains
     if stream is not None and stream_task is not None:
-        runtime.stream_ready = False  # /readyz goes false while draining
         stream.request_stop()
         # The stream bounds its own drain; the margin covers leaving the group and closing.
         if not await _stopped(stream_task, "stream", settings.drain_timeout_seconds + 15):
@@ -242,7 +232,9 @@ def _stream(settings: Settings, runtime: Runtime) -> StreamProcessor | StreamMem
     if count == 1:
         return StreamProcessor(settings, runtime)
     merged = MergedRegistry(REGISTRY)
-    runtime.metrics_source = merged  # /metrics adds the members' stream series to this process's
+    # /metrics adds the members' stream series to this process's.
+    runtime.metrics_registry = CollectorRegistry(auto_describe=False)
+    runtime.metrics_registry.register(merged)
     return StreamMembers(settings, runtime, count, merged)
 
 

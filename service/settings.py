@@ -70,12 +70,9 @@ class Settings(BaseSettings):
     batch_max_records: int = Field(default=5000, ge=1)
     max_in_flight_batches: int = Field(default=4, ge=1)  # un-acked batches before the consumer pauses
     poll_timeout_ms: int = Field(default=200, ge=0)
-    # Classify in a worker process (its own engine) while this one does the Kafka I/O: auto = on
-    # when this process may use >= 2 CPUs (affinity and cgroup quota), docs/stream.md.
-    stream_classify_worker: Literal["auto", "on", "off"] = "auto"
     # Stream member processes, each a full consumer in the group (docs/stream.md): 1 = the stream
-    # runs in the serving process (with its classify worker); auto = one per CPU this process may
-    # use (affinity and cgroup quota), at most topic_partitions, at least 1.
+    # runs in the serving process; auto = one per CPU this process may use (affinity and cgroup
+    # quota), at most topic_partitions, at least 1.
     stream_processes: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     fetch_max_wait_ms: int = Field(default=50, ge=0)  # the broker's wait for data: bounds idle latency
     drain_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -1,7 +1,7 @@
-"""Verdict counts by metric label set: what `metrics.record_verdicts` increments, as plain numbers.
+"""Verdict counts by metric label set: what `metrics.record_counts` increments, as plain numbers.
 
-Pure (no prometheus import), so the stream's classify worker can count in its own process and send
-the counts instead of the verdicts; `metrics.record_counts` applies them.
+Every door counts its verdicts this way, per batch: the stream pipeline, the counter owner and
+HTTP's tally (api/verdict_tally.py). Pure (no prometheus import): the pipeline that counts is pure.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""`redline dev` as a newcomer meets it: a taken port, and a kill that must not orphan the broker."""
+"""`redline dev` as a newcomer meets it: end to end with a live summary, a taken port, and a kill
+that must not orphan the broker."""
 
 from __future__ import annotations
 
@@ -10,11 +11,32 @@ import sys
 import time
 from pathlib import Path
 
+from service.embedded_broker import free_port
+from tests.kafka_helpers import rules_dir
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("REDLINE_")}
+
+
+def test_dev_prints_a_live_summary_with_verdicts_and_dead_letters() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "service", "dev", "--rules", str(rules_dir()), "--port", str(free_port()),
+         "--rate", "400", "--duration", "8"],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("redline dev: broker 127.0.0.1:")
+    final = lines[-1]
+    assert final.startswith("[total")
+    verdicts = int(final.split("verdicts ")[1].split(":")[0])
+    dead_letters = int(final.split("dead letters ")[1].split(" ")[0])
+    assert verdicts > 500
+    assert dead_letters > 0  # ~3% of the sample traffic is malformed on purpose
+    assert sum(line.startswith("[ ") for line in lines) >= 5  # one line per second
 
 
 def test_a_taken_port_is_one_line_and_exit_2() -> None:

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Final
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from starlette.routing import Route
 
 from service.api.asgi_route import HotRoutesMiddleware
 from service.api.auth import Access, AuthMiddleware, FailedAuthThrottle, KeyRing, disabled_routes, guarded_routes
@@ -57,7 +57,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        hasher.close()
+        await hasher.close()
 
     app = FastAPI(
         title="Redline",
@@ -85,7 +85,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     )
     install_openapi(app, limits, protected)
 
-    routes = [route.path for route in app.routes if isinstance(route, APIRoute)]
+    routes = [route.path for route in app.routes if isinstance(route, Route)]
     routes += [path for path in (app.openapi_url, app.docs_url, app.redoc_url) if path]
     # add_middleware wraps outward: the last added runs first.
     app.add_middleware(HotRoutesMiddleware, endpoints=hot_routes)

@@ -1,10 +1,12 @@
 """Routes FastAPI documents but does not run: the hot paths answer as plain ASGI apps.
 
 FastAPI's per-request machinery (dependency solving, validation, serialisation, exit stacks) was
-measured here at ~45 µs per request, several times the classifier itself. `AsgiRoute` keeps a
-route in FastAPI's router and OpenAPI document (schemas via `openapi_extra`) but answers with
-the given ASGI app. `JsonEndpoint` is that app for "JSON body in, JSON body out": it reads the
-body within the size limit, calls a synchronous `answer(body)` and sends the result; `ApiError`
+measured here at ~45 µs per request, several times the classifier itself. `AsgiRoute` is
+Starlette's public `Route` given an ASGI app as its endpoint, plus the OpenAPI operation FastAPI
+would have written for it (summary, tags, `operationId`, schemas via `openapi_extra`):
+`document_asgi_routes` puts those into the document FastAPI generates, which covers only its own
+`APIRoute`s, in route order. `JsonEndpoint` is that app for "JSON body in, JSON body out": it
+reads the body within the size limit, calls a synchronous `answer(body)` and sends the result; `ApiError`
 becomes the usual JSON error answer. An answer that has to wait (an image to hash) returns an
 awaitable `Reply` instead of bytes; an endpoint given an `upload` handler also takes
 `multipart/form-data` bodies, which that handler reads itself (their limits differ).
@@ -12,11 +14,11 @@ awaitable `Reply` instead of bytes; an endpoint given an `upload` handler also t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
-from fastapi.responses import Response
-from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.errors import ApiError, error_response
@@ -29,13 +31,10 @@ Reply = tuple[bytes, Headers]  # JSON body, extra response headers
 # (body, query string) → the JSON body, or it with extra headers, or an awaitable of that.
 Answer = Callable[[bytes, bytes], "bytes | Reply | Awaitable[Reply]"]
 Upload = Callable[[Receive, bytes, bytes], Awaitable[Reply]]  # (receive, Content-Type value, query) → reply
+JsonObject = dict[str, Any]
 
 
-async def _answered_by_asgi_app() -> None:  # pragma: no cover - AsgiRoute replaces the handler
-    raise RuntimeError("AsgiRoute answers with its ASGI app")
-
-
-class AsgiRoute(APIRoute):
+class AsgiRoute(Route):
     def __init__(
         self,
         path: str,
@@ -46,20 +45,51 @@ class AsgiRoute(APIRoute):
         tags: list[str],
         summary: str,
         description: str,
-        openapi_extra: dict[str, Any],
+        openapi_extra: JsonObject,
     ) -> None:
-        super().__init__(
-            path,
-            _answered_by_asgi_app,
-            name=name,
-            methods=list(methods),
-            tags=list(tags),
-            summary=summary,
-            description=description,
-            response_class=Response,
-            openapi_extra=openapi_extra,
-        )
-        self.app = asgi_app
+        super().__init__(path, asgi_app, methods=list(methods), name=name)
+        self.tags = list(tags)
+        self.summary = summary
+        self.description = description
+        self.openapi_extra = openapi_extra
+
+    def operations(self) -> dict[str, JsonObject]:
+        """The route's OpenAPI operations by lower-case method, as FastAPI writes an APIRoute's."""
+        found: dict[str, JsonObject] = {}
+        for method in sorted(self.methods or ()):
+            if method == "HEAD":
+                continue
+            operation_id = re.sub(r"\W", "_", f"{self.name}{self.path}") + f"_{method.lower()}"
+            found[method.lower()] = {
+                "tags": self.tags, "summary": self.summary, "description": self.description,
+                "operationId": operation_id,
+                "responses": {"200": {"description": "Successful Response"}},
+            }
+            _merge(found[method.lower()], self.openapi_extra)
+        return found
+
+
+def document_asgi_routes(document: JsonObject, routes: Sequence[BaseRoute]) -> None:
+    """Add the `AsgiRoute`s' operations to a FastAPI-generated document, paths in route order."""
+    generated: dict[str, JsonObject] = document.get("paths", {})
+    paths: dict[str, JsonObject] = {}
+    for route in routes:
+        path = getattr(route, "path", None)
+        if isinstance(route, AsgiRoute):
+            paths.setdefault(route.path, {}).update(route.operations())
+        elif path in generated:
+            paths.setdefault(path, {}).update(generated[path])
+    paths.update((path, item) for path, item in generated.items() if path not in paths)
+    document["paths"] = paths
+
+
+def _merge(target: JsonObject, extra: Mapping[str, Any]) -> None:
+    """Deep-merge `extra` into `target`, as FastAPI merges `openapi_extra` into an operation."""
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
 
 
 class JsonEndpoint:

@@ -37,7 +37,7 @@ def add_health_routes(app: FastAPI, runtime: Runtime, tally: VerdictTally) -> No
         openapi_extra=openapi.ready_operation(),
     )
     async def readyz() -> Response:
-        ready, reasons = runtime.readiness()
+        ready, reasons = runtime.readiness.state()  # the pack is loaded once a Runtime exists
         body = encode(Readiness(ready=ready, reasons=reasons))
         return Response(body, status_code=200 if ready else 503, media_type="application/json")
 
@@ -51,6 +51,6 @@ def add_health_routes(app: FastAPI, runtime: Runtime, tally: VerdictTally) -> No
     async def prometheus_metrics() -> Response:
         tally.flush()  # verdicts already answered are in this scrape
         # Rendering walks every series; keep it off the event loop that serves /check.
-        payload = await asyncio.to_thread(generate_latest, runtime.metrics_source)
+        payload = await asyncio.to_thread(generate_latest, runtime.metrics_registry)
         return Response(payload, media_type=CONTENT_TYPE_LATEST)
 

@@ -18,6 +18,7 @@ import msgspec
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from service.api.asgi_route import document_asgi_routes
 from service.api.auth import Access, Endpoint
 from service.api.image_input import BASE64_IMAGE_PATTERN
 from service.api.limits import Limits
@@ -341,6 +342,7 @@ def install_openapi(app: FastAPI, limits: Limits, protected: Mapping[Endpoint, A
         document = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
+        document_asgi_routes(document, app.routes)  # the hot routes are plain ASGI: not FastAPI's
         components = document.setdefault("components", {})
         components.setdefault("schemas", {}).update(_components(limits))
         if protected:

@@ -1,7 +1,8 @@
 """The classifier: normalise → scan → evaluate the rules a hit or the event type can trigger.
 
 An `Engine` is immutable once compiled; a reload builds a new one and swaps a reference.
-It is pure: the caller passes the clock reading (`now`) and receives a `Verdict` value.
+It is pure: the caller passes the clock reading (`now`) and receives a value: `evaluate` gives an
+`Outcome` (the verdict and what the event must be counted under), `classify` the verdict alone.
 One engine must be used from one thread at a time (Hyperscan scratch space is per database).
 """
 
@@ -11,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
+
+import msgspec
 
 from service.engine.conditions import Condition, EvalContext, ScanResult
 from service.engine.counting import Counted, Sighting
@@ -84,6 +87,14 @@ class CompiledRule:
     folded_action: Action = "review"
 
 
+class Outcome(msgspec.Struct, frozen=True, gc=False):
+    """What one evaluation decided. `sightings`: what the event must be counted under before its
+    counter rules can hold (evaluated without counts; service.engine.counting), else empty."""
+
+    verdict: Verdict
+    sightings: tuple[Sighting, ...] = ()
+
+
 # What decides which rules a text-less event can trigger: its type and whether it has a link.
 EventKind = tuple[str, bool]
 
@@ -131,17 +142,24 @@ class Engine:
         """Whether any rule has counter conditions (`seen`): the stream then counts sightings."""
         return self._has_counters
 
-    def classify(
-        self,
-        event: ChatEvent,
-        now: datetime,
-        counts: Mapping[str, int] | None = None,
-        sightings: list[Sighting] | None = None,
-    ) -> Verdict:
-        """The verdict; counter conditions hold only with `counts` given (service.engine.counting).
+    def evaluate(self, event: ChatEvent, now: datetime, counts: Mapping[str, int] | None = None) -> Outcome:
+        """The verdict, and without `counts` what the event must be counted under; counter
+        conditions hold only with `counts` given (service.engine.counting)."""
+        sightings: list[Sighting] | None = [] if counts is None and self._has_counters else None
+        verdict = self._decide(event, now, counts, sightings)
+        return Outcome(verdict, tuple(sightings)) if sightings else Outcome(verdict)
 
-        Without counts, a `sightings` list receives what the event must be counted under.
-        """
+    def classify(self, event: ChatEvent, now: datetime, counts: Mapping[str, int] | None = None) -> Verdict:
+        """The verdict alone (HTTP, the CLI, replay): nothing is counted on those doors."""
+        return self._decide(event, now, counts, None)
+
+    def classify_batch(self, events: Iterable[ChatEvent], now: datetime) -> list[Verdict]:
+        decide = self._decide
+        return [decide(event, now, None, None) for event in events]
+
+    def _decide(
+        self, event: ChatEvent, now: datetime, counts: Mapping[str, int] | None, sightings: list[Sighting] | None
+    ) -> Verdict:
         scans: list[ScanResult | None] = [None] * len(self.channels)
         candidates: set[int] = set(self.untriggered.get((event.type, event.link is not None), ()))
         for field_name, getter, normalizer, members in self._plan:
@@ -168,10 +186,6 @@ class Engine:
         ordered = sorted(candidates) if len(candidates) > 1 else candidates
         matches = [m for i in ordered if (m := _evaluate(compiled[i], ctx)) is not None]
         return _verdict(event.id, matches, self.ruleset, now)
-
-    def classify_batch(self, events: Iterable[ChatEvent], now: datetime) -> list[Verdict]:
-        classify = self.classify
-        return [classify(event, now) for event in events]
 
 
 def _in_utc(at: datetime) -> datetime:

@@ -3,10 +3,11 @@
 The engine does not hold counts: they are global state, owned per key by one replica
 (service/counters, docs/counters.md). A rule with `seen` conditions compiles to a `Counted` node
 whose `gate` is the rest of the rule's top-level `all`. Evaluated without counts (the first pass of
-the stream), a holding gate records one `Sighting` per `seen` — what to count and under which key —
-and the rule does not match yet. Evaluated with counts (the owner of the last key, after counting),
-each `seen` holds when its count reached `at_least`. Only events whose gate holds are counted: a
-rumour rule counts rumour-marked content, not every message.
+the stream), a holding gate records one `Sighting` per `seen` — what to count and under which key,
+returned in the evaluation's `Outcome` — and the rule does not match yet. Evaluated with counts
+(the owner of the last key, after counting), each `seen` holds when its count reached `at_least`.
+Only events whose gate holds are counted: a rumour rule counts rumour-marked content, not every
+message.
 
 Pure: keys are computed from the event; no clock, no state.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -124,6 +125,6 @@ def content_fingerprint(event: ChatEvent, fold: Normalizer) -> str | None:
     return None
 
 
-def counts_for(sightings: list[Sighting], count: int) -> Mapping[str, int]:
+def counts_for(sightings: Iterable[Sighting], count: int) -> Mapping[str, int]:
     """Every sighting's key at one count: how rule examples say "seen N times"."""
     return {s.state_key: count for s in sightings}

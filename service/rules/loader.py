@@ -26,7 +26,7 @@ import msgspec
 import yaml
 
 from service.engine.classifier import Engine
-from service.engine.counting import Sighting, counts_for
+from service.engine.counting import counts_for
 from service.errors import EventDecodeError, PackError, PackIssue
 from service.events import Chat, ChatEvent, Match, Verdict, event_from_object
 from service.rules import schema as s
@@ -415,8 +415,7 @@ def _classify_example(engine: Engine, event: ChatEvent, example: s.Example) -> V
     seen = example.seen if isinstance(example, s.ExampleSpec) else None
     if seen is None:
         return engine.classify(event, EXAMPLE_CLOCK)
-    sightings: list[Sighting] = []
-    engine.classify(event, EXAMPLE_CLOCK, sightings=sightings)
+    sightings = engine.evaluate(event, EXAMPLE_CLOCK).sightings
     return engine.classify(event, EXAMPLE_CLOCK, counts=counts_for(sightings, seen))
 
 

@@ -4,19 +4,18 @@
 
 When `stream_processes` is 2 or more, `serve` keeps HTTP (and the counter owner) in its own process
 and starts this many members. Each member is an ordinary member of the consumer group, exactly like
-another replica: it loads the pack, consumes its share of the partitions, classifies in its own
-process (no classify worker) and produces and commits on its own. Nothing crosses between the
-members and the parent but control and metrics, so one event's cost is the stream's alone: two
-members on two cores measured 1.31–1.39× one process with a classify worker (docs/benchmarks.md).
+another replica: it loads the pack, consumes its share of the partitions, classifies, produces and
+commits on its own. Nothing crosses between the members and the parent but control and metrics, so
+one event's cost is the stream's alone (docs/benchmarks.md).
 
-Wire protocol (frames of classify_worker.py: 8-byte length + pickle; both ends this package):
+Wire protocol (frames of service.child_processes: 8-byte length + pickle; both ends this package):
 
     parent → member   ("start", settings, index)   once, first: the parent's settings as JSON data
                       ("reload",)                  load the pack again (the parent's pack changed)
                       EOF                          drain, commit, leave the group, exit 0
     member → parent   ("ready", name, version, digest, pid)     the pack is loaded
                       ("refused", message)                      the pack failed; exit 2
-                      ("status", stream_ready, metrics)          every STATUS_SECONDS and once more
+                      ("status", ready, metrics)                 every STATUS_SECONDS and once more
                                                                 after the drain, before exit
 
 `metrics` is a metrics_merge snapshot of the stream's families: the parent adds it into its own
@@ -32,18 +31,18 @@ import logging
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Any, BinaryIO, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import REGISTRY
 
 from service import metrics
+from service.child_processes import ChildPipes, IncompleteFrame, read_frame
 from service.errors import PackError
 from service.metrics_merge import family_names, take_snapshot
-from service.stream.classify_worker import IncompleteFrame, encode_frame, private_stdout, read_frame
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
-    from service.stream.consumer import StreamProcessor
+    from service.stream.processor import StreamProcessor
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +80,6 @@ class _Member(logging.Filter):
         return True
 
 
-def _write(replies: BinaryIO, message: object) -> None:
-    if replies.closed:
-        return
-    try:
-        replies.write(encode_frame(message))
-        replies.flush()
-    except BrokenPipeError:  # the parent died: its stdin EOF reaches us too, and we drain anyway
-        with contextlib.suppress(OSError):
-            replies.close()
-
-
 async def _command(reader: asyncio.StreamReader) -> Any | None:
     try:
         return await read_frame(reader)
@@ -99,36 +87,39 @@ async def _command(reader: asyncio.StreamReader) -> Any | None:
         return None  # the parent died mid-frame: as EOF, stop
 
 
-async def _run(reader: asyncio.StreamReader, replies: BinaryIO) -> int:
+async def _run(pipes: ChildPipes) -> int:
     from service.logs import configure_logging
     from service.runtime import Runtime
     from service.settings import Settings
-    from service.stream.consumer import StreamProcessor
+    from service.stream.processor import StreamProcessor
 
+    reader = await pipes.reader()
     start = await _command(reader)
     if start is None or start[0] != "start":
         return 1
     _, data, index = start
-    # This process is one consumer that classifies itself; reloads come from the parent only.
-    settings = Settings(**{**data, "stream_processes": 1, "stream_classify_worker": "off", "rules_watch": False})
+    # This process is one consumer; reloads come from the parent only.
+    settings = Settings(**{**data, "stream_processes": 1, "rules_watch": False})
     configure_logging(settings.log_level)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_Member(index))
     try:
         runtime = Runtime.load(settings)  # nothing else runs yet: no thread needed
     except PackError as exc:
-        _write(replies, ("refused", str(exc)))
+        pipes.write(("refused", str(exc)))
         return 2
     gc.collect()
     gc.freeze()  # as `serve` does: the compiled pack stays out of the cyclic collector's scans
     ruleset = runtime.engine.ruleset
-    _write(replies, ("ready", ruleset.name, ruleset.version, ruleset.digest, os.getpid()))
+    pipes.write(("ready", ruleset.name, ruleset.version, ruleset.digest, os.getpid()))
+
+    stream = StreamProcessor(settings, runtime)
+    ready = runtime.readiness
 
     def status() -> None:
         snapshot = take_snapshot(REGISTRY, MEMBER_FAMILIES)
-        _write(replies, ("status", runtime.stream_ready, snapshot))
+        pipes.write(("status", ready.state()[0], snapshot))
 
-    stream = StreamProcessor(settings, runtime)
     stream_task = asyncio.create_task(stream.run(), name="redline-stream")
     commands = asyncio.create_task(_obey(reader, runtime, stream), name="redline-member-commands")
     loop = asyncio.get_running_loop()
@@ -150,7 +141,7 @@ async def _run(reader: asyncio.StreamReader, replies: BinaryIO) -> int:
 
 
 async def _obey(reader: asyncio.StreamReader, runtime: Runtime, stream: StreamProcessor) -> None:
-    from service.api.reload_triggers import reload_logged
+    from service.reload_triggers import reload_logged
 
     while (command := await _command(reader)) is not None:
         if command[0] == "reload":
@@ -158,23 +149,16 @@ async def _obey(reader: asyncio.StreamReader, runtime: Runtime, stream: StreamPr
     stream.request_stop()
 
 
-async def _main(replies: BinaryIO) -> int:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 20)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    return await _run(reader, replies)
-
-
 def main() -> int:
     # A terminal's ^C reaches the whole process group: the parent drains its members in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from service.serve import run_loop
+    from service.runtime import run_loop
 
-    return run_loop(_main(private_stdout()))
+    return run_loop(_run(ChildPipes.open()))
 
 
 if __name__ == "__main__":
-    # Run the imported module, not this `__main__` copy (the classify worker does the same).
+    # Run the imported module, not this `__main__` copy (its classes are the ones pickled).
     from service.stream import member
 
     sys.exit(member.main())

@@ -13,9 +13,10 @@
   there: its counters stay counted, its gauges go.
 - Reloads: a pack this process swapped in is announced to every member, which loads it from the
   same source (a member that refuses it logs why and keeps its pack, as a replica would).
-- A member that dies is started again after a backoff (1 s doubling to 30 s, reset after a minute
-  of life) and counted in `redline_stream_member_restarts_total`; its uncommitted batches are
-  re-processed by whichever member the group gives its partitions to.
+- A member that dies is started again after a backoff (service.child_processes.keep_running: 1 s
+  doubling to 30 s, reset after a minute of life) and counted in
+  `redline_stream_member_restarts_total`; its uncommitted batches are re-processed by whichever
+  member the group gives its partitions to.
 - Stop: every member is asked to drain (EOF on its stdin), and killed if it overruns the drain
   budget.
 """
@@ -25,22 +26,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
-import time
+import os
+from pathlib import Path
 from typing import Any, Final
 
 from service import metrics
+from service.child_processes import Child, keep_running
 from service.metrics_merge import MergedRegistry
 from service.runtime import Runtime
 from service.settings import Settings
-from service.stream.classify_worker import encode_frame, read_frame
-from service.stream.worker_client import effective_cpu_count
-from service.stream.worker_process import RestartBackoff, close_stdin, kill_process
+from service.stream.processor import NOT_READY
 
 log = logging.getLogger(__name__)
 
 _STOP_MARGIN_SECONDS: Final = 10.0  # past the drain budget: leaving the group and closing
-_READ_LIMIT: Final = 16 * 1024 * 1024  # a status frame is tens of kB
 
 
 def member_count(settings: Settings) -> int:
@@ -51,21 +50,37 @@ def member_count(settings: Settings) -> int:
     return max(1, min(int(effective_cpu_count()), settings.topic_partitions))
 
 
+def effective_cpu_count() -> float:
+    """CPUs this process may use: its affinity, capped by a cgroup CPU quota (a pod's CPU limit)."""
+    count: float = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]  # cgroup v2
+        if quota != "max":
+            count = min(count, int(quota) / int(period))
+    with contextlib.suppress(OSError, ValueError):
+        quota_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())  # cgroup v1
+        if quota_us > 0:
+            count = min(count, quota_us / int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text()))
+    return count
+
+
 class StreamMembers:
     def __init__(self, settings: Settings, runtime: Runtime, count: int, merged: MergedRegistry) -> None:
         self.settings = settings
         self.runtime = runtime
         self.count = count
         self._merged = merged
+        self._readiness = runtime.readiness.part("stream", NOT_READY)
         self._stopping = asyncio.Event()
-        self._processes: dict[int, asyncio.subprocess.Process] = {}
+        self._children: dict[int, Child] = {}
         self._ready: dict[int, bool] = {}
         self.starts = 0  # member processes spawned (tests and logs)
 
     def request_stop(self) -> None:
         self._stopping.set()
-        for process in self._processes.values():
-            close_stdin(process)
+        self._readiness.set(False)
+        for child in self._children.values():
+            child.close_stdin()
 
     @property
     def stopping(self) -> bool:
@@ -81,50 +96,39 @@ class StreamMembers:
             self.runtime.reload_listeners.remove(self._announce_reload)
 
     async def _keep(self, index: int) -> None:
-        restarts = RestartBackoff(first=1.0, floor=1.0)  # 1 s, doubling up to 30 s
-        while not self.stopping:
-            started = time.monotonic()
-            code = await self._serve_once(index)
-            if self.stopping:
-                return
+        def restarting(code: int | None, delay: float) -> None:
             metrics.stream_member_restarts_total.inc()
-            delay = restarts.next(lived_seconds=time.monotonic() - started)
             log.error("stream member ended; starting it again",
                       extra={"member": index, "exit_code": code, "restart_in_seconds": delay})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+
+        await keep_running(lambda: self._serve_once(index), self._stopping, restarting)
 
     async def _serve_once(self, index: int) -> int | None:
         """Start member `index` and follow it until it exits; its exit code."""
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "service.stream.member",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=_READ_LIMIT,
-        )
+        child = await Child.spawn("service.stream.member")
         self.starts += 1
-        key = (index, process.pid)  # a restarted member starts from zero: a new key in the merge
-        self._processes[index] = process
-        assert process.stdin is not None
+        key = (index, child.pid)  # a restarted member starts from zero: a new key in the merge
+        self._children[index] = child
         # Settings go through the pipe, not argv or the environment: they may hold SASL passwords.
-        process.stdin.write(encode_frame(("start", self.settings.model_dump(mode="json"), index)))
+        child.send(("start", self.settings.model_dump(mode="json"), index))
         if self.stopping:
-            close_stdin(process)
-        stopper = asyncio.create_task(self._kill_after_stop(process), name=f"redline-member-{index}-stop")
+            child.close_stdin()
+        stopper = asyncio.create_task(self._kill_after_stop(child), name=f"redline-member-{index}-stop")
         try:
-            assert process.stdout is not None
-            while (message := await read_frame(process.stdout)) is not None:
+            while (message := await child.receive()) is not None:
                 self._handle(index, key, message)
         except Exception as exc:  # a broken frame: the member is killed and started again
             log.error("stream member broke the protocol; killing it",
                       extra={"member": index, "error": repr(exc)})
-            kill_process(process)
+            child.kill()
         finally:
             self._ready[index] = False
             self._publish_readiness()
-            code = await process.wait()
+            code = await child.wait()
             stopper.cancel()
             self._merged.retire(key)
-            if self._processes.get(index) is process:
-                del self._processes[index]
+            if self._children.get(index) is child:
+                del self._children[index]
         return code
 
     def _handle(self, index: int, key: tuple[int, int], message: Any) -> None:
@@ -143,21 +147,16 @@ class StreamMembers:
             log.error("stream member refused the pack", extra={"member": index, "error": message[1]})
 
     def _publish_readiness(self) -> None:
-        ready = (len(self._ready) == self.count and all(self._ready.values()) and not self.stopping)
-        if ready != self.runtime.stream_ready:
-            self.runtime.stream_ready = ready
-            log.info("stream readiness changed", extra={"ready": ready, "members": self.count})
+        self._readiness.set(len(self._ready) == self.count and all(self._ready.values()) and not self.stopping)
 
     def _announce_reload(self) -> None:
-        for process in self._processes.values():
-            stdin = process.stdin
-            if stdin is not None and not stdin.is_closing():
-                stdin.write(encode_frame(("reload",)))
+        for child in self._children.values():
+            child.send(("reload",))
 
-    async def _kill_after_stop(self, process: asyncio.subprocess.Process) -> None:
+    async def _kill_after_stop(self, child: Child) -> None:
         await self._stopping.wait()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait(), self.settings.drain_timeout_seconds + _STOP_MARGIN_SECONDS)
+            await asyncio.wait_for(child.wait(), self.settings.drain_timeout_seconds + _STOP_MARGIN_SECONDS)
             return
-        log.warning("stream member did not stop in time; killing it", extra={"pid": process.pid})
-        kill_process(process)
+        log.warning("stream member did not stop in time; killing it", extra={"pid": child.pid})
+        child.kill()

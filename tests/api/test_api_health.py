@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from datetime import UTC, datetime
-
 import httpx
-import pytest
 from prometheus_client import REGISTRY
 
-from service import metrics
-from service.api.verdict_tally import VerdictTally
-from service.events import RulesetRef, Verdict
 from service.runtime import Runtime
+from service.stream.processor import NOT_READY
 from tests.api.conftest import ClientFactory
 
 JSON = {"content-type": "application/json"}
@@ -35,16 +29,16 @@ async def test_readyz_without_stream(client: httpx.AsyncClient) -> None:
     assert response.json() == {"ready": True, "reasons": []}
 
 
-async def test_readyz_follows_the_stream(make_client: ClientFactory) -> None:
-    async with make_client(kafka_bootstrap="127.0.0.1:9") as client:
+async def test_readyz_follows_the_parts_reporting_to_the_runtime(make_client: ClientFactory) -> None:
+    async with make_client() as client:
         transport = client._transport
         assert isinstance(transport, httpx.ASGITransport)
         runtime: Runtime = transport.app.state.runtime  # type: ignore[attr-defined]
+        stream = runtime.readiness.part("stream", NOT_READY)  # what the stream registers when it runs
         response = await client.get("/readyz")
         assert response.status_code == 503
-        assert response.json()["ready"] is False
-        assert response.json()["reasons"]
-        runtime.stream_ready = True
+        assert response.json() == {"ready": False, "reasons": [NOT_READY]}
+        stream.set(True)
         assert (await client.get("/readyz")).status_code == 200
 
 
@@ -84,28 +78,3 @@ async def test_metrics_scrape(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert 'redline_http_requests_total{method="GET",route="/healthz",status="200"}' in response.text
-
-
-async def test_verdict_tally_flushes_by_size_by_time_and_on_demand(monkeypatch: pytest.MonkeyPatch) -> None:
-    recorded: list[int] = []
-    flushed = asyncio.Event()
-
-    def record(verdicts: list[Verdict], source: str) -> None:
-        recorded.append(len(verdicts))
-        flushed.set()
-
-    monkeypatch.setattr(metrics, "record_verdicts", record)
-    verdict = Verdict("e", "allow", "none", (), RulesetRef("p", "1", "d"), datetime.now(UTC))
-    tally = VerdictTally(max_pending=3, max_delay_seconds=0.01)
-    tally.add_many([verdict, verdict, verdict])  # full: counted at once
-    assert recorded == [3]
-    flushed.clear()
-    tally.add(verdict)  # one: counted when the delay has passed
-    await asyncio.wait_for(flushed.wait(), timeout=5)
-    assert recorded == [3, 1]
-    tally.add(verdict)
-    tally.add(verdict)
-    tally.flush()  # what a scrape does
-    assert recorded == [3, 1, 2]
-    tally.flush()  # nothing pending: nothing recorded
-    assert recorded == [3, 1, 2]

@@ -1,5 +1,4 @@
-"""`GET /rules`, `POST /rules/reload` (success, refusal, atomic swap under load) and the
-pack-directory watcher."""
+"""`GET /rules` and `POST /rules/reload` (success, refusal, atomic swap under load)."""
 
 from __future__ import annotations
 
@@ -12,11 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.api.reload_triggers import fingerprint, watch_rules
-from service.engine.classifier import Engine
-from service.errors import PackError
 from service.runtime import Runtime
-from tests.api.conftest import ADMIN_KEY, PACK_SOURCE, asgi_client
+from tests.api.conftest import ADMIN_KEY, asgi_client
 
 JSON = {"content-type": "application/json"}
 SECRET = json.dumps({"text": "这份是机密文件"}).encode()
@@ -153,61 +149,6 @@ async def test_no_request_sees_a_half_loaded_pack(
     assert len(statuses) > 4
     assert set(statuses) == {200}
     assert set(digests) <= {old, new}  # every verdict came from one whole pack or the other
-
-
-def observe_reloads(runtime: Runtime) -> asyncio.Queue[bool]:
-    """Each finished `runtime.reload()` puts True (swapped) or False (refused) on the queue."""
-    finished: asyncio.Queue[bool] = asyncio.Queue()
-    original = runtime.reload
-
-    async def observed() -> Engine:
-        try:
-            engine = await original()
-        except PackError:
-            finished.put_nowait(False)
-            raise
-        finished.put_nowait(True)
-        return engine
-
-    runtime.reload = observed  # type: ignore[method-assign]
-    return finished
-
-
-async def test_watcher_reloads_when_the_directory_changes(reloadable_runtime: Runtime, pack_dir: Path) -> None:
-    reloads = observe_reloads(reloadable_runtime)
-    watcher = asyncio.create_task(watch_rules(reloadable_runtime, poll_seconds=0.05))
-    try:
-        await asyncio.sleep(0)  # the watcher takes its first fingerprint before it first yields
-        bump_version(pack_dir, "4.0")
-        assert await asyncio.wait_for(reloads.get(), timeout=30) is True
-        assert reloadable_runtime.engine.ruleset.version == "4.0"
-        # A broken pack is refused and the serving one stays; the watcher keeps running.
-        served = reloadable_runtime.engine
-        break_pack(pack_dir)
-        assert await asyncio.wait_for(reloads.get(), timeout=30) is False
-        assert reloadable_runtime.engine is served
-        assert not watcher.done()
-        # ...and the fixed pack is picked up again.
-        bump_version(pack_dir, "5.0")
-        (pack_dir / "rules" / "main.yaml").write_text(
-            (PACK_SOURCE / "rules" / "main.yaml").read_text(encoding="utf-8"), encoding="utf-8"
-        )
-        assert await asyncio.wait_for(reloads.get(), timeout=30) is True
-        assert reloadable_runtime.engine.ruleset.version == "5.0"
-    finally:
-        watcher.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await watcher
-
-
-def test_fingerprint_sees_content_changes_and_ignores_hidden_files(pack_dir: Path) -> None:
-    before = fingerprint(pack_dir)
-    (pack_dir / ".swp").write_text("editor junk")
-    assert fingerprint(pack_dir) == before
-    (pack_dir / "lexicons" / "insults.txt").write_text("changed\n", encoding="utf-8")
-    after = fingerprint(pack_dir)
-    assert after != before
-    assert {entry[0] for entry in after} == {entry[0] for entry in before}
 
 
 def _failed_reloads() -> float:

@@ -113,7 +113,7 @@ def image_client(image_pack: Path, image_engine: Engine) -> ImageClient:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
                 yield client
         finally:
-            app.state.image_hasher.close()
+            await app.state.image_hasher.close()
             app.state.verdict_tally.flush()
 
     return make
@@ -422,7 +422,7 @@ async def test_hasher_kills_a_slow_child_and_starts_a_new_one() -> None:
         (found,) = await hasher.hash_images([TARGET_PNG])
         assert (found.hex, found.quality) == pdq_of(TARGET)  # type: ignore[union-attr]
     finally:
-        hasher.close()
+        await hasher.close()
 
 
 async def test_hasher_replaces_a_child_that_died_between_images() -> None:
@@ -436,12 +436,12 @@ async def test_hasher_replaces_a_child_that_died_between_images() -> None:
         assert (found.hex, found.quality) == pdq_of(TARGET)  # type: ignore[union-attr]
         assert hasher.pid not in (None, pid)
     finally:
-        hasher.close()
+        await hasher.close()
 
 
 async def test_a_cancelled_request_does_not_leave_its_reply_to_the_next() -> None:
-    # The cancelled request's thread still talks to the child; the next must wait for it, or it
-    # would read the cancelled image's reply as its own.
+    # The child still works on the cancelled request's image; the next request must wait for that
+    # reply, or it would read the cancelled image's reply as its own.
     hasher = ImageHasher()
     try:
         await hasher.hash_images([TARGET_PNG])  # the child is up
@@ -450,13 +450,13 @@ async def test_a_cancelled_request_does_not_leave_its_reply_to_the_next() -> Non
         await asyncio.sleep(0.05)
         slow.cancel()
         await asyncio.sleep(0.01)
-        assert hasher._lock.locked()  # still the cancelled request's turn: its thread owns the pipe
+        assert hasher._lock.locked()  # still the cancelled request's turn: its reply is on the way
         with pytest.raises(asyncio.CancelledError):
             await slow
         (found,) = await hasher.hash_images([TARGET_PNG])
         assert (found.hex, found.quality) == pdq_of(TARGET)  # type: ignore[union-attr]
     finally:
-        hasher.close()
+        await hasher.close()
 
 
 # --- over real HTTP -------------------------------------------------------------------------------

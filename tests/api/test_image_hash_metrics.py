@@ -53,7 +53,7 @@ async def test_each_image_is_counted_once_by_result_and_timed(
     try:
         await hasher.hash_images(images)
     finally:
-        hasher.close()
+        await hasher.close()
     after = _counts()
     assert {r: after[r] - before[r] for r in IMAGE_HASH_RESULTS if after[r] != before[r]} == expected
     assert _observations() - observed_before == len(images)

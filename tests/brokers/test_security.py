@@ -1,6 +1,6 @@
 """Redline's documented Kafka security settings against Apache Kafka's real SASL and TLS listeners.
 
-Every client here is built by `service.stream.kafka_config` from a `Settings`, exactly as the
+Every client here is built by `service.kafka.options` from a `Settings`, exactly as the
 stream builds its own, so these are the settings docs/stream.md documents.
 """
 
@@ -14,8 +14,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 
+from service.kafka.options import client_options, consumer_options, producer_options
 from service.settings import Settings
-from service.stream.kafka_config import client_options, consumer_options, producer_options
 
 from .apache_kafka import ApacheKafka
 from .clients import create_topic, unique

@@ -154,7 +154,7 @@ def test_runbook_urls_can_point_at_the_operators_copy() -> None:
     default = _runbook_urls({"metrics": {"prometheusRule": {"enabled": True}}})
     moved = _runbook_urls({"metrics": {"prometheusRule": {"enabled": True,
                                                           "runbookUrlBase": "https://wiki.example/ops/redline/"}}})
-    assert default.keys() == moved.keys() and len(moved) == 9
+    assert default.keys() == moved.keys() and len(moved) == 8
     for alert, url in moved.items():
         assert url == f"https://wiki.example/ops/redline#{alert.lower()}"
         assert default[alert].endswith(f"/docs/deploy.md#{alert.lower()}")

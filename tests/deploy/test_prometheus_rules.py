@@ -13,7 +13,7 @@ from tests.docs.markdown import markdown_anchors
 UNIT_TESTS = Path(__file__).with_name("rules.promtool.yaml")
 REQUIRED_ALERTS = {
     "RedlineConsumerLagGrowing", "RedlineNoVerdicts", "RedlineDeadLetterRateHigh", "RedlineHTTPErrorRateHigh",
-    "RedlineStreamErrors", "RedlineClassifyWorkerFailing", "RedlineStreamMemberRestarting",
+    "RedlineStreamErrors", "RedlineStreamMemberRestarting",
     "RedlineRulePackReloadFailed", "RedlineRulePackMismatch",
 }
 

@@ -38,10 +38,10 @@ from service.events import (
     decode_event,
     decode_verdict,
 )
+from service.kafka import dead_letters
 from service.rules.loader import load_pack
 from service.runtime import Runtime
 from service.settings import Settings
-from service.stream import dead_letters
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "events.md"

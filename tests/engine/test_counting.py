@@ -26,10 +26,10 @@ def text_event(text: str, *, chat: str = "c1", sender: str = "s1", event_id: str
 
 
 def sightings_of(engine: Engine, event: ChatEvent) -> list[Sighting]:
-    found: list[Sighting] = []
-    verdict = engine.classify(event, NOW, sightings=found)
-    assert not any(m.rule.startswith(("rumor.spread", "vote.")) for m in verdict.matches)
-    return found
+    outcome = engine.evaluate(event, NOW)
+    assert not any(m.rule.startswith(("rumor.spread", "vote.")) for m in outcome.verdict.matches)
+    assert outcome.verdict == engine.classify(event, NOW)  # the verdict alone is the same
+    return list(outcome.sightings)
 
 
 def test_a_gated_event_is_counted_and_matches_only_with_counts(engine: Engine) -> None:
@@ -83,7 +83,7 @@ def test_an_event_without_the_counted_thing_is_not_counted(engine: Engine) -> No
 
 def test_media_content_key_is_the_hash() -> None:
     from service.engine.counting import content_fingerprint
-    from service.rules.compiler import Layers, build_normalizer
+    from service.rules.normalizers import Layers, build_normalizer
 
     fold = build_normalizer(Layers().text_side())
     event = ChatEvent(id="m", type="image", media=Media(sha256="AB" * 32))

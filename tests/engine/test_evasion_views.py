@@ -12,8 +12,8 @@ from service.engine.homophones import Homophones
 from service.engine.matcher import FieldMatcher
 from service.engine.patterns import PatternSpec
 from service.rules import tables
-from service.rules.compiler import Layers, build_normalizer
 from service.rules.expansions import homophone_twin, literal_separators
+from service.rules.normalizers import Layers, build_normalizer
 
 TEXT = Layers().text_side()
 

@@ -9,8 +9,8 @@ import pytest
 from service.engine import normalize
 from service.engine.normalize import Normalizer
 from service.rules import tables
-from service.rules.compiler import Layers, build_normalizer
 from service.rules.expansions import expand, fold_regex, folder
+from service.rules.normalizers import Layers, build_normalizer
 
 ALL_TEXT = Layers(homophones=True).text_side()
 DEFAULT_TEXT = Layers().text_side()

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from service.engine.classifier import Engine
 from service.events import ChatEvent
-from service.rules.compiler import Layers, build_normalizer
 from service.rules.loader import load_pack
+from service.rules.normalizers import Layers, build_normalizer
 
 PACK = Path(__file__).resolve().parent.parent / "packs" / "evasion"
 NOW = datetime(2026, 6, 1, tzinfo=UTC)

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 import msgspec
 from aiokafka import AIOKafkaProducer
-from kafka_helpers import read_all as read_all  # one reader for both suites
 
 from service.events import decode_verdict
 from service.sample_traffic import SampleRecord
+from tests.kafka_helpers import read_all as read_all  # one reader for both suites
 
 SEQ_HEADER = "reliability-seq"  # the test's own tag, kept first on a dead letter
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # stands in for decided_at when comparing duplicates

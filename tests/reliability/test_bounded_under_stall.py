@@ -16,12 +16,12 @@ import signal
 from pathlib import Path
 
 import httpx
-from accounting import VerdictLedger, read_all
-from kafka_helpers import StartService, Topics, produce
 
 from service.embedded_broker import EmbeddedBroker, free_port
 from service.sample_traffic import SampleTraffic
 from service.settings import bundled_rules_dir
+from tests.kafka_helpers import StartService, Topics, produce
+from tests.reliability.accounting import VerdictLedger, read_all
 
 MAX_IN_FLIGHT = 2
 STALL_SECONDS = 8.0

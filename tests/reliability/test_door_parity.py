@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 
 import httpx
 import msgspec
-from accounting import VerdictLedger, read_all
-from kafka_helpers import REPO, StartService, Topics, produce
 
 from service.embedded_broker import free_port
 from service.events import Verdict, decode_verdict
 from service.sample_traffic import SampleRecord, SampleTraffic
 from service.settings import bundled_rules_dir
+from tests.kafka_helpers import REPO, StartService, Topics, produce
+from tests.reliability.accounting import VerdictLedger, read_all
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # One day inside no calendar window and one a pack might flag (New Year, elections): both are fixed.

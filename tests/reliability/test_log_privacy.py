@@ -8,12 +8,12 @@ import json
 import signal
 
 import httpx
-from accounting import VerdictLedger, read_all
-from kafka_helpers import StartService, Topics, produce
 
 from service.embedded_broker import free_port
 from service.sample_traffic import SampleTraffic
 from service.settings import bundled_rules_dir
+from tests.kafka_helpers import StartService, Topics, produce
+from tests.reliability.accounting import VerdictLedger, read_all
 
 API_KEY = "key-privacy-7c41e9d0a2b35f68"
 ADMIN_KEY = "adm-privacy-1f0e2d3c4b5a6978"

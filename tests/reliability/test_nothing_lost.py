@@ -18,13 +18,13 @@ from collections import Counter
 
 import httpx
 import pytest
-from accounting import DeadLetterLedger, VerdictLedger, produce_tagged, read_all
-from kafka_helpers import ServiceProcess, StartService, Topics
-from persistent_broker import PersistentBroker
 
 from service.embedded_broker import free_port
 from service.sample_traffic import SampleTraffic
 from service.settings import bundled_rules_dir
+from tests.kafka_helpers import ServiceProcess, StartService, Topics
+from tests.reliability.accounting import DeadLetterLedger, VerdictLedger, produce_tagged, read_all
+from tests.reliability.persistent_broker import PersistentBroker
 
 # loadtest/reliability_soak.py raises these for longer runs.
 EVENTS = int(os.environ.get("RELIABILITY_EVENTS", "20000"))

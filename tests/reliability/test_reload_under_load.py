@@ -12,12 +12,11 @@ import signal
 from collections import defaultdict
 from pathlib import Path
 
-from accounting import read_all
-from kafka_helpers import StartService, Topics, produce_paced, rules_dir
-
 from service.embedded_broker import free_port
 from service.events import decode_verdict
 from service.sample_traffic import SampleTraffic
+from tests.kafka_helpers import StartService, Topics, produce_paced, rules_dir
+from tests.reliability.accounting import read_all
 
 RELOADS = 3
 

@@ -1,0 +1,136 @@
+"""Channels: one per (field, text-side layers) of a pack. Each gathers the patterns its rules
+scan for and becomes one `FieldMatcher` (one Hyperscan database) over one normalised text."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from service.engine.classifier import Channel
+from service.engine.homophones import Homophones
+from service.engine.matcher import FieldMatcher
+from service.engine.normalize import Normalizer
+from service.engine.patterns import PatternSpec
+from service.engine.stand_ins import StandIns
+from service.rules.expansions import MIN_HOMOPHONE_CHARS, homophone_twin, literal_separators
+from service.rules.normalizers import Layers, build_normalizer
+from service.rules.tables import (
+    COMMON_WORD_MAX_CHARS,
+    common_characters,
+    common_words,
+    emoji_stand_ins,
+    homophone_table,
+    pinyin_syllables,
+    stand_in_tables,
+)
+
+
+@dataclass
+class ChannelBuilder:
+    field_name: str
+    layers: Layers
+    keep: set[str] = field(default_factory=set)  # separators the normaliser keeps (build_normalizer)
+    expressions: dict[str, int] = field(default_factory=dict)
+    lengths: list[int | None] = field(default_factory=list)
+    needs_all_spans: set[int] = field(default_factory=set)
+    twins: dict[int, dict[str, None]] = field(default_factory=dict)  # homophone twins per pattern id
+    spelled: set[int] = field(default_factory=set)  # pinyin spellings (ends checked as syllables)
+
+    def add(
+        self,
+        expression: str,
+        fixed_length: int | None,
+        *,
+        all_spans: bool,
+        twins: bool = True,
+        more_twins: Sequence[str] = (),
+        spelled: bool = False,
+    ) -> int:
+        """The id of `expression`. In a channel with homophones, a pattern of hanzi (a keyword of
+        at least MIN_HOMOPHONE_CHARS, or a regex) gets its homophone fold and `more_twins` as
+        twins, unless `twins` is False (variants that are not hanzi words: pinyin, emoji)."""
+        pattern_id = self.expressions.get(expression)
+        if pattern_id is None:
+            pattern_id = len(self.lengths)
+            self.expressions[expression] = pattern_id
+            self.lengths.append(fixed_length)
+            self.keep |= literal_separators(expression, regex=fixed_length is None)
+            if spelled:
+                self.spelled.add(pattern_id)
+        if all_spans:
+            self.needs_all_spans.add(pattern_id)
+        wide_enough = fixed_length is None or fixed_length >= MIN_HOMOPHONE_CHARS
+        if twins and self.layers.homophones and wide_enough:
+            near = self.layers.near_homophones
+            found = (homophone_twin(expression, regex=fixed_length is None, near=near), *more_twins)
+            self.twins.setdefault(pattern_id, {}).update(dict.fromkeys(t for t in found if t is not None))
+        return pattern_id
+
+    @property
+    def normalizer(self) -> Normalizer:
+        keep = frozenset(self.keep)
+        if self.layers.homophones and self.layers.stand_ins:  # stand-in emoji stay for their views
+            keep |= frozenset(emoji_stand_ins(self.layers.near_homophones))
+        return build_normalizer(self.layers, keep)
+
+    def patterns(self) -> tuple[PatternSpec, ...]:
+        return tuple(
+            PatternSpec(expression, self.lengths[i], i not in self.needs_all_spans, tuple(self.twins.get(i, ())))
+            for expression, i in self.expressions.items()
+        )
+
+    def matcher(self) -> FieldMatcher:
+        normalizer = self.normalizer
+        homophones = None
+        stand_ins = None
+        if any(self.twins.values()):
+            near = self.layers.near_homophones
+            homophones = Homophones(homophone_table(near), common_words(), COMMON_WORD_MAX_CHARS, common_characters())
+            if self.layers.stand_ins:
+                stand_ins = StandIns(stand_in_tables(near), frozenset(emoji_stand_ins(near)))
+        return FieldMatcher(
+            self.patterns(),
+            alternate=normalizer.without_kept if normalizer.kept else None,
+            alternate_probe=normalizer.kept_probe,
+            homophones=homophones,
+            syllables=pinyin_syllables() if self.spelled else frozenset(),
+            spelled=frozenset(self.spelled),
+            stand_ins=stand_ins,
+        )
+
+    def channel(self) -> Channel:
+        """Compiles the database: raises `PatternCompileError` when Hyperscan refuses it."""
+        return Channel(self.field_name, self.normalizer, self.matcher())
+
+
+class Channels:
+    """The pack's channel builders, numbered in the order rules first asked for them."""
+
+    def __init__(self) -> None:
+        self._builders: dict[tuple[str, Layers], ChannelBuilder] = {}
+
+    def get(self, field_name: str, layers: Layers) -> tuple[int, ChannelBuilder]:
+        layers = layers.text_side()  # keyword-side layers share the channel (see Layers)
+        key = (field_name, layers)
+        builder = self._builders.get(key)
+        if builder is None:
+            builder = ChannelBuilder(field_name, layers)
+            self._builders[key] = builder
+        return list(self._builders).index(key), builder
+
+    def builders(self) -> tuple[ChannelBuilder, ...]:
+        return tuple(self._builders.values())
+
+
+_ASCII_WORD: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def literal_expression(term: str) -> str:
+    """A literal as a pattern both Hyperscan and RE2 read the same way; Latin ends get \\b."""
+    escaped = "".join(
+        ch if ch.isalnum() or ord(ch) > 0x7F else f"\\x{ord(ch):02x}" for ch in term
+    )
+    prefix = r"\b" if term[0] in _ASCII_WORD else ""
+    suffix = r"\b" if term[-1] in _ASCII_WORD else ""
+    return f"{prefix}{escaped}{suffix}"
