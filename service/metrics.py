@@ -33,6 +33,10 @@ _CLASSIFY_BUCKETS: Final = (
 _LAG_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 events_consumed_total = Counter("redline_events_consumed_total", "Records read from the input topic.")
+events_unknown_fields_total = Counter(
+    "redline_events_unknown_fields_total",
+    "Input events accepted with fields the ChatEvent contract does not know (ignored: a newer chat backend?).",
+)
 events_classified_total = Counter(
     "redline_events_classified_total", "Events classified by the engine.", ["source"]
 )

@@ -50,7 +50,7 @@ class BatchHandler(Protocol):
     def accepts(self, tp: TopicPartition) -> bool:
         """False while a partition cannot be processed yet: its records are fetched again."""
 
-    def handle(self, batch: Batch) -> Outbox:
+    def handle(self, batch: Batch) -> Outbox | Awaitable[Outbox]:
         """What the batch produces. A record that cannot be processed is a dead letter in it."""
 
     async def assigned(self, partitions: set[TopicPartition]) -> None: ...
@@ -182,7 +182,10 @@ class BatchLoop:
                     consumer.seek(tp, batch.pop(tp)[0].offset)  # not ready for it yet: fetch it again
                 if batch and window.failure is None:
                     self._observe_lag(batch)
-                    outbox = self.handler.handle(batch)
+                    handled = self.handler.handle(batch)
+                    # A heavy batch is handled in slices that give the loop back between them
+                    # (heartbeats, probes, acks go on): the handler then returns an awaitable.
+                    outbox = handled if isinstance(handled, Outbox) else await handled
                     await window.submit(batch, functools.partial(clients.publisher.publish, outbox, settings.dlq_topic),
                                         outbox.delivered)
             # getmany answers from its prefetch without suspending: let the committer commit

@@ -22,10 +22,11 @@ from datetime import datetime
 
 import msgspec
 
+from service.admission import EventLimits, refusal
 from service.counter_requests import encode_request, new_request
 from service.decisions import Evaluator, decide, ruleset_headers, verdict_key
 from service.errors import EventDecodeError
-from service.events import ChatEvent, Verdict, decode_event, encode_verdict, plain_allow_encoder
+from service.events import ChatEvent, Verdict, decode_event_noting, encode_verdict, plain_allow_encoder
 from service.kafka.dead_letters import DeadLetter, DeadLettering, DeadLetterReason
 from service.kafka.records import Item, SourceRecord
 from service.verdict_counts import VerdictCounts, count_verdicts
@@ -36,6 +37,34 @@ class Decoded:
     events: list[ChatEvent] = field(default_factory=list)
     records: list[SourceRecord] = field(default_factory=list)  # the record of each event
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    unknown_fields: int = 0  # events accepted with fields the contract does not know (counted)
+
+    def slices(self, max_chars: int) -> list[Decoded]:
+        """The events in consecutive slices of about `max_chars` scanned characters each (the first
+        slice keeps the dead letters): what a stream process classifies between two yields."""
+        out: list[Decoded] = []
+        current = Decoded(dead_letters=self.dead_letters, unknown_fields=self.unknown_fields)
+        chars = 0
+        for event, record in zip(self.events, self.records, strict=True):
+            size = scanned_chars(event)
+            if current.events and chars + size > max_chars:
+                out.append(current)
+                current, chars = Decoded(), 0
+            current.events.append(event)
+            current.records.append(record)
+            chars += size
+        out.append(current)
+        return out
+
+
+def scanned_chars(event: ChatEvent) -> int:
+    """The characters of an event the engine scans (its cost grows linearly with them)."""
+    chars = len(event.text)
+    if event.file is not None:
+        chars += len(event.file.name)
+    if event.link is not None:
+        chars += len(event.link.url)
+    return chars
 
 
 @dataclass(slots=True)
@@ -48,7 +77,17 @@ class Processed:
     counter_requests: list[Item]
 
 
-def decode_records(records: Iterable[SourceRecord], *, max_record_bytes: int, dead_lettering: DeadLettering) -> Decoded:
+def decode_records(
+    records: Iterable[SourceRecord],
+    *,
+    max_record_bytes: int,
+    dead_lettering: DeadLettering,
+    limits: EventLimits | None = None,
+) -> Decoded:
+    """Each record's event, or its dead letter: no value, too large, not JSON, not a ChatEvent, or
+    over the per-event limits every door applies (service/admission.py: `too_large` for a field
+    over its size, `invalid_event` for a time out of range). Unknown fields are accepted (a newer
+    chat backend may send them) and counted."""
     out = Decoded()
     for record in records:
         value = record.value
@@ -60,7 +99,7 @@ def decode_records(records: Iterable[SourceRecord], *, max_record_bytes: int, de
             out.dead_letters.append(dead_lettering(record, "too_large", detail))
             continue
         try:
-            event = decode_event(value)
+            event, unknown = decode_event_noting(value)
         except EventDecodeError as exc:
             # Valid JSON of the wrong shape is a ValidationError; anything else is not JSON at all.
             reason: DeadLetterReason = (
@@ -68,6 +107,11 @@ def decode_records(records: Iterable[SourceRecord], *, max_record_bytes: int, de
             )
             out.dead_letters.append(dead_lettering(record, reason, str(exc)))
             continue
+        if limits is not None and (refused := refusal(event, limits)) is not None:
+            reason = "invalid_event" if refused.path == "$.sent_at" else "too_large"
+            out.dead_letters.append(dead_lettering(record, reason, f"{refused.message} - at `{refused.path}`"))
+            continue
+        out.unknown_fields += unknown
         out.events.append(event)
         out.records.append(record)
     return out
@@ -111,6 +155,8 @@ def process_records(
     *,
     max_record_bytes: int,
     dead_lettering: DeadLettering,
+    limits: EventLimits | None = None,
 ) -> Processed:
-    decoded = decode_records(records, max_record_bytes=max_record_bytes, dead_lettering=dead_lettering)
+    decoded = decode_records(records, max_record_bytes=max_record_bytes, dead_lettering=dead_lettering,
+                             limits=limits)
     return classify_decoded(engine, decoded, now, dead_lettering=dead_lettering)

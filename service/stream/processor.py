@@ -9,10 +9,12 @@ the DLQ; the commit window commits its offsets once all of them were acknowledge
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Final
@@ -20,6 +22,8 @@ from typing import Final
 from aiokafka import TopicPartition
 
 from service import metrics
+from service.admission import EventLimits
+from service.engine.classifier import Engine
 from service.kafka.batch_loop import BatchLoop, LoopObserver
 from service.kafka.connection import Clients
 from service.kafka.dead_letters import dead_lettering
@@ -28,11 +32,14 @@ from service.kafka.records import Batch
 from service.kafka.topics import ensure_topics
 from service.runtime import Runtime
 from service.settings import Settings
-from service.stream.pipeline import classify_decoded, decode_records
+from service.stream.pipeline import Decoded, Processed, classify_decoded, decode_records
 
 log = logging.getLogger(__name__)
 
 NOT_READY: Final = "stream not connected to the broker or not in the consumer group"
+# A batch with more scanned characters than this is decided in slices of about this size (~15 ms
+# of engine work for ordinary chat, at most ~130 ms for the costliest hostile text).
+SLICE_CHARS: Final = 64 * 1024
 
 
 class StreamProcessor:
@@ -40,6 +47,7 @@ class StreamProcessor:
         self.settings = settings
         self.runtime = runtime
         self._dead_lettering = dead_lettering(settings.dead_letter_max_value_bytes)
+        self._limits = EventLimits.from_settings(settings)
         self.loop = BatchLoop(
             settings, self, name="stream", topic=settings.input_topic, group_id=settings.group_id,
             readiness=runtime.readiness.part("stream", NOT_READY), observer=_StreamMetrics(),
@@ -60,26 +68,50 @@ class StreamProcessor:
     def accepts(self, tp: TopicPartition) -> bool:
         return True
 
-    def handle(self, batch: Batch) -> Outbox:
+    def handle(self, batch: Batch) -> Outbox | Awaitable[Outbox]:
         settings = self.settings
         records = list(chain.from_iterable(batch.values()))
         metrics.events_consumed_total.inc(len(records))
-        engine = self.runtime.engine  # read once per batch: reloads swap it
         decoded = decode_records(records, max_record_bytes=settings.max_record_bytes,
-                                 dead_lettering=self._dead_lettering)
+                                 dead_lettering=self._dead_lettering, limits=self._limits)
+        if decoded.unknown_fields:
+            metrics.events_unknown_fields_total.inc(decoded.unknown_fields)
+        slices = decoded.slices(SLICE_CHARS)
+        if len(slices) == 1:  # the usual batch: decided in one go
+            return self._outbox([self._classify(slices[0], self.runtime.engine, datetime.now(UTC))])
+        return self._handle_sliced(slices)
+
+    async def _handle_sliced(self, slices: list[Decoded]) -> Outbox:
+        """A batch of many or long texts, decided slice by slice with the loop given back between
+        slices: heartbeats, probes, acks and the other loops go on meanwhile, so no batch holds the
+        process for longer than one slice (one event's cost is bounded: docs/reliability.md). One
+        engine and one clock reading decide every slice, as they decide an unsliced batch."""
+        engine, now = self.runtime.engine, datetime.now(UTC)
+        processed = []
+        for piece in slices:
+            processed.append(self._classify(piece, engine, now))
+            await asyncio.sleep(0)
+        return self._outbox(processed)
+
+    def _classify(self, decoded: Decoded, engine: Engine, now: datetime) -> Processed:
         started = time.perf_counter()
-        processed = classify_decoded(engine, decoded, datetime.now(UTC), dead_lettering=self._dead_lettering)
+        processed = classify_decoded(engine, decoded, now, dead_lettering=self._dead_lettering)
         seconds = time.perf_counter() - started
         tally = processed.tally
         if tally.total:
             metrics.classify_duration_seconds.labels("stream").observe(seconds / tally.total)
             metrics.record_counts(tally, "stream")
         metrics.record_dead_letters(processed.dead_letters)
+        return processed
+
+    def _outbox(self, processed: list[Processed]) -> Outbox:
+        settings = self.settings
+        verdicts = [item for p in processed for item in p.verdicts] if len(processed) > 1 else processed[0].verdicts
         return Outbox(
-            keyed=[(settings.output_topic, processed.verdicts),
-                   (settings.counter_requests_topic, processed.counter_requests)],
-            dead_letters=processed.dead_letters,
-            delivered=functools.partial(_observe_lags, processed.sent_at),
+            keyed=[(settings.output_topic, verdicts),
+                   (settings.counter_requests_topic, [item for p in processed for item in p.counter_requests])],
+            dead_letters=[letter for p in processed for letter in p.dead_letters],
+            delivered=functools.partial(_observe_lags, [at for p in processed for at in p.sent_at]),
         )
 
     async def assigned(self, partitions: set[TopicPartition]) -> None:

@@ -180,3 +180,39 @@ def test_records_and_tally_are_what_the_engine_decided(bundled_engine: Engine, f
     for (key, _, _), request in zip(out.counter_requests, counted, strict=True):
         assert key == request.hops[0].state_key.encode()  # routed to the first key's owner
     assert len(out.dead_letters) == (1 if fails else 0)
+
+
+def test_the_stream_admits_events_as_every_door_does(engine: Engine) -> None:
+    # The same per-event limits as HTTP and the CLI (service/admission.py): a text over the limit
+    # is refused whole (never scanned in part) as `too_large`, a time no clock can read as
+    # `invalid_event`; the others go on.
+    from service.admission import EventLimits
+    from service.stream.pipeline import decode_records
+
+    records = [
+        Record(event("ok", text="hello"), 0),
+        Record(event("long", text="x" * 101), 1),
+        Record(msgspec.json.encode({"id": "t", "sent_at": "9999-12-31T23:59:59-23:59"}), 2),
+        Record(msgspec.json.encode({"id": "u", "txt": "typo", "chat": {"id": "c", "kindd": 1}}), 3),
+    ]
+    decoded = decode_records(records, max_record_bytes=10_000, dead_lettering=dead_lettering(100_000),
+                             limits=EventLimits(max_text_chars=100, max_media_hashes=10))
+    assert [e.id for e in decoded.events] == ["ok", "u"]  # unknown fields are accepted...
+    assert decoded.unknown_fields == 1  # ...and counted
+    reasons = [(header_value(d.headers, REASON_HEADER), header_value(d.headers, DETAIL_HEADER))
+               for d in decoded.dead_letters]
+    assert reasons == [
+        (b"too_large", b"Expected `str` of length <= 100 - at `$.text`"),
+        (b"invalid_event", b"timestamp out of range once converted to UTC - at `$.sent_at`"),
+    ]
+
+
+def test_a_heavy_batch_is_sliced_by_scanned_characters() -> None:
+    from service.stream.pipeline import Decoded
+
+    events = [ChatEvent(id=str(i), text="x" * 30) for i in range(10)]
+    decoded = Decoded(events=events, records=[Record(b"{}", i) for i in range(10)], dead_letters=["d"])  # type: ignore[list-item]
+    slices = decoded.slices(100)
+    assert [[e.id for e in s.events] for s in slices] == [["0", "1", "2"], ["3", "4", "5"], ["6", "7", "8"], ["9"]]
+    assert slices[0].dead_letters == ["d"] and all(not s.dead_letters for s in slices[1:])
+    assert len(decoded.slices(10_000)) == 1

@@ -6,6 +6,7 @@ import asyncio
 from collections import defaultdict
 
 import msgspec
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from service.decisions import RULESET_HEADER
@@ -87,3 +88,56 @@ async def test_poison_records_go_to_the_dlq_and_the_loop_goes_on(kafka_bootstrap
         assert letter.key == b"chat-x"  # type: ignore[attr-defined]
         assert header_value(letter.headers, TOPIC_HEADER) == topics.input.encode()  # type: ignore[attr-defined]
         assert header_value(letter.headers, OFFSET_HEADER) is not None  # type: ignore[attr-defined]
+
+
+async def test_a_heavy_batch_gives_the_loop_back_between_slices(
+    kafka_bootstrap: str, topics: Topics, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 60 events of 64 Ki of the costliest hostile text (loadtest/adversarial.py): ~20 of them per
+    # fetch, seconds of engine work in one batch. Decided in slices, the loop never waits longer
+    # than a few events' work (heartbeats, acks and probes go on); unsliced it waited a whole
+    # batch's (~20 events). One assignment, one verdict per event.
+    import logging
+    import random
+
+    from loadtest.adversarial import Kinds
+    from service.settings import bundled_rules_dir
+
+    caplog.set_level(logging.INFO, logger="service.stream.processor")
+    settings = topics.settings(kafka_bootstrap, rules=bundled_rules_dir())
+    await ensure_topics(settings)
+    make = Kinds(bundled_rules_dir()).table()["keyword_homophones"]
+    count = 60
+    records = [
+        SampleRecord(b"chat-%d" % (i % 4), msgspec.json.encode({"id": f"h{i}", "text": make(65536, random.Random(i))}),
+                     f"h{i}")
+        for i in range(count)
+    ]
+    await produce(kafka_bootstrap, topics.input, records)
+    processor = StreamProcessor(settings, Runtime.load(settings))
+    loop = asyncio.get_running_loop()
+    longest_wait = 0.0
+
+    async def tick() -> None:
+        nonlocal longest_wait
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            longest_wait = max(longest_wait, loop.time() - before)
+
+    task = asyncio.create_task(processor.run())
+    ticker = asyncio.create_task(tick())
+    started = loop.time()
+    try:
+        found = await read_topic(kafka_bootstrap, topics.output, count, timeout_seconds=120)
+        elapsed = loop.time() - started
+    finally:
+        ticker.cancel()
+        processor.request_stop()
+        await task
+    ids = [decode_verdict(r.value).event_id for r in found]  # type: ignore[attr-defined]
+    assert sorted(ids) == sorted(f"h{i}" for i in range(count))
+    per_event = elapsed / count
+    assert longest_wait < 8 * per_event, (longest_wait, per_event)
+    assignments = [r for r in caplog.records if r.getMessage() == "partitions assigned"]
+    assert len(assignments) == 1
