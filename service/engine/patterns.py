@@ -106,6 +106,37 @@ def strip_boundaries(expression: str) -> tuple[str, int]:
     return "".join(out), removed
 
 
+# Assertions that read where the scanned buffer starts or ends (or, \B, whether a word goes on
+# there): true at a text's ends, false where that text sits inside a joined batch.
+_BUFFER_ESCAPES: Final = frozenset("AzZBG")
+
+
+def reads_buffer_ends(expression: str) -> bool:
+    """Whether `expression` (without `\\b`) holds `^`, `$` or an escape that reads the buffer's ends."""
+    i = 0
+    in_class = False
+    while i < len(expression):
+        ch = expression[i]
+        if ch == "\\" and i + 1 < len(expression):
+            if not in_class and expression[i + 1] in _BUFFER_ESCAPES:
+                return True
+            i += 2
+            continue
+        if ch == "[" and not in_class:
+            in_class = True
+            # A `]` first in a class (or after `^`) is a member, not the class's end.
+            if expression[i + 1 : i + 2] == "^":
+                i += 1
+            if expression[i + 1 : i + 2] == "]":
+                i += 1
+        elif ch == "]" and in_class:
+            in_class = False
+        elif ch in "^$" and not in_class:
+            return True
+        i += 1
+    return False
+
+
 
 @dataclass(frozen=True, slots=True)
 class Edges:
