@@ -9,10 +9,14 @@ are hashed (multiplicative hashing on code points, view and order salted) into 2
 the score is sigmoid(bias + Σ weights[bucket] / sqrt(n-gram count)). The views are joined into one
 string per text (`joined`), so one text is one small array.
 
-Two entry points compute the same sum: `score` for one text (~5-8 µs: a few numpy calls over
-one small array) and `score_batch` for many at once (one array for the whole batch, the stream's
-path: ~1-2 µs per text in batches of thousands). `contributions` says which n-grams of the
-original text carried the score (a reviewer's "why"); it runs only when a rule matched.
+Two entry points compute the same score, to the last bit: `score` for one text (a few numpy calls
+over one small array) and `score_batch` for many at once (one array for the whole batch, the
+stream's path). The weights are summed as integers (each weight in units of 2^-24, exact for the
+float16 weights a model file holds), so a sum does not depend on the order it was added in, nor
+on which other texts shared the batch; the sigmoid is Python's own per text. An engine may so
+decide a rule on a batch's score and explain it with the same text's score alone.
+`contributions` says which n-grams of the original text carried the score (a reviewer's "why");
+it runs only when a rule matched.
 
 Hashes use uint32 arithmetic (wrapping), so the features are the same on every platform and
 every numpy version; nothing here reads a file or a clock.
@@ -44,6 +48,9 @@ MAX_VIEWS: Final = 2
 _ORDER_MULTIPLIERS: Final = (0x01000193, 0x27D4EB2F, 0x165667B1, 0x9E3779B1)  # odd; one per order ≥ 2
 _MIX: Final = 0x9E3779B1  # Knuth's multiplicative hash
 _MIX32: Final = np.uint32(_MIX)
+# Weights are summed in units of 2^-24: a float16 weight is an exact multiple of it.
+_WEIGHT_UNIT_BITS: Final = 24
+_WEIGHT_UNIT: Final = 2.0**-_WEIGHT_UNIT_BITS
 # Where emoji live (arrows, symbols, dingbats, the emoji planes): a text without one of these
 # has no emoji reading to try.
 _SYMBOLS: Final = re.compile("[\u2190-\u2bff\U0001f000-\U0001faff]")
@@ -92,6 +99,7 @@ class NgramModel:
     _batch_tables: tuple[ModelTable, ...] = field(init=False, repr=False)  # TEXT_BREAK kept
     _marking: tuple[ModelTable, ...] = field(init=False, repr=False)  # deleted → NUL (contributions)
     _shift: np.uint32 = field(init=False, repr=False)
+    _units: npt.NDArray[np.int64] = field(init=False, repr=False)  # the weights in units of 2^-24
     _multipliers: tuple[np.uint32, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -113,6 +121,8 @@ class NgramModel:
         object.__setattr__(self, "_batch_tables", tuple(batch_tables))
         object.__setattr__(self, "_marking", tuple([0 if v is None else v for v in t] for t in tables))
         object.__setattr__(self, "_shift", np.uint32(32 - self.bits))
+        units = np.rint(np.ldexp(self.weights.astype(np.float64), _WEIGHT_UNIT_BITS)).astype(np.int64)
+        object.__setattr__(self, "_units", units)
         object.__setattr__(self, "_longest_spelling", max(map(len, self.spellings), default=0))
         object.__setattr__(self, "_multipliers", tuple(np.uint32(m) for m in _ORDER_MULTIPLIERS))
 
@@ -191,7 +201,7 @@ class NgramModel:
         tables = self._tables
         joined = text.translate(tables[0]) if len(tables) == 1 else VIEW_BREAK.join([text.translate(t) for t in tables])
         if not joined:  # one view, nothing left in it: no feature
-            return self.bias
+            return _margin_of(self.bias, 0, 1)
         codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
         size = len(codes)
         grams = codes
@@ -205,7 +215,7 @@ class NgramModel:
         hashed = np.concatenate(parts)
         hashed *= _MIX32
         hashed >>= self._shift
-        return self.bias + float(self.weights.take(hashed).sum(dtype=np.float64)) / math.sqrt(len(hashed))
+        return _margin_of(self.bias, int(self._units.take(hashed).sum()), len(hashed))
 
     def score_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
         """`score` of every text, computed over one array for the whole batch; the texts with an
@@ -222,7 +232,7 @@ class NgramModel:
                     variants.append(reading)
             if variants:
                 np.maximum.at(margins, np.array(owners), self._batch_margins(variants))
-        return np.asarray(1.0 / (1.0 + np.exp(-margins)), dtype=np.float64)
+        return np.array([_sigmoid(margin) for margin in margins.tolist()], dtype=np.float64)
 
     def _texts_with_readings(self, texts: Sequence[str]) -> list[int]:
         """Indices of the texts that hold an emoji or a run that may be pinyin: one regex pass
@@ -247,10 +257,10 @@ class NgramModel:
         breaks = np.flatnonzero(codes == ord(TEXT_BREAK))
         starts = np.concatenate(([0], breaks + 1))
         lengths = np.diff(np.concatenate((starts, [size + 1]))) - 1  # characters per joined text
-        totals = np.zeros(len(texts))
-        counts = np.zeros(len(texts))
+        totals = np.zeros(len(texts), dtype=np.int64)
+        counts = np.zeros(len(texts), dtype=np.int64)
         # One padding zero: an empty last text starts at `size` (reduceat needs a valid index).
-        weights = np.zeros(size + 1, dtype=np.float32)
+        weights = np.zeros(size + 1, dtype=np.int64)
         grams = codes
         for order in range(1, self.max_order + 1):
             if order > 1:
@@ -260,14 +270,15 @@ class NgramModel:
                 grams += codes[order - 1 :]
             hashed = grams * _MIX32
             hashed >>= self._shift
-            weights[: len(hashed)] = self.weights.take(hashed)
-            weights[len(hashed) :] = 0.0
+            weights[: len(hashed)] = self._units.take(hashed)
+            weights[len(hashed) :] = 0
             # The n-grams that hold a break start at most order−1 positions before it.
             for back in range(order):
-                weights[np.maximum(breaks - back, 0)] = 0.0
+                weights[np.maximum(breaks - back, 0)] = 0
             totals += np.add.reduceat(weights, starts)
             counts += np.maximum(lengths - order + 1, 0)
-        return np.asarray(self.bias + totals / np.sqrt(np.maximum(counts, 1)), dtype=np.float64)
+        # The same operations, in the same order, as `_margin_of` for one text.
+        return np.asarray(self.bias + totals * _WEIGHT_UNIT / np.sqrt(np.maximum(counts, 1)), dtype=np.float64)
 
     def _joined_batch(self, texts: Sequence[str]) -> str:
         """The texts' `joined` forms separated by TEXT_BREAK, each view translated for the whole
@@ -391,5 +402,13 @@ def _offset(value: int | str | None, offset: int) -> int | str | None:
     return "".join(chr(ord(char) + offset) for char in value)
 
 
+def _margin_of(bias: float, units: int, count: int) -> float:
+    """bias + Σ weights / sqrt(n-grams), from the sum in weight units (exact below 2^53)."""
+    return bias + units * _WEIGHT_UNIT / math.sqrt(count)
+
+
 def _sigmoid(margin: float) -> float:
-    return float(1.0 / (1.0 + np.exp(-margin)))
+    if margin >= 0:
+        return 1.0 / (1.0 + math.exp(-margin))
+    odds = math.exp(margin)  # exp(-margin) would overflow for a margin below about -709
+    return odds / (1.0 + odds)
