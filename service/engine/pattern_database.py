@@ -11,8 +11,9 @@ The patterns are split over up to three Hyperscan databases, each scanned withou
   of the default pack's text field: 0.06 s; as regexes without the single-match flag: 2.4 s);
 - *regexes* that read only the characters they match, scanned like the literals;
 - *anchored* regexes, which read where the buffer starts or ends (`^`, `$`, `\\A`, `\\z`, `\\Z`,
-  `\\B`): in a joined buffer those are the batch's ends, not each text's, so they are scanned
-  text by text in a batch too.
+  `\\B`): in a joined buffer those are the batch's ends, not each text's. A batch scans them
+  without their anchors (a wider pattern, `probe`) over the joined buffer, then each text that
+  probe reported in, alone, with the anchors.
 
 Either way a text's reports are the same: the first `MAX_SPANS_PER_PATTERN` of each pattern, in
 the order of their end offsets. A pattern that matches across two joined texts is reported in the
@@ -43,8 +44,8 @@ from service.engine.patterns import (
     literal_chars,
     literal_edges,
     locate,
-    reads_buffer_ends,
     strip_boundaries,
+    without_buffer_ends,
 )
 
 Report = tuple[int, int]  # (pattern id, end byte offset)
@@ -66,6 +67,9 @@ class PatternDatabase:
     _literals: hyperscan.Database | None = field(init=False, repr=False)
     _regexes: hyperscan.Database | None = field(init=False, repr=False)
     _anchored: hyperscan.Database | None = field(init=False, repr=False)
+    # The anchored patterns without their anchors; None when there are none, or when one of them
+    # cannot be compiled so (it would match empty text): then a batch scans every text alone.
+    _anchored_probe: hyperscan.Database | None = field(init=False, repr=False)
     _locators: dict[int, re2._Regexp] = field(init=False, repr=False)
     _edges: dict[int, Edges | SyllableEdges] = field(init=False, repr=False)
 
@@ -73,15 +77,18 @@ class PatternDatabase:
         literals: list[tuple[int, bytes]] = []
         regexes: list[tuple[int, bytes]] = []
         anchored: list[tuple[int, bytes]] = []
+        probes: list[tuple[int, bytes]] = []
         self._locators = {}
         self._edges = {}
         for pattern_id, expression in self.expressions:
             stripped, removed = strip_boundaries(expression)
             chars = literal_chars(stripped)
+            relaxed = None if chars is not None else without_buffer_ends(stripped)
             if chars is not None:
                 literals.append((pattern_id, chars[0].encode()))
-            elif reads_buffer_ends(stripped):
+            elif relaxed is not None:
                 anchored.append((pattern_id, stripped.encode()))
+                probes.append((pattern_id, relaxed.encode()))
             else:
                 regexes.append((pattern_id, stripped.encode()))
             if pattern_id in self.deferred:
@@ -96,6 +103,10 @@ class PatternDatabase:
         self._literals = _compiled(literals, literal=True)
         self._regexes = _compiled(regexes, literal=False)
         self._anchored = _compiled(anchored, literal=False)
+        try:
+            self._anchored_probe = _compiled(probes, literal=False)
+        except PatternCompileError:
+            self._anchored_probe = None
 
     def __getstate__(self) -> dict[str, object]:
         # Hyperscan databases do not pickle: they travel serialised (hyperscan.dumpb), so a pack
@@ -141,7 +152,6 @@ class PatternDatabase:
         without a report are left out. A report whose last byte is a separator's is no text's."""
         found: dict[int, list[Report]] = {}
         counts: dict[tuple[int, int], int] = {}
-        last = len(starts) - 1
 
         def on_match(pattern_id: int, _from: int, to: int, _flags: int, _context: object) -> None:
             index = bisect_right(starts, to - 1) - 1
@@ -160,7 +170,7 @@ class PatternDatabase:
             if database is not None:
                 database.scan(data, match_event_handler=on_match)
         if self._anchored is not None:
-            for index in range(last + 1):  # each text alone: these patterns read its ends
+            for index in self._anchored_texts(data, starts, stops):  # alone: these patterns read its ends
                 own = self._own_ends(self._anchored, data[starts[index] : stops[index]])
                 if own:
                     found.setdefault(index, []).extend(own)
@@ -168,6 +178,20 @@ class PatternDatabase:
             if len(reports) > 1:
                 reports.sort(key=_BY_END)
         return found
+
+    def _anchored_texts(self, data: bytes, starts: Sequence[int], stops: Sequence[int]) -> list[int]:
+        """The texts an anchored pattern may match in: those its probe reported in."""
+        if self._anchored_probe is None:
+            return list(range(len(starts)))
+        texts: set[int] = set()
+
+        def on_match(_pattern_id: int, _from: int, to: int, _flags: int, _context: object) -> None:
+            index = bisect_right(starts, to - 1) - 1
+            if index >= 0 and to <= stops[index]:
+                texts.add(index)
+
+        self._anchored_probe.scan(data, match_event_handler=on_match)
+        return sorted(texts)
 
     @staticmethod
     def _own_ends(database: hyperscan.Database, data: bytes) -> list[Report]:
@@ -226,7 +250,7 @@ class PatternDatabase:
         return locate(self._locators[pattern_id], text, single=self.single[pattern_id])
 
 
-_DATABASES: Final = ("_literals", "_regexes", "_anchored")
+_DATABASES: Final = ("_literals", "_regexes", "_anchored", "_anchored_probe")
 
 
 def _compiled(patterns: list[tuple[int, bytes]], *, literal: bool) -> hyperscan.Database | None:

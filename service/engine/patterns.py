@@ -111,31 +111,40 @@ def strip_boundaries(expression: str) -> tuple[str, int]:
 _BUFFER_ESCAPES: Final = frozenset("AzZBG")
 
 
-def reads_buffer_ends(expression: str) -> bool:
-    """Whether `expression` (without `\\b`) holds `^`, `$` or an escape that reads the buffer's ends."""
+def without_buffer_ends(expression: str) -> str | None:
+    """`expression` (without `\b`) with its `^`, `$` and escapes that read the buffer's ends
+    removed, when it has any; None when it has none. Removing an assertion only widens what a
+    pattern matches, so the result finds every text the pattern can match in (and maybe more)."""
+    out: list[str] = []
+    removed = False
     i = 0
     in_class = False
     while i < len(expression):
         ch = expression[i]
         if ch == "\\" and i + 1 < len(expression):
             if not in_class and expression[i + 1] in _BUFFER_ESCAPES:
-                return True
+                removed = True
+            else:
+                out.append(expression[i : i + 2])
             i += 2
             continue
         if ch == "[" and not in_class:
             in_class = True
+            out.append(ch)
             # A `]` first in a class (or after `^`) is a member, not the class's end.
-            if expression[i + 1 : i + 2] == "^":
-                i += 1
-            if expression[i + 1 : i + 2] == "]":
-                i += 1
+            for opening in ("^", "]"):
+                if expression[i + 1 : i + 2] == opening:
+                    out.append(opening)
+                    i += 1
         elif ch == "]" and in_class:
             in_class = False
+            out.append(ch)
         elif ch in "^$" and not in_class:
-            return True
+            removed = True
+        else:
+            out.append(ch)
         i += 1
-    return False
-
+    return "".join(out) if removed else None
 
 
 @dataclass(frozen=True, slots=True)
