@@ -57,6 +57,19 @@ def _fill(pieces: Iterator[str], size: int) -> str:
     return "".join(out)[:size]
 
 
+def _whole(pieces: Iterator[str], size: int) -> str:
+    """Whole pieces up to `size` characters: a run of syllables is cut between two of them, so every
+    size takes the same path (a cut syllable, like a final `z`, makes the run read as no pinyin)."""
+    out: list[str] = []
+    length = 0
+    for piece in pieces:
+        if length + len(piece) > size:
+            break
+        out.append(piece)
+        length += len(piece)
+    return "".join(out)
+
+
 def _cycle(items: list[str], rng: random.Random) -> Iterator[str]:
     while True:
         yield rng.choice(items)
@@ -79,7 +92,7 @@ class Kinds:
 
     def table(self) -> dict[str, Generator]:
         return {
-            "pinyin_run": lambda n, rng: _fill(_cycle(self.syllables, rng), n),
+            "pinyin_run": lambda n, rng: _whole(_cycle(self.syllables, rng), n),
             "pinyin_keywords_joined": lambda n, rng: _fill(_cycle(self.spellings, rng), n),
             "pinyin_keywords_spaced": lambda n, rng: _fill((s + " " for s in _cycle(self.spellings, rng)), n),
             "keywords_packed": lambda n, rng: _fill(_cycle(self.words, rng), n),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Final, Literal, NamedTuple, TypeVar
+from typing import Annotated, Any, Final, Literal, NamedTuple, TypeVar
 
 import msgspec
 
@@ -214,14 +214,7 @@ def decode_event(data: bytes | str) -> ChatEvent:
 
 def decode_event_noting(data: bytes | str) -> DecodedEvent:
     """The event, and whether it had unknown fields (one strict pass when it had none)."""
-    try:
-        return DecodedEvent(_event_decoder.decode(data), False)
-    except msgspec.DecodeError as exc:  # ValidationError is a subclass: both carry the JSON path
-        if not str(exc).startswith(_UNKNOWN):
-            raise EventDecodeError(str(exc)) from exc
-    except RecursionError as exc:  # msgspec recurses into nested unknown fields
-        raise EventDecodeError("JSON is nested too deeply") from exc
-    return DecodedEvent(_lenient(_any_event_decoder, data), True)
+    return DecodedEvent(*_decode_noting(_event_decoder, _any_event_decoder, data))
 
 
 def decode_adhoc_event(data: bytes | str) -> AdHocEvent:
@@ -229,14 +222,7 @@ def decode_adhoc_event(data: bytes | str) -> AdHocEvent:
 
 
 def decode_adhoc_event_noting(data: bytes | str) -> tuple[AdHocEvent, bool]:
-    try:
-        return _adhoc_decoder.decode(data), False
-    except msgspec.DecodeError as exc:
-        if not str(exc).startswith(_UNKNOWN):
-            raise EventDecodeError(str(exc)) from exc
-    except RecursionError as exc:
-        raise EventDecodeError("JSON is nested too deeply") from exc
-    return _lenient(_any_adhoc_decoder, data), True
+    return _decode_noting(_adhoc_decoder, _any_adhoc_decoder, data)
 
 
 _batch_decoder: Final = msgspec.json.Decoder(list[ChatEvent])
@@ -247,27 +233,27 @@ _any_adhoc_batch_decoder: Final = msgspec.json.Decoder(list[_AnyAdHocEvent])
 
 def decode_batch_noting(data: bytes | str) -> tuple[list[ChatEvent], bool]:
     """A JSON array of events, and whether any had unknown fields."""
-    try:
-        return _batch_decoder.decode(data), False
-    except msgspec.DecodeError as exc:
-        if not str(exc).startswith(_UNKNOWN):
-            raise EventDecodeError(str(exc)) from exc
-    except RecursionError as exc:
-        raise EventDecodeError("JSON is nested too deeply") from exc
-    lenient = _lenient(_any_batch_decoder, data)
-    return list[ChatEvent](lenient), True
+    return _decode_noting(_batch_decoder, _any_batch_decoder, data)
 
 
 def decode_adhoc_batch_noting(data: bytes | str) -> tuple[list[AdHocEvent], bool]:
+    return _decode_noting(_adhoc_batch_decoder, _any_adhoc_batch_decoder, data)
+
+
+def _decode_noting(
+    strict: msgspec.json.Decoder[_T], lenient: msgspec.json.Decoder[Any], data: bytes | str
+) -> tuple[_T, bool]:
+    """`strict`'s value, or, when only unknown fields stopped it, `lenient`'s (the same types'
+    twins, unknown fields skipped) and True: one pass for the usual event."""
     try:
-        return _adhoc_batch_decoder.decode(data), False
-    except msgspec.DecodeError as exc:
+        return strict.decode(data), False
+    except msgspec.DecodeError as exc:  # ValidationError is a subclass: both carry the JSON path
         if not str(exc).startswith(_UNKNOWN):
             raise EventDecodeError(str(exc)) from exc
-    except RecursionError as exc:
+    except RecursionError as exc:  # msgspec recurses into nested unknown fields
         raise EventDecodeError("JSON is nested too deeply") from exc
-    lenient = _lenient(_any_adhoc_batch_decoder, data)
-    return list[AdHocEvent](lenient), True
+    decoded: _T = _lenient(lenient, data)
+    return decoded, True
 
 
 def _lenient(decoder: msgspec.json.Decoder[_T], data: bytes | str) -> _T:

@@ -34,6 +34,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
+class RetriedConnectFailure(logging.Filter):
+    """aiokafka logs each refused connection at ERROR; Redline's connect loop retries it and says
+    so at WARNING (service/kafka/connection.py), so an outage the service rides out must not look
+    like a fault: the line stays (it names the cause), as a warning. A failed SASL handshake and
+    every other aiokafka error keep their level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and record.getMessage().startswith("Unable connect to"):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
@@ -41,7 +53,10 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # aiokafka is chatty at INFO about every coordinator change; keep its warnings.
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    aiokafka = logging.getLogger("aiokafka")
+    aiokafka.setLevel(max(logging.WARNING, root.level))
+    if not any(isinstance(f, RetriedConnectFailure) for f in aiokafka.filters):
+        aiokafka.addFilter(RetriedConnectFailure())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

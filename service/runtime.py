@@ -24,7 +24,7 @@ from service.engine.classifier import Engine
 from service.errors import PackError
 from service.readiness import Readiness
 from service.rules.budget import PackBudget
-from service.rules.isolated import load_isolated, load_isolated_now
+from service.rules.isolated import adopt, load_isolated, load_isolated_now
 from service.rules.loader import load_pack
 from service.settings import Settings
 
@@ -42,6 +42,9 @@ class Runtime:
     reload_listeners: list[Callable[[], None]] = field(default_factory=list)
     # What `/metrics` renders: this process's registry, or with stream members one that adds theirs.
     metrics_registry: CollectorRegistry = REGISTRY
+    # The serving pack compiled and pickled by the compile child, when it was loaded so: what the
+    # stream members adopt instead of compiling it again (members.py).
+    pack_bytes: bytes | None = field(default=None, repr=False)
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     @classmethod
@@ -51,19 +54,41 @@ class Runtime:
         whose parent has already loaded the same pack within budget)."""
         budget = PackBudget.from_settings(settings)
         extra: dict[str, object] = {}
+        pack_bytes = None
         if isolated:
             loaded = load_isolated_now(settings.rules, budget)
-            engine = loaded.report.engine
+            engine, pack_bytes = loaded.report.engine, loaded.pickled
             extra = {"seconds": round(loaded.seconds, 3), "peak_memory_bytes": loaded.peak_memory_bytes}
         else:
             engine = load_pack(settings.rules, budget)
+        return cls._started(settings, engine, pack_bytes, extra)
+
+    @classmethod
+    def adopting(cls, settings: Settings, pack_bytes: bytes) -> Runtime:
+        """The runtime of a stream member, serving the pack its parent compiled (no compile here)."""
+        return cls._started(settings, adopt(pack_bytes).engine, pack_bytes, {"adopted": True})
+
+    @classmethod
+    def _started(
+        cls, settings: Settings, engine: Engine, pack_bytes: bytes | None, extra: dict[str, object]
+    ) -> Runtime:
         install_metrics(engine)
         log.info(
             "rule pack loaded",
             extra={"pack": engine.ruleset.name, "version": engine.ruleset.version,
                    "digest": engine.ruleset.digest, "rules": len(engine.rules), **extra},
         )
-        return cls(settings=settings, engine=engine)
+        return cls(settings=settings, engine=engine, pack_bytes=pack_bytes)
+
+    def adopt(self, pack_bytes: bytes) -> Engine:
+        """Swap in the pack the parent reloaded (a stream member's reload: nothing compiled here)."""
+        engine = self.engine = adopt(pack_bytes).engine
+        self.pack_bytes = pack_bytes
+        install_metrics(engine)
+        log.info("rule pack reloaded",
+                 extra={"pack": engine.ruleset.name, "version": engine.ruleset.version,
+                        "digest": engine.ruleset.digest, "adopted": True})
+        return engine
 
     @property
     def rules_dir(self) -> Path:
@@ -82,6 +107,7 @@ class Runtime:
                 log.warning("rule pack reload refused", extra={"errors": len(exc.issues)})
                 raise
             engine = self.engine = loaded.report.engine
+            self.pack_bytes = loaded.pickled
             install_metrics(engine)
             metrics.rule_pack_reloads_total.labels("success").inc()
             for listener in self.reload_listeners:

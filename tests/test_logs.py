@@ -64,3 +64,15 @@ def test_formatter_survives_unserialisable_extra() -> None:
     record = logging.LogRecord("x", logging.INFO, "f", 1, "m", None, None)
     record.path = object()
     assert json.loads(JsonFormatter().format(record))["path"].startswith("<object")
+
+
+def test_a_retried_refused_connection_is_a_warning_not_an_error(captured: io.StringIO) -> None:
+    # With the broker down, aiokafka logs every refused connection at ERROR while Redline's loop
+    # retries and says so itself: the line stays, as a warning. Other aiokafka errors stay errors.
+    kafka = logging.getLogger("aiokafka")
+    kafka.error('Unable connect to "%s": %s', "127.0.0.1:9092", "[Errno 111] Connection refused")
+    kafka.error("[Error 58] SaslAuthenticationFailed: invalid credentials")
+    first, second = _lines(captured)
+    assert first["level"] == "warning"
+    assert first["msg"] == 'Unable connect to "127.0.0.1:9092": [Errno 111] Connection refused'  # the cause stays
+    assert second["level"] == "error"

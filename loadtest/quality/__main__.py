@@ -1,4 +1,4 @@
-"""`python -m loadtest.quality --data /work/shared/eval [--rules DIR] [--limit N] [--json PATH] [--misses N]`
+"""`python -m loadtest.quality --data DIR [--rules DIR] [--limit N] [--json PATH] [--misses N]`
 
 Prints markdown: precision/recall per category on COLD and SWSR, the false positives, evasion
 robustness per perturbation kind, and the benign-trap table. Exit 0, or 1 when a trap was acted
@@ -124,7 +124,8 @@ def _json(figures: Figures) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.quality", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/eval"), help="evaluation data directory")
+    parser.add_argument("--data", type=Path, required=True,
+                        help="evaluation data directory: cold/ and swsr/ as docs/quality.md describes")
     parser.add_argument("--rules", type=Path, default=bundled_rules_dir(), help="rule pack (default: bundled)")
     parser.add_argument("--limit", type=int, help="rows per dataset (spread over the file), for a quick run")
     parser.add_argument("--fp", type=int, default=25, help="false positives listed per dataset")

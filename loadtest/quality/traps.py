@@ -1,4 +1,4 @@
-"""Benign messages the default pack must never block (DESIGN.md's false-positive traps).
+"""Benign messages the default pack must never block (the conduct code's false-positive traps: docs/quality.md).
 
 Each trap is a complete event plus the strongest action it may receive; the harness exits
 non-zero when any trap gets more.

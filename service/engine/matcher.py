@@ -32,7 +32,7 @@ linear-time check and the end checks, pattern_database.py one compiled database 
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -281,7 +281,10 @@ class FieldMatcher:
             return
 
         def reads_emoji(span: Span) -> bool:
-            return any(span[0] <= position < span[1] for position in positions)
+            # Positions are ascending: the first at or after the span's start decides, in O(log n)
+            # (trying every position for every span made an emoji-dense text cost O(n²)).
+            first = bisect_left(positions, span[0])
+            return first < len(positions) and positions[first] < span[1]
 
         for table in self.stand_ins.tables:
             view = text.translate(table)

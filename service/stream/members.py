@@ -110,7 +110,8 @@ class StreamMembers:
         key = (index, child.pid)  # a restarted member starts from zero: a new key in the merge
         self._children[index] = child
         # Settings go through the pipe, not argv or the environment: they may hold SASL passwords.
-        child.send(("start", self.settings.model_dump(mode="json"), index))
+        # The compiled pack goes too: the member adopts it instead of compiling it again.
+        child.send(("start", self.settings.model_dump(mode="json"), index, self.runtime.pack_bytes))
         if self.stopping:
             child.close_stdin()
         stopper = asyncio.create_task(self._kill_after_stop(child), name=f"redline-member-{index}-stop")
@@ -151,7 +152,7 @@ class StreamMembers:
 
     def _announce_reload(self) -> None:
         for child in self._children.values():
-            child.send(("reload",))
+            child.send(("reload", self.runtime.pack_bytes))
 
     async def _kill_after_stop(self, child: Child) -> None:
         await self._stopping.wait()

@@ -19,10 +19,11 @@ from service.events import ChatEvent
 from service.rules.loader import load_pack
 from service.settings import bundled_rules_dir
 
-SMALL, LARGE = 4096, 16384
-# Linear growth is 4x; quadratic is 16x. Small texts carry a fixed cost, so linear often reads
-# below 4; noise on a busy machine can push a ratio up, hence the margin.
-MAX_GROWTH = 8.0
+# The largest field an event may carry (REDLINE_MAX_TEXT_CHARS) and a quarter of it: a quadratic
+# term hides behind a large linear one at small sizes (an emoji-dense text's O(n·emoji) span test
+# grew 6x from 4 Ki to 16 Ki, 7-11x from 16 Ki to 64 Ki). Linear growth is 4x; the margin is noise.
+SMALL, LARGE = 16384, 65536
+MAX_GROWTH = 6.0
 
 KINDS = Kinds(bundled_rules_dir()).table()
 

@@ -206,6 +206,9 @@ async def test_a_reload_reaches_every_member(
     assert digest != first[0]["digest"]
     reloaded = member_lines(service, "rule pack reloaded", 2)
     assert {line["digest"] for line in reloaded} == {digest}
+    # The members adopted the pack their parent compiled (at start and on reload): none compiles.
+    assert all(line.get("adopted") for line in reloaded)
+    assert all(line.get("adopted") for line in member_lines(service, "rule pack loaded", 2))
 
     records = SampleTraffic(seed=93, malformed_ratio=0.0, id_prefix="mreload").records(2000)
     event_ids = {r.event_id for r in records if r.event_id is not None}
