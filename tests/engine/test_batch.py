@@ -105,6 +105,13 @@ _PIECES = [
     "保密培训", "不要说", "微商", "代购", "加我", "taobao.com", "绝密", "内部资料", "黑人", "素质低", "垃圾",
 ]
 texts = st.lists(st.sampled_from(_PIECES), max_size=12).map("".join) | st.text(max_size=40)
+# A huge text: a few pieces repeated to 20k-80k characters (a 1 MiB text is test_long_texts'
+# subject; this keeps 750 random batches within seconds). One event in ~12 gets one.
+huge_texts = st.builds(
+    lambda pieces, size: ("".join(pieces) * (size // max(len("".join(pieces)), 1) + 1))[:size],
+    st.lists(st.sampled_from(_PIECES), min_size=1, max_size=6), st.integers(20_000, 80_000),
+)
+event_texts = st.integers(0, 11).flatmap(lambda pick: huge_texts if pick == 0 else texts)
 
 
 @st.composite
@@ -114,7 +121,7 @@ def events(draw: st.DrawFn) -> ChatEvent:
     return ChatEvent(
         id=f"e{draw(st.integers(0, 10**6))}",
         type=kind,
-        text=draw(texts),
+        text=draw(event_texts),
         chat=Chat(id=draw(st.sampled_from(["c1", "c2"])), kind="group", members=draw(st.integers(2, 600))),
         sender=Sender(id="u1", roles=draw(st.sampled_from([(), ("official",), ("member",)]))),
         payment=Payment(amount=draw(st.integers(0, 300)), direction=draw(st.sampled_from(["send", "receive"])))
