@@ -5,7 +5,9 @@ It is pure: the caller passes the clock reading (`now`) and receives a value: `e
 `Outcome` (the verdict and what the event must be counted under), `classify` the verdict alone.
 `evaluate_batch` and `classify_batch` give the same for many events at once, scanning and scoring
 the batch in a few calls (batch.py): a batch's outcome for an event is the outcome `evaluate`
-gives for that event alone, evidence offsets included.
+gives for that event alone, evidence offsets included. A batch call has a fixed cost (the NumPy
+set-up per field and view, one Hyperscan scan per database: ~0.2 ms with the default pack) that
+a few events do not repay, so a batch of fewer than `PER_EVENT_BELOW` events is decided one by one.
 One engine must be used from one thread at a time (Hyperscan scratch space is per database).
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Final
 
 import msgspec
 
@@ -36,6 +39,11 @@ from service.events import (
 
 # Re-exported: the compiler and the tools name these from here.
 __all__ = ["FIELD_GETTERS", "Channel", "CompiledRule", "Engine", "EventKind", "Exemption", "Outcome", "ScoredRules"]
+
+# Below this many events a batch is decided one event at a time: with the default pack the batch
+# path costs 79 µs per event in pairs, 33 in tens, 26 in twenties, 22 in thirties and 15 in
+# hundreds, against 24 one by one (CPU time, sample traffic: docs/benchmarks.md).
+PER_EVENT_BELOW: Final = 24
 
 @dataclass(frozen=True, slots=True)
 class Exemption:
@@ -105,18 +113,33 @@ class Engine:
         return self._decide(event, now, counts, None)
 
     def evaluate_batch(
-        self, events: Sequence[ChatEvent], now: datetime, counts: Sequence[Mapping[str, int] | None] | None = None
+        self,
+        events: Sequence[ChatEvent],
+        now: datetime,
+        counts: Sequence[Mapping[str, int] | None] | None = None,
+        *,
+        per_event_below: int = PER_EVENT_BELOW,
     ) -> list[Outcome]:
         """`evaluate` of each event (with `counts[i]` when given), in order, the batch scanned and
-        scored at once (batch.py). Its cost grows with the batch's characters like the events'
-        one by one; a caller bounds a batch's size by what it may hold the thread for."""
+        scored at once (batch.py) unless it holds fewer than `per_event_below` events (0: always
+        at once). Its cost grows with the batch's characters like the events' one by one; a caller
+        bounds a batch's size by what it may hold the thread for."""
+        if len(events) < per_event_below:
+            if counts is None:
+                return [self.evaluate(event, now) for event in events]
+            return [self.evaluate(event, now, c) for event, c in zip(events, counts, strict=True)]
         return [
             Outcome(verdict, tuple(sightings)) if sightings else Outcome(verdict)
             for verdict, sightings in self._decide_batch(events, now, counts, self._has_counters)
         ]
 
-    def classify_batch(self, events: Sequence[ChatEvent], now: datetime) -> list[Verdict]:
-        """`classify` of each event, in order, the batch scanned and scored at once."""
+    def classify_batch(
+        self, events: Sequence[ChatEvent], now: datetime, *, per_event_below: int = PER_EVENT_BELOW
+    ) -> list[Verdict]:
+        """`classify` of each event, in order, the batch scanned and scored at once (as in
+        `evaluate_batch`, a batch of fewer than `per_event_below` events one by one)."""
+        if len(events) < per_event_below:
+            return [self._decide(event, now, None, None) for event in events]
         return [verdict for verdict, _ in self._decide_batch(events, now, None, False)]
 
     def _decide_batch(

@@ -3,6 +3,8 @@
 `Engine.evaluate_batch` / `classify_batch` normalise a batch's texts joined, scan each view once
 for the batch and score the batch's texts in one call (service.engine.batch); for every event the
 outcome must equal `evaluate(event)` (verdict, evidence offsets and their order, sightings).
+Every call here passes `per_event_below=0`: by default a batch of a few events is decided one by
+one (cheaper), and the tests would then compare the per-event path with itself.
 Random batches mix event types, empty and long texts, cloaked text and the characters that meet
 at the joins; a pack of regexes that could match across a join (`.`, negated classes, anchors)
 and keywords split over two neighbouring events show that nothing matches across two events.
@@ -87,8 +89,8 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Engine]:
 
 
 def assert_batch_equals_single(engine: Engine, events: Sequence[ChatEvent]) -> None:
-    outcomes = engine.evaluate_batch(events, NOW)
-    verdicts = engine.classify_batch(events, NOW)
+    outcomes = engine.evaluate_batch(events, NOW, per_event_below=0)
+    verdicts = engine.classify_batch(events, NOW, per_event_below=0)
     assert len(outcomes) == len(verdicts) == len(events)
     for event, outcome, verdict in zip(events, outcomes, verdicts, strict=True):
         assert outcome == engine.evaluate(event, NOW), event
@@ -145,7 +147,7 @@ def test_sample_traffic_decides_as_events_alone(engines: dict[str, Engine]) -> N
     traffic = SampleTraffic(3, malformed_ratio=0.0)
     sample = [msgspec.convert(traffic.event(NOW), ChatEvent) for _ in range(3000)]
     engine = engines["default"]
-    outcomes = engine.evaluate_batch(sample, NOW)
+    outcomes = engine.evaluate_batch(sample, NOW, per_event_below=0)
     assert [engine.evaluate(event, NOW) for event in sample] == outcomes
     assert sum(bool(o.verdict.matches) for o in outcomes) > 300  # the traffic exercises the pack
     assert any(o.sightings for o in outcomes)  # and its counters
@@ -175,7 +177,7 @@ def test_no_pattern_matches_across_two_events(engines: dict[str, Engine], left: 
     engine = engines["crossing"]
     joined = engine.classify(ChatEvent(id="j", text=left + right), NOW)
     batch = [ChatEvent(id="l", text=left), ChatEvent(id="r", text=right)]
-    verdicts = engine.classify_batch(batch, NOW)
+    verdicts = engine.classify_batch(batch, NOW, per_event_below=0)
     assert verdicts == [engine.classify(event, NOW) for event in batch]
     crossing = {m.rule for m in joined.matches} - {m.rule for v in verdicts for m in v.matches}
     assert crossing, "the pair holds a pattern joined, and neither event alone"
@@ -190,7 +192,7 @@ THROUGH_THE_JOIN = [("机", "密"), ("机", "z"), ("a机", ""), ("机", "\n")]
 def test_the_join_is_no_character_of_either_event(engines: dict[str, Engine], left: str, right: str) -> None:
     engine = engines["crossing"]
     batch = [ChatEvent(id="l", text=left), ChatEvent(id="r", text=right), ChatEvent(id="n", text="z")]
-    assert engine.classify_batch(batch, NOW) == [engine.classify(event, NOW) for event in batch]
+    assert engine.classify_batch(batch, NOW, per_event_below=0) == [engine.classify(event, NOW) for event in batch]
 
 
 # Events whose own normalisation would change if the join read as a separator: 结尾 + a space
@@ -204,7 +206,7 @@ def test_the_join_does_not_normalise_the_events_around_it(
 ) -> None:
     engine = engines["crossing"]
     batch = [ChatEvent(id="l", text=left), ChatEvent(id="r", text=right)]
-    assert engine.classify_batch(batch, NOW) == [engine.classify(event, NOW) for event in batch]
+    assert engine.classify_batch(batch, NOW, per_event_below=0) == [engine.classify(event, NOW) for event in batch]
 
 
 def test_a_fixed_length_hit_belongs_to_one_text(engines: dict[str, Engine]) -> None:
@@ -225,7 +227,7 @@ def test_fuzz_no_match_spans_a_join(engines: dict[str, Engine], left: str, right
     for pack in ("crossing", "default"):
         engine = engines[pack]
         batch = [ChatEvent(id="l", text=left), ChatEvent(id="r", text=right)]
-        verdicts = engine.classify_batch(batch, NOW)
+        verdicts = engine.classify_batch(batch, NOW, per_event_below=0)
         for event, verdict in zip(batch, verdicts, strict=True):
             assert verdict == engine.classify(event, NOW)
             for match in verdict.matches:
@@ -238,13 +240,13 @@ def test_counts_given_per_event(engines: dict[str, Engine]) -> None:
     engine = engines["counters"]
     traffic = SampleTraffic(9, malformed_ratio=0.0)
     sample = [msgspec.convert(traffic.event(NOW), ChatEvent) for _ in range(400)]
-    first = engine.evaluate_batch(sample, NOW)
+    first = engine.evaluate_batch(sample, NOW, per_event_below=0)
     counted = [{s.state_key: 99 for s in o.sightings} if o.sightings else None for o in first]
-    again = engine.evaluate_batch(sample, NOW, counted)
+    again = engine.evaluate_batch(sample, NOW, counted, per_event_below=0)
     assert again == [engine.evaluate(e, NOW, c) for e, c in zip(sample, counted, strict=True)]
     assert any(o.sightings for o in first)
 
 
 def test_empty_batch(engines: dict[str, Engine]) -> None:
-    assert engines["default"].evaluate_batch([], NOW) == []
-    assert engines["default"].classify_batch([], NOW) == []
+    assert engines["default"].evaluate_batch([], NOW, per_event_below=0) == []
+    assert engines["default"].classify_batch([], NOW, per_event_below=0) == []
