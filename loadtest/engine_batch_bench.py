@@ -15,7 +15,8 @@ records' bytes, default pack (or `--rules`):
 Traffic: the sample mix, and `clean`: the events of the mix with no hit (no pattern found in any
 field, no model score over a threshold, no rule of their kind to evaluate: plain allows). Then how
 the batch path's cost grows with the batch size (one unsliced call of 100 … 20,000 events) and with
-the text length, and the tail: what one 1 MiB text adds to the other events of its batch.
+the text length, small batches with the batch machinery forced against one by one (where
+`PER_EVENT_BELOW` comes from), and the tail: what one 1 MiB text adds to the other events of its batch.
 
 Times are CPU (`time.process_time`: time spent descheduled on this shared machine is left out),
 µs per event, median of `--runs` runs with both paths alternating in each run.
@@ -107,6 +108,20 @@ def batch_sizes(engine: Engine, raw: Sequence[bytes], runs: int) -> dict[str, di
     return out
 
 
+def small_batches(engine: Engine, raw: Sequence[bytes], runs: int) -> dict[str, dict[str, float]]:
+    """classify only, ~10k sample events in batches of a few events: the batch machinery forced
+    (`per_event_below=0`) against one by one, what `PER_EVENT_BELOW` is chosen from."""
+    events = [decode_event(record) for record in raw[:10_000]]
+    out: dict[str, dict[str, float]] = {}
+    for size in (2, 5, 10, 20, 30, 50, 100):
+        chunks = [events[i : i + size] for i in range(0, len(events), size)]
+        out[str(size)] = alternate(runs, len(events), {
+            "batch machinery": lambda c=chunks: [engine.classify_batch(p, NOW, per_event_below=0) for p in c],
+            "one by one": lambda: [engine.classify(event, NOW) for event in events],
+        })
+    return out
+
+
 def chat_text(length: int, rng: random.Random, traffic: SampleTraffic) -> str:
     text = ""
     while len(text) < length:
@@ -172,7 +187,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--rules", type=Path, default=None, help="pack to measure (default: the bundled pack)")
-    parser.add_argument("--only", default="paths,sizes,lengths,tail", help="comma-separated sections")
+    parser.add_argument("--only", default="paths,sizes,small,lengths,tail", help="comma-separated sections")
     args = parser.parse_args()
     sections = set(args.only.split(","))
     engine = load_pack(args.rules or bundled_rules_dir())
@@ -191,6 +206,8 @@ def main() -> None:
         result["batch size, decode+classify+encode µs per event (one unsliced call per batch)"] = batch_sizes(
             engine, raw, args.runs
         )
+    if "small" in sections:
+        result["small batches, classify µs per event"] = small_batches(engine, raw, args.runs)
     if "lengths" in sections:
         result["text length, classify µs per event"] = text_lengths(engine, args.runs)
     if "tail" in sections:

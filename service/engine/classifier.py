@@ -41,8 +41,8 @@ from service.events import (
 __all__ = ["FIELD_GETTERS", "Channel", "CompiledRule", "Engine", "EventKind", "Exemption", "Outcome", "ScoredRules"]
 
 # Below this many events a batch is decided one event at a time: with the default pack the batch
-# path costs 79 µs per event in pairs, 33 in tens, 26 in twenties, 22 in thirties and 15 in
-# hundreds, against 24 one by one (CPU time, sample traffic: docs/benchmarks.md).
+# path costs 79 µs per event in pairs, 33 in tens, 24 in twenties, 21 in thirties and 14 in
+# hundreds, against 23-24 one by one (CPU time, sample traffic: loadtest.engine_batch_bench).
 PER_EVENT_BELOW: Final = 24
 
 @dataclass(frozen=True, slots=True)
