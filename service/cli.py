@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 from service import replay
 from service.admission import EventLimits, decode_checkable, refusal
+from service.batches import slices_by_chars
 from service.engine.classifier import Engine
 from service.errors import ConfigError, EventDecodeError, PackError
 from service.events import Chat, ChatEvent, encode_verdict
@@ -27,6 +28,7 @@ from service.training import cli as training_cli
 from service.version import installed_version
 
 CHECK_BATCH_LINES = 512  # lines decoded and classified together: one clock read per batch
+CHECK_SLICE_CHARS = 64 * 1024  # scanned characters per engine batch call (service.batches)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -130,7 +132,7 @@ def _check(settings: Settings, text: str | None, stdin: BinaryIO, stdout: Binary
     failed = False
     for batch in _batches(stdin):
         now = datetime.now(UTC)
-        out: list[bytes] = []
+        events: list[ChatEvent] = []
         for number, line in batch:
             if not line.strip():
                 continue
@@ -147,7 +149,12 @@ def _check(settings: Settings, text: str | None, stdin: BinaryIO, stdout: Binary
                     sys.stderr.write(f"redline check: line {number}: unknown fields (--strict): {fields}\n")
                     continue
                 sys.stderr.write(f"redline check: line {number}: unknown fields ignored: {fields}\n")
-            out.append(encode_verdict(engine.classify(event, now)))
+            events.append(event)
+        out = [
+            encode_verdict(verdict)
+            for part in slices_by_chars(events, CHECK_SLICE_CHARS)
+            for verdict in engine.classify_batch(events[part.start : part.stop], now)
+        ]
         if out:
             stdout.write(b"\n".join(out) + b"\n")
             stdout.flush()

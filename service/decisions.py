@@ -1,9 +1,11 @@
 """How the Kafka loops decide events and key their verdicts: the stream's first pass and the
 counter owner's last hop both call the engine here, and only here.
 
-`decide` gives one `Outcome` per event. An event the engine fails on becomes a dead letter through
-the loop's policy (`classify_error`) and the others still get their outcome: one failing event
-never stops its partition.
+`decide` gives one `Outcome` per event, from one engine batch call for the events it is given
+(Engine.evaluate_batch: the outcome of each event as if decided alone). An event the engine fails
+on becomes a dead letter through the loop's policy (`classify_error`) and the others still get
+their outcome: when the batch call fails, the events are decided again one by one to find which,
+so one failing event never stops its partition.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ class Evaluator(Protocol):
     @property
     def ruleset(self) -> RulesetRef: ...
     def evaluate(self, event: ChatEvent, now: datetime, counts: Mapping[str, int] | None = None) -> Outcome: ...
+    def evaluate_batch(
+        self, events: Sequence[ChatEvent], now: datetime, counts: Sequence[Mapping[str, int] | None] | None = None
+    ) -> list[Outcome]: ...
 
 
 def decide(
@@ -39,6 +44,10 @@ def decide(
 ) -> tuple[list[Outcome | None], list[DeadLetter]]:
     """Each event's outcome (None for an event that failed) and the failed events' dead letters.
     `records[i]` is the record `events[i]` came in; `counts[i]` its counts, when counted."""
+    try:
+        return list[Outcome | None](engine.evaluate_batch(events, now, counts)), []
+    except Exception:  # some event failed the batch: found below, event by event
+        pass
     evaluate = engine.evaluate
     outcomes: list[Outcome | None] = []
     failed: list[DeadLetter] = []

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, TextIO
 
 from service.admission import EventLimits, decode_checkable
+from service.batches import slices_by_chars
 from service.engine.classifier import Engine
 from service.errors import EventDecodeError, PackError
 from service.events import ACTION_RANK, ChatEvent, Match, Verdict
@@ -30,6 +31,9 @@ from service.settings import Settings, bundled_rules_dir
 FailOn = Literal["any", "action", "none"]
 FAIL_ON: Final[tuple[FailOn, ...]] = ("any", "action", "none")
 TEXT_PREVIEW_CHARS: Final = 80
+# Events decoded before both engines decide them, and scanned characters per engine batch call.
+REPLAY_BATCH_EVENTS: Final = 2048
+REPLAY_SLICE_CHARS: Final = 64 * 1024
 MAX_MALFORMED_SHOWN: Final = 20
 
 
@@ -111,6 +115,7 @@ def replay(events: Iterator[tuple[int, bytes]], baseline: Engine, candidate: Eng
     `POST /check` and `redline check` read them (`id` optional, the same limits)."""
     report = Report(_describe(baseline), _describe(candidate))
     limits = limits or EventLimits.from_settings(Settings.model_validate({}))
+    pending: list[ChatEvent] = []
     for number, line in events:
         report.lines += 1
         try:
@@ -121,8 +126,22 @@ def replay(events: Iterator[tuple[int, bytes]], baseline: Engine, candidate: Eng
                 report.malformed_lines.append({"line": number, "error": str(exc)})
             continue
         report.classified += 1
-        _compare(report, event, baseline.classify(event, now), candidate.classify(event, now), examples)
+        pending.append(event)
+        if len(pending) >= REPLAY_BATCH_EVENTS:
+            _compare_batch(report, pending, baseline, candidate, now, examples)
+            pending = []
+    _compare_batch(report, pending, baseline, candidate, now, examples)
     return report
+
+
+def _compare_batch(report: Report, events: list[ChatEvent], baseline: Engine, candidate: Engine, now: datetime,
+                   examples: int) -> None:
+    """Both engines' verdicts of `events`, compared in order: one batch call per engine and slice."""
+    for part in slices_by_chars(events, REPLAY_SLICE_CHARS):
+        piece = events[part.start : part.stop]
+        before, after = baseline.classify_batch(piece, now), candidate.classify_batch(piece, now)
+        for event, old, new in zip(piece, before, after, strict=True):
+            _compare(report, event, old, new, examples)
 
 
 def _compare(report: Report, event: ChatEvent, before: Verdict, after: Verdict, limit: int) -> None:

@@ -3,7 +3,7 @@ engine fails on dead-lettered alone."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -30,11 +30,13 @@ class Record:
 
 @dataclass
 class Recording:
-    """The real engine, remembering the counts each event was evaluated with; fails on one id."""
+    """The real engine, remembering the counts each event was evaluated with and how many batch
+    calls were made; fails on one id, one by one and in a batch."""
 
     inner: Engine
     failing: str
     seen: list[Mapping[str, int] | None]
+    batches: int = 0
 
     @property
     def ruleset(self) -> RulesetRef:
@@ -45,6 +47,15 @@ class Recording:
             raise RuntimeError("engine bug")
         self.seen.append(counts)
         return self.inner.evaluate(event, now, counts)
+
+    def evaluate_batch(
+        self, events: Sequence[ChatEvent], now: datetime, counts: Sequence[Mapping[str, int] | None] | None = None
+    ) -> list[Outcome]:
+        self.batches += 1
+        if any(event.id == self.failing for event in events):
+            raise RuntimeError("engine bug")
+        self.seen.extend(counts or [None] * len(events))
+        return self.inner.evaluate_batch(events, now, counts)
 
 
 def test_each_event_gets_its_outcome_and_its_counts_and_a_failure_is_a_dead_letter() -> None:
@@ -57,6 +68,15 @@ def test_each_event_gets_its_outcome_and_its_counts_and_a_failure_is_a_dead_lett
     [letter] = failed
     assert (letter.reason, dict(letter.headers)["redline-source-offset"]) == ("classify_error", b"1")
     assert dict(letter.headers)["redline-dlq-detail"] == b"RuntimeError: engine bug"
+    assert engine.batches == 1  # tried as one batch, then event by event to find the failing one
     # Without counts, what to count comes back with the verdict (the stream's first pass).
     plain, _ = decide(engine.inner, events[:1], [Record(0)], NOW, dead_lettering(1024))
     assert plain[0] is not None and plain[0].sightings
+
+
+def test_a_batch_is_decided_in_one_engine_call() -> None:
+    engine = Recording(load_pack(REPO / "tests" / "packs" / "counters"), "none", [])
+    events = [ChatEvent(id=str(i), text="网传明天停水，速转", chat=Chat("c1"), sender=Sender("s1")) for i in range(5)]
+    outcomes, failed = decide(engine, events, [Record(i) for i in range(5)], NOW, dead_lettering(1024))
+    assert (engine.batches, failed) == (1, [])
+    assert outcomes == [engine.inner.evaluate(event, NOW) for event in events]

@@ -56,7 +56,7 @@ def robustness(engine: Engine, texts: Sequence[str], kinds: Sequence[str] | None
     """Per perturbation kind, how many matched (text, category) pairs survive it."""
     chosen = list(kinds or perturb.KINDS)
     results = {kind: KindResult() for kind in chosen}
-    originals = engine.classify_batch((text_event(f"orig:{i}", t) for i, t in enumerate(texts)), CLOCK)
+    originals = engine.classify_batch([text_event(f"orig:{i}", t) for i, t in enumerate(texts)], CLOCK)
     # kind, category, original, perturbed, (evidence, rewrite) pieces
     jobs: list[tuple[str, str, str, str, tuple[tuple[str, str], ...]]] = []
     for text, verdict in zip(texts, originals, strict=True):
@@ -66,7 +66,7 @@ def robustness(engine: Engine, texts: Sequence[str], kinds: Sequence[str] | None
                 perturbed, pieces = perturb.rewrite(text, spans, perturb.KINDS[kind], rng)
                 if perturbed != text:
                     jobs.append((kind, category, text, perturbed, tuple(pieces)))
-    verdicts = engine.classify_batch((text_event(f"p:{i}", job[3]) for i, job in enumerate(jobs)), CLOCK)
+    verdicts = engine.classify_batch([text_event(f"p:{i}", job[3]) for i, job in enumerate(jobs)], CLOCK)
     for (kind, category, original, perturbed, pieces), verdict in zip(jobs, verdicts, strict=True):
         result = results[kind]
         result.applicable += 1

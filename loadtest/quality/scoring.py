@@ -24,7 +24,7 @@ def text_event(event_id: str, text: str) -> ChatEvent:
 
 
 def classify_texts(engine: Engine, items: Iterable[tuple[str, str]]) -> list[Verdict]:
-    return engine.classify_batch((text_event(i, t) for i, t in items), CLOCK)
+    return engine.classify_batch([text_event(i, t) for i, t in items], CLOCK)
 
 
 def acted(verdict: Verdict) -> list[Match]:

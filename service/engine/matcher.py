@@ -32,93 +32,40 @@ linear-time check and the end checks, pattern_database.py one compiled database 
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import re2
+import numpy as np
 
+from service.engine.code_tables import CodeTable, text_of, utf8_widths
 from service.engine.folds import FoldedHits
 from service.engine.homophones import Homophones
+from service.engine.homophonic import Homophonic, homophonic
 from service.engine.normalize import NormalizedText, TranslateTable
-from service.engine.pattern_database import PatternDatabase
-from service.engine.patterns import (
-    MAX_SPANS_PER_PATTERN,
-    RE2_OPTIONS,
-    Edges,
-    Hits,
-    PatternSpec,
-    Span,
-    SyllableEdges,
-    literal_chars,
-    locate,
-)
+from service.engine.normalize_batch import NormalizedBatch
+from service.engine.pattern_database import PatternDatabase, Report
+from service.engine.patterns import MAX_SPANS_PER_PATTERN, Hits, PatternSpec, Span, SyllableEdges
 from service.engine.stand_ins import StandIns
-
-
-@dataclass(frozen=True, slots=True)
-class _Homophonic:
-    """A pattern whose hits on the homophone view are read on the text: a literal's occurrences
-    are found with str.find (in the text: the pattern itself; in the view: its twins), any other
-    pattern is located by RE2 (over the text: itself; over the view: its twins)."""
-
-    pattern_id: int
-    single: bool
-    length: int
-    literal: str | None  # the characters a literal pattern matches; None: located by RE2
-    edges: Edges | SyllableEdges | None  # a literal's ends
-    locator: re2._Regexp | None  # the pattern over the text, when not a literal
-    twin_literals: tuple[tuple[str, Edges | None], ...]  # a literal's twins as characters
-    twin_locators: tuple[re2._Regexp, ...]  # the twins over the view, when not a literal
-    twinned: bool = field(init=False)
-    plain_single: bool = field(init=False)  # a single-match literal without edges: one str.find
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "twinned", bool(self.twin_literals or self.twin_locators))
-        object.__setattr__(self, "plain_single", self.single and self.literal is not None and self.edges is None)
-
-    def exact(self, text: str) -> list[Span]:
-        """The pattern's own hits in the text."""
-        literal = self.literal
-        if literal is None:
-            assert self.locator is not None
-            return locate(self.locator, text, single=self.single)
-        spans: list[Span] = []
-        start = text.find(literal)
-        seen = 0
-        while start >= 0 and seen < MAX_SPANS_PER_PATTERN:
-            seen += 1
-            stop = start + self.length
-            if self.edges is None or self.edges.hold(text, start, stop):
-                spans.append((start, stop))
-                if self.single:
-                    break
-            start = text.find(literal, start + 1)
-        return spans
-
-    def homophones(self, text: str, view: str) -> list[Span]:
-        """The twins' hits in `view` (the folded `text`) that are not the pattern's own characters."""
-        literal = self.literal
-        if literal is None:
-            spans: list[Span] = []
-            for locator in self.twin_locators:
-                spans.extend(locate(locator, view, single=False))
-            return spans
-        found: list[Span] = []
-        for twin, edges in self.twin_literals:
-            start = view.find(twin)
-            seen = 0
-            while start >= 0 and seen < MAX_SPANS_PER_PATTERN:
-                seen += 1
-                stop = start + self.length
-                if not text.startswith(literal, start) and (edges is None or edges.hold(text, start, stop)):
-                    found.append((start, stop))
-                start = view.find(twin, start + 1)
-        return found
-
 
 View = Callable[[str], NormalizedText | None]
 Candidates = list[tuple[int, Span]]  # (pattern id, span) of homophone hits not yet checked
+
+
+def _canonical(item: tuple[int, list[Span]]) -> tuple[Span, int]:
+    return item[1][0], item[0]
+
+
+def _probed(probe: re.Pattern[str], joined: str, starts: list[int], stops: list[int]) -> set[int]:
+    """The texts of a joined batch (text i is `joined[starts[i]:stops[i]]`) that `probe` finds in."""
+    found: set[int] = set()
+    for match in probe.finditer(joined):
+        position = match.start()
+        index = bisect_right(starts, position) - 1
+        if index >= 0 and position < stops[index]:
+            found.add(index)
+    return found
+
 
 
 @dataclass
@@ -139,7 +86,8 @@ class FieldMatcher:
     stand_ins: StandIns | None = None  # emoji read as hanzi (engine/stand_ins.py), with homophones
     _main: PatternDatabase = field(init=False, repr=False)
     _fold: TranslateTable | None = field(init=False, repr=False)  # the homophone view's, when scanned
-    _deferred: dict[int, _Homophonic] = field(init=False, repr=False)  # database id → its pattern
+    _fold_codes: CodeTable | None = field(init=False, repr=False)  # the same, for a batch
+    _deferred: dict[int, Homophonic] = field(init=False, repr=False)  # database id → its pattern
     _homophonic_ids: frozenset[int] = field(init=False, repr=False)  # the patterns _deferred reads
 
     def __post_init__(self) -> None:
@@ -154,6 +102,7 @@ class FieldMatcher:
         if self.homophones is not None and any(p.homophones for p in self.patterns):
             expressions = self._homophone_view(lengths, single, syllable_edges)
             self._fold = self.homophones.fold
+        self._fold_codes = None if self._fold is None else CodeTable(self._fold)
         self._main = PatternDatabase(
             lengths, single, expressions, syllable_edges, self.spelled, frozenset(self._deferred)
         )
@@ -165,7 +114,7 @@ class FieldMatcher:
         """The database's expressions over the homophone view. A pattern that mentions no
         character with homophones, and has no twin of its own, compiles as it is (its hits on the
         view are its hits on the text); the others compile as their view (Homophones.view), with
-        the twins the view does not cover as extra ids, and are read by `_Homophonic`."""
+        the twins the view does not cover as extra ids, and are read by `Homophonic`."""
         assert self.homophones is not None
         expressions: list[tuple[int, str]] = []
         extra = len(self.patterns)
@@ -175,12 +124,12 @@ class FieldMatcher:
             if view is None and not twins:
                 expressions.append((i, pattern.expression))
                 continue
-            homophonic = _homophonic(i, pattern, syllables if i in self.spelled else None)
-            self._deferred[i] = homophonic
+            reader = homophonic(i, pattern, syllables if i in self.spelled else None)
+            self._deferred[i] = reader
             expressions.append((i, view or pattern.expression))
             for twin in dict.fromkeys(twins):
                 if twin != view:
-                    self._deferred[extra] = homophonic
+                    self._deferred[extra] = reader
                     lengths[extra] = lengths[i]
                     single[extra] = True
                     expressions.append((extra, twin))
@@ -196,14 +145,75 @@ class FieldMatcher:
         # The fold maps hanzi only: ASCII text is its own view.
         view = text if fold is None or ascii_only else text.translate(fold)
         data = view.encode("utf-8", "replace")
-        byte_ends = self._main.ends(data)
+        return self._hits(text, view, data, self._main.ends(data), ascii_only)
+
+    def scan_batch(self, batch: NormalizedBatch) -> dict[int, Hits]:
+        """`scan` of every text of `batch` (by index), the texts without a hit left out: the
+        batch's view is folded, encoded and scanned at once (pattern_database.ends_batch), and
+        only a text that Hyperscan reported in, or that may hold a kept character or a stand-in
+        emoji (one probe over the batch), is read on its own."""
+        codes = batch.compact_codes
+        if not len(codes):
+            return {}
+        compact = batch.compact
+        starts, stops = batch.starts, batch.stops
+        view_codes = codes if self._fold_codes is None else self._fold_codes.apply(codes)
+        view = compact if self._fold_codes is None else text_of(view_codes)
+        data = view.encode("utf-8", "replace")
+        byte_offsets = np.zeros(len(codes) + 1, dtype=np.int64)
+        np.cumsum(utf8_widths(view_codes), out=byte_offsets[1:])
+        byte_starts = byte_offsets[starts].tolist()
+        byte_stops = byte_offsets[stops].tolist()
+        non_ascii = np.zeros(len(codes) + 1, dtype=np.int64)
+        np.cumsum(codes >= 0x80, out=non_ascii[1:])
+        has_non_ascii = (non_ascii[stops] > non_ascii[starts]).tolist()
+        reports = self._main.ends_batch(data, byte_starts, byte_stops)
+        # The texts a probe found a kept character or a stand-in emoji in (only text with a
+        # character beyond ASCII is read for either); None: every such text may hold one.
+        kept = None if self.alternate_probe is None else _probed(self.alternate_probe, compact, starts, stops)
+        stand_ins = None if self.stand_ins is None else _probed(self.stand_ins.probe, compact, starts, stops)
+        needed = set(reports)
+        if self.alternate is not None:
+            if kept is None:
+                needed.update(i for i, wide in enumerate(has_non_ascii) if wide)
+            else:
+                needed |= kept
+        if stand_ins is not None:
+            needed |= stand_ins
+        out: dict[int, Hits] = {}
+        for index in sorted(needed):
+            start, stop = starts[index], stops[index]
+            if start == stop or (index not in reports and not has_non_ascii[index]):
+                continue
+            hits = self._hits(
+                compact[start:stop], view[start:stop], data[byte_starts[index] : byte_stops[index]],
+                reports.get(index, []), not has_non_ascii[index],
+                may_keep=None if kept is None else index in kept,
+                may_stand_in=stand_ins is not None and index in stand_ins,
+            )
+            if hits:
+                out[index] = hits
+        return out
+
+    def _hits(
+        self, text: str, view: str, data: bytes, byte_ends: list[Report], ascii_only: bool,
+        *, may_keep: bool | None = None, may_stand_in: bool = True,
+    ) -> Hits:
+        """The hits of one text from its main view's reports, plus the other views' (module
+        docstring), in a canonical order: by first span, then pattern id. The order of Hyperscan's
+        reports does not reach a verdict's evidence, so a text scanned alone and the same text
+        scanned inside a batch list the same evidence in the same order. A batch passes what its
+        probes found (`may_keep`: a kept character; `may_stand_in`: a stand-in emoji's block)."""
+        fold = self._fold
         hits, candidates = self._read(text, view, data, byte_ends) if byte_ends else ({}, None)
         folded: set[tuple[int, Span]] = set()
         # Only text with hanzi can have a kept character between words (Normalizer.without_kept).
         probe = self.alternate_probe
         alternate = None
         alternate_candidates: Candidates | None = None
-        if self.alternate is not None and not ascii_only and (probe is None or probe.search(text) is not None):
+        if may_keep is None:
+            may_keep = probe is None or probe.search(text) is not None
+        if self.alternate is not None and not ascii_only and may_keep:
             alternate = self.alternate(text)
         if alternate is not None:
             alternate_view = alternate.text if fold is None else alternate.text.translate(fold)
@@ -220,13 +230,13 @@ class FieldMatcher:
             self._add_homophones(hits, text, candidates, None, folded)
         if alternate is not None and alternate_candidates:
             self._add_homophones(hits, alternate.text, alternate_candidates, alternate, folded)
-        if self.stand_ins is not None and not ascii_only:
+        if self.stand_ins is not None and not ascii_only and may_stand_in:
             self._add_stand_ins(hits, text, folded)
+        if len(hits) > 1:
+            hits = dict(sorted(hits.items(), key=_canonical))
         return FoldedHits(hits, folded) if folded else hits
 
-    def _read(
-        self, text: str, view: str, data: bytes, byte_ends: list[tuple[int, int]]
-    ) -> tuple[Hits, Candidates | None]:
+    def _read(self, text: str, view: str, data: bytes, byte_ends: list[Report]) -> tuple[Hits, Candidates | None]:
         """The hits over one view of the text (the text's own characters), and its homophone
         candidates. `view` is the folded text (the text itself without homophones) and `data` its
         UTF-8: folded hanzi keep their UTF-8 length (3 bytes), so its byte offsets are the text's."""
@@ -234,7 +244,7 @@ class FieldMatcher:
         if not deferred:
             return self._main.spans(text, data, byte_ends), None
         direct: list[tuple[int, int]] = []
-        touched: dict[int, _Homophonic] = {}
+        touched: dict[int, Homophonic] = {}
         for hit in byte_ends:
             homophonic = deferred.get(hit[0])
             if homophonic is None:
@@ -324,32 +334,3 @@ class FieldMatcher:
         for span in spans:
             if span not in found and len(found) < MAX_SPANS_PER_PATTERN:
                 found.append(span)
-
-
-def _homophonic(pattern_id: int, pattern: PatternSpec, syllables: SyllableEdges | None) -> _Homophonic:
-    """How `pattern`'s hits on the homophone view are read: as a literal when it and its twins are
-    fixed characters (with `\\b` at most at their ends), else by RE2."""
-    literal = literal_chars(pattern.expression) if pattern.fixed_length is not None else None
-    twins = [literal_chars(twin) for twin in pattern.homophones]
-    if literal is not None and all(twin is not None and len(twin[0]) == len(literal[0]) for twin in twins):
-        chars, edges = literal
-        return _Homophonic(
-            pattern_id,
-            pattern.single_match,
-            len(chars),
-            chars,
-            syllables or edges,
-            None,
-            tuple(twin for twin in twins if twin is not None),
-            (),
-        )
-    return _Homophonic(
-        pattern_id,
-        pattern.single_match,
-        pattern.fixed_length or 0,
-        None,
-        None,
-        re2.compile(pattern.expression, RE2_OPTIONS),
-        (),
-        tuple(re2.compile(twin, RE2_OPTIONS) for twin in pattern.homophones),
-    )

@@ -25,6 +25,8 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Final
 
+from service.engine.code_tables import ClassTable, CodeTable
+
 # Placeholder the translate table assigns to characters that must disappear (zero-width, BOM…).
 DELETED: Final = "\x00"
 
@@ -77,21 +79,22 @@ SKELETON_KEPT: Final = "E"
 # Sentence punctuation (P) itself is never removed next to hanzi.
 # A spelled-out run is single letters with visible gaps: zero-width characters alone (D) do not
 # spell a word out (m.t\u200bb.cn is m.tb.cn, not m t b c n), they are only deleted.
-_REMOVABLE: Final = re.compile(
+REMOVABLE: Final = re.compile(
     r"(?<=[CE])(?P<c>[SD]+)(?=[CELP])|(?<=[LP])(?P<lc>[SD]+)(?=[CE])"
     r"|(?<!L)(?<!LD)(?P<l>L(?:D*[SPE][SPDE]*L)+)(?!D?L)|(?P<d>D+)"
 )
 # The spelled-out-run branch alone: without D, and without S or without C and E, the other
 # branches cannot match, and this one runs ~3x faster than all four (English chat, URLs).
 _SPELLED: Final = re.compile(r"(?<!L)(?<!LD)(?P<l>L(?:D*[SPE][SPDE]*L)+)(?!D?L)")
-_INNER_SEPARATORS: Final = re.compile(r"[SPDE]+")
+INNER_SEPARATORS: Final = re.compile(r"[SPDE]+")
 # Kept characters touching hanzi on one side and hanzi or Latin on the other (see without_kept).
 _KEPT_BETWEEN_WORDS: Final = re.compile(r"(?<=C)E+(?=[CL])|(?<=L)E+(?=C)")
 
 
 @dataclass(frozen=True)
 class Normalizer:
-    """A compiled normalisation profile; `normalize` is the only per-event call.
+    """A compiled normalisation profile; `normalize` is the per-event call (a batch has
+    service.engine.normalize_batch, which reads `codes` and `classes`: the same tables as arrays).
 
     `skeleton` maps folded characters to the classes above; None when the profile removes nothing.
     """
@@ -101,9 +104,15 @@ class Normalizer:
     kept: frozenset[str] = frozenset()  # characters the skeleton marks SKELETON_KEPT
     # Finds a kept character in one C call, so text without one skips the skeleton pass.
     kept_probe: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    codes: CodeTable = field(init=False, repr=False, compare=False)
+    # A character beyond the skeleton is left as it is by `str.translate`: no class, like `O`.
+    classes: ClassTable | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kept_probe", _kept_probe(self.kept))
+        object.__setattr__(self, "codes", CodeTable(self.table))
+        classes = None if self.skeleton is None else ClassTable(self.skeleton, SKELETON_OTHER)
+        object.__setattr__(self, "classes", classes)
 
     def normalize(self, text: str) -> NormalizedText:
         folded = text.translate(self.table)
@@ -118,7 +127,7 @@ class Normalizer:
         removals = _removals(folded, skeleton)
         if not removals:
             return NormalizedText(folded)
-        return _compact(folded, removals)
+        return compact_text(folded, removals)
 
     def without_kept(self, compact: str) -> NormalizedText | None:
         """The normalised `compact` text with the kept characters that sit between words removed
@@ -130,7 +139,7 @@ class Normalizer:
         if SKELETON_KEPT not in skeleton:
             return None
         removals = [m.span() for m in _KEPT_BETWEEN_WORDS.finditer(skeleton)]
-        return _compact(compact, removals) if removals else None
+        return compact_text(compact, removals) if removals else None
 
 
 # Blocks of symbols and emoji that a kept character's probe may cover whole: a class of a few
@@ -154,20 +163,20 @@ def _kept_probe(kept: frozenset[str]) -> re.Pattern[str] | None:
 def _removals(folded: str, skeleton: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     spelled_only = "D" not in skeleton and ("S" not in skeleton or ("C" not in skeleton and "E" not in skeleton))
-    for match in (_SPELLED if spelled_only else _REMOVABLE).finditer(skeleton):
+    for match in (_SPELLED if spelled_only else REMOVABLE).finditer(skeleton):
         group = match.lastgroup
         assert group is not None
         if group == "l":
             offset = match.start("l")
-            inner = _INNER_SEPARATORS.finditer(match[group])
+            inner = INNER_SEPARATORS.finditer(match[group])
             gaps = [(offset + gap.start(), offset + gap.end()) for gap in inner]
-            spans.extend(_word_breaks_kept(folded, gaps))
+            spans.extend(word_breaks_kept(folded, gaps))
         else:
             spans.append(match.span(group))
     return spans
 
 
-def _word_breaks_kept(folded: str, gaps: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def word_breaks_kept(folded: str, gaps: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """The gaps of a spelled-out run to remove: all of them, except that plain spaces stay as word
     breaks when the run's other gaps are symbols (r*e*d p*a*c*k*e*t reads "red packet"; in
     r e d p a c k e t every gap is a space and nothing tells the words apart)."""
@@ -177,7 +186,7 @@ def _word_breaks_kept(folded: str, gaps: list[tuple[int, int]]) -> list[tuple[in
     return [gap for gap, space in zip(gaps, spaces, strict=True) if not space]
 
 
-def _compact(folded: str, removals: list[tuple[int, int]]) -> NormalizedText:
+def compact_text(folded: str, removals: list[tuple[int, int]]) -> NormalizedText:
     pieces: list[str] = []
     compact_starts: list[int] = []
     original_starts: list[int] = []

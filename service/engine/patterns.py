@@ -106,6 +106,46 @@ def strip_boundaries(expression: str) -> tuple[str, int]:
     return "".join(out), removed
 
 
+# Assertions that read where the scanned buffer starts or ends (or, \B, whether a word goes on
+# there): true at a text's ends, false where that text sits inside a joined batch.
+_BUFFER_ESCAPES: Final = frozenset("AzZBG")
+
+
+def without_buffer_ends(expression: str) -> str | None:
+    """`expression` (without `\b`) with its `^`, `$` and escapes that read the buffer's ends
+    removed, when it has any; None when it has none. Removing an assertion only widens what a
+    pattern matches, so the result finds every text the pattern can match in (and maybe more)."""
+    out: list[str] = []
+    removed = False
+    i = 0
+    in_class = False
+    while i < len(expression):
+        ch = expression[i]
+        if ch == "\\" and i + 1 < len(expression):
+            if not in_class and expression[i + 1] in _BUFFER_ESCAPES:
+                removed = True
+            else:
+                out.append(expression[i : i + 2])
+            i += 2
+            continue
+        if ch == "[" and not in_class:
+            in_class = True
+            out.append(ch)
+            # A `]` first in a class (or after `^`) is a member, not the class's end.
+            for opening in ("^", "]"):
+                if expression[i + 1 : i + 2] == opening:
+                    out.append(opening)
+                    i += 1
+        elif ch == "]" and in_class:
+            in_class = False
+            out.append(ch)
+        elif ch in "^$" and not in_class:
+            removed = True
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out) if removed else None
+
 
 @dataclass(frozen=True, slots=True)
 class Edges:

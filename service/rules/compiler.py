@@ -78,14 +78,15 @@ def compile_pack(
         except PatternCompileError as exc:
             issues.append(locate_in_pack("$", f"pattern database for {builder.field_name} failed: {exc.reason}"))
             return None
-    triggers, untriggered = trigger_index(compiled)
+    index = trigger_index(compiled)
     return Engine(
         ruleset=RulesetRef(pack.name, pack.version, digest),
         categories={name: cat.description for name, cat in pack.categories.items()},
         channels=tuple(channels),
         rules=tuple(compiled),
-        triggers=triggers,
-        untriggered=untriggered,
+        triggers=index.triggers,
+        untriggered=index.untriggered,
+        scored=index.scored,
     )
 
 

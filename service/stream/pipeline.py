@@ -9,9 +9,10 @@ engine fails on is a dead letter, the others go on) and encodes one verdict reco
 instead: its verdict comes from the owner of its last counter key (service.counters). Outputs keep
 the input order, which keeps each partition's order on the way out.
 
-This runs for every event of the stream (most of a stream process's CPU), so a plain allow (no
-match: most events) is encoded from a per-batch template: the engine decides such a verdict by
-`ruleset` at `now`, as allow.
+This runs for every event of the stream (most of a stream process's CPU): the engine decides a
+slice of events in one batch call (service.decisions), and a plain allow (no match: most events)
+is encoded from a per-batch template: the engine decides such a verdict by `ruleset` at `now`, as
+allow.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import datetime
 import msgspec
 
 from service.admission import EventLimits, refusal
+from service.batches import slices_by_chars
 from service.counter_requests import encode_request, new_request
 from service.decisions import Evaluator, decide, ruleset_headers, verdict_key
 from service.errors import EventDecodeError
@@ -40,31 +42,16 @@ class Decoded:
     unknown_fields: int = 0  # events accepted with fields the contract does not know (counted)
 
     def slices(self, max_chars: int) -> list[Decoded]:
-        """The events in consecutive slices of about `max_chars` scanned characters each (the first
-        slice keeps the dead letters): what a stream process classifies between two yields."""
-        out: list[Decoded] = []
-        current = Decoded(dead_letters=self.dead_letters, unknown_fields=self.unknown_fields)
-        chars = 0
-        for event, record in zip(self.events, self.records, strict=True):
-            size = scanned_chars(event)
-            if current.events and chars + size > max_chars:
-                out.append(current)
-                current, chars = Decoded(), 0
-            current.events.append(event)
-            current.records.append(record)
-            chars += size
-        out.append(current)
+        """The events in consecutive slices of at most `max_chars` scanned characters each (service
+        .batches; the first slice keeps the dead letters): one engine batch call each, what a
+        stream process classifies between two yields."""
+        out = [
+            Decoded(self.events[part.start : part.stop], self.records[part.start : part.stop])
+            for part in slices_by_chars(self.events, max_chars)
+        ]
+        out[0].dead_letters = self.dead_letters
+        out[0].unknown_fields = self.unknown_fields
         return out
-
-
-def scanned_chars(event: ChatEvent) -> int:
-    """The characters of an event the engine scans (its cost grows linearly with them)."""
-    chars = len(event.text)
-    if event.file is not None:
-        chars += len(event.file.name)
-    if event.link is not None:
-        chars += len(event.link.url)
-    return chars
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.engine.matcher import FieldMatcher
-from service.engine.patterns import PatternSpec, check_expression, strip_boundaries
+from service.engine.patterns import PatternSpec, check_expression, strip_boundaries, without_buffer_ends
 
 
 @pytest.mark.parametrize(
@@ -68,3 +68,28 @@ def test_unsafe_expressions_are_refused(expression: str, reason: str) -> None:
 
 def test_safe_expression_passes() -> None:
     assert check_expression(r"[0-9]{2,6}\s*元") is None
+
+
+def test_hits_are_listed_in_text_order() -> None:
+    """By first span, then pattern id, whatever order Hyperscan reported them in: "c" ends first,
+    "abcde" starts first. A text scanned alone and inside a batch so list the same evidence."""
+    matcher = FieldMatcher((PatternSpec("c", 1, True), PatternSpec("abcde", 5, True), PatternSpec("e", 1, True)))
+    assert list(matcher.scan("abcde").items()) == [(1, [(0, 5)]), (0, [(2, 3)]), (2, [(4, 5)])]
+
+
+@pytest.mark.parametrize(
+    ("expression", "relaxed"),
+    [
+        ("^开头", "开头"),
+        ("结尾$", "结尾"),
+        (r"(^|[^a-z])x($|\b)", r"(|[^a-z])x(|\b)"),
+        (r"[$^]x", None),  # inside a class: characters
+        (r"[^^]x", None),
+        (r"\$x\^", None),  # escaped
+        (r"\Ax\z", "x"),
+        (r"a\Bb", "ab"),
+        ("plain", None),
+    ],
+)
+def test_without_buffer_ends(expression: str, relaxed: str | None) -> None:
+    assert without_buffer_ends(expression) == relaxed

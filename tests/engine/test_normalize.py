@@ -148,14 +148,14 @@ def test_the_spelled_run_shortcut_removes_what_the_full_rule_removes() -> None:
         skeleton = "".join(rng.choice("CLSPDEO") for _ in range(rng.randint(0, 16)))
         folded = "".join(chars[c] if rng.random() < 0.8 else "*" for c in skeleton)
         expected: list[tuple[int, int]] = []
-        for match in normalize._REMOVABLE.finditer(skeleton):
+        for match in normalize.REMOVABLE.finditer(skeleton):
             group = match.lastgroup
             assert group is not None
             if group == "l":
                 offset = match.start(group)
-                inner = normalize._INNER_SEPARATORS.finditer(match[group])
+                inner = normalize.INNER_SEPARATORS.finditer(match[group])
                 gaps = [(offset + gap.start(), offset + gap.end()) for gap in inner]
-                expected.extend(normalize._word_breaks_kept(folded, gaps))
+                expected.extend(normalize.word_breaks_kept(folded, gaps))
             else:
                 expected.append(match.span(group))
         assert normalize._removals(folded, skeleton) == expected, skeleton

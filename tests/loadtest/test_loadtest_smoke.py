@@ -107,3 +107,19 @@ def test_http_attacks_cap_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--only", "cap"]) == 0
     report = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert report["answers"] == {"503": 50}
+
+
+def test_engine_batch_bench_paths_write_the_same_records() -> None:
+    # The benchmark's two paths must produce the same verdict records, or its ratio means nothing;
+    # small fetches and slices so that several of each are crossed.
+    from loadtest.engine_batch_bench import batch_path, per_event_path, without_hits
+    from loadtest.engine_bench import sample_events
+    from service.rules.loader import load_pack
+    from service.settings import bundled_rules_dir
+
+    engine = load_pack(bundled_rules_dir())
+    raw = sample_events(600)
+    assert batch_path(engine, raw, fetch=250, slice_chars=2000) == per_event_path(engine, raw)
+    clean = without_hits(engine, raw)
+    assert 0 < len(clean) < len(raw)
+    assert all(b'"matches":[]' in record for record in per_event_path(engine, clean))

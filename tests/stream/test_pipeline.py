@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -131,6 +131,13 @@ class FailsOn:
         if event.id == self.bad_id:
             raise ValueError("boom")
         return self.inner.evaluate(event, now, counts)
+
+    def evaluate_batch(
+        self, events: Sequence[ChatEvent], now: datetime, counts: Sequence[Mapping[str, int] | None] | None = None
+    ) -> list[Outcome]:
+        if any(event.id == self.bad_id for event in events):
+            raise ValueError("boom")
+        return self.inner.evaluate_batch(events, now, counts)
 
 
 def test_an_engine_error_dead_letters_only_that_event(engine: Engine) -> None:
