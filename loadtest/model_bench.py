@@ -8,7 +8,10 @@ Prints one JSON line (CPU µs per event, `time.process_time`, median and min of 
   point for a stream batch, per event);
 - `classify_with_model` / `classify_without_model`: `Engine.classify` per event, the default
   pack as shipped and a copy without its `models:` and the rules that use them, and the
-  difference (the learned stage on today's per-event path);
+  difference (the learned stage on the per-event path: single `/check`);
+- `classify_batch_with_model` / `classify_batch_without_model`: `Engine.classify_batch` over
+  batches of 5,000 events (what a stream fetch is decided by), and the difference (the learned
+  stage on the stream, amortised);
 - the model's file size and the resident size of its weights and view tables.
 The events are the sample traffic of `redline dev` (loadtest/engine_bench.py).
 """
@@ -95,6 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     out["classify_with_model"] = classify_with
     out["classify_without_model"] = classify_without
     out["learned_stage_per_event"] = round(classify_with["median"] - classify_without["median"], 2)
+    fetches = [events[i : i + 5000] for i in range(0, n, 5000)]
+    batch_with = _cpu_us(args.runs, n, lambda: [with_model.classify_batch(f, NOW) for f in fetches])
+    batch_without = _cpu_us(args.runs, n, lambda: [without.classify_batch(f, NOW) for f in fetches])
+    out["classify_batch_with_model"] = batch_with
+    out["classify_batch_without_model"] = batch_without
+    out["learned_stage_per_event_batch"] = round(batch_with["median"] - batch_without["median"], 2)
     manifest = yaml.safe_load((args.rules / "models" / f"{model.name}.yaml").read_text(encoding="utf-8"))
     weights_file = args.rules / "models" / manifest["weights"]
     out["model_file_bytes"] = weights_file.stat().st_size
