@@ -31,7 +31,9 @@ import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from loadtest.engine_bench import NOW, sample_events
 from service.batches import slices_by_chars
@@ -70,6 +72,11 @@ def batch_path(
     return out
 
 
+def _each(call: Callable[[Any], object], items: Sequence[Any]) -> list[object]:
+    """`call` on each item: a benchmark body over pre-built batches, bound with partial."""
+    return [call(item) for item in items]
+
+
 def _cpu_us(count: int, body: Callable[[], object]) -> float:
     started = time.process_time()
     body()
@@ -101,8 +108,8 @@ def batch_sizes(engine: Engine, raw: Sequence[bytes], runs: int) -> dict[str, di
     for size in (100, 1_000, 5_000, 20_000):
         chunk = list(raw[: max(size, 20_000 // size * size)])  # ~20k events in batches of `size`
         costs = alternate(runs, len(chunk), {
-            "batch": lambda c=chunk, s=size: batch_path(engine, c, fetch=s, slice_chars=1 << 62),
-            "per event": lambda c=chunk: per_event_path(engine, c),
+            "batch": partial(batch_path, engine, chunk, fetch=size, slice_chars=1 << 62),
+            "per event": partial(per_event_path, engine, chunk),
         })
         out[str(size)] = costs
     return out
@@ -116,7 +123,7 @@ def small_batches(engine: Engine, raw: Sequence[bytes], runs: int) -> dict[str, 
     for size in (2, 5, 10, 20, 30, 50, 100):
         chunks = [events[i : i + size] for i in range(0, len(events), size)]
         out[str(size)] = alternate(runs, len(events), {
-            "batch machinery": lambda c=chunks: [engine.classify_batch(p, NOW, per_event_below=0) for p in c],
+            "batch machinery": partial(_each, partial(engine.classify_batch, now=NOW, per_event_below=0), chunks),
             "one by one": lambda: [engine.classify(event, NOW) for event in events],
         })
     return out
@@ -139,8 +146,8 @@ def text_lengths(engine: Engine, runs: int) -> dict[str, dict[str, float]]:
         events = [ChatEvent(id=str(i), text=chat_text(length, rng, traffic)) for i in range(count)]
         slices = [events[p.start : p.stop] for p in slices_by_chars(events, SLICE_CHARS)]
         costs = alternate(runs, count, {
-            "batch": lambda s=slices: [engine.classify_batch(piece, NOW) for piece in s],
-            "per event": lambda e=events: [engine.classify(event, NOW) for event in e],
+            "batch": partial(_each, partial(engine.classify_batch, now=NOW), slices),
+            "per event": partial(_each, partial(engine.classify, now=NOW), events),
         })
         costs["batch ns per char"] = round(costs["batch"] / length * 1000, 1)
         out[str(length)] = costs

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -218,7 +219,7 @@ def main() -> None:
                     text += str(candidate or "") + rng.choice(("，", " ", "。"))
                 events.append(ChatEvent(id=str(i), text=text[:length]))
             print(_row(f"{length} characters", _median_us(args.runs, len(events),
-                                                           lambda ev=events: engine.classify_batch(ev, NOW))))
+                                                           partial(engine.classify_batch, events, NOW))))
 
 
 if __name__ == "__main__":

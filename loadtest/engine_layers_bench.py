@@ -12,7 +12,7 @@ traffic plus evasive rewrites of risky messages (the share is `--evasive`).
 Then a pack of 10k real Chinese words (pypinyin's phrase dictionary) is loaded in fresh
 processes with all layers on and off: load time, Hyperscan compile time, pattern count, RSS.
 
-`--false-positives` needs the optional `wordfreq` package (bench-only): it classifies the 50k most frequent
+`--false-positives` needs the optional `wordfreq` package (the `bench` extra): it classifies the 50k most frequent
 Chinese and English words one by one under each layer alone and counts words that hit only
 because of that layer (a word-level estimate of what each layer adds to false positives).
 """
@@ -199,7 +199,7 @@ def false_positives(rules: Path, top: int) -> None:
     try:
         import wordfreq
     except ImportError:
-        print("\n--false-positives needs `pip install wordfreq` (bench-only)")
+        print("\n--false-positives needs `pip install -e '.[bench]'` (wordfreq)")
         return
     terms = _keyword_terms(rules)
     corpus = {lang: wordfreq.top_n_list(lang, top) for lang in ("zh", "en")}

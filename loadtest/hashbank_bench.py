@@ -97,7 +97,7 @@ class _SortedChunks:
 
     def search(self, query: Words) -> bool:
         q = query.view(np.uint16).reshape(-1).astype(np.int64)
-        parts = []
+        parts: list[npt.NDArray[np.int32]] = []
         for j in range(CHUNKS):
             probes = (q[j] ^ self.masks).astype(np.uint16)
             lo = np.searchsorted(self.values[j], probes, "left")

@@ -67,11 +67,11 @@ def robustness(engine: Engine, texts: Sequence[str], kinds: Sequence[str] | None
                 if perturbed != text:
                     jobs.append((kind, category, text, perturbed, tuple(pieces)))
     verdicts = engine.classify_batch([text_event(f"p:{i}", job[3]) for i, job in enumerate(jobs)], CLOCK)
-    for (kind, category, original, perturbed, pieces), verdict in zip(jobs, verdicts, strict=True):
+    for (kind, category, original, perturbed, rewrites), verdict in zip(jobs, verdicts, strict=True):
         result = results[kind]
         result.applicable += 1
         if any(m.category == category and m.action != "allow" for m in verdict.matches):
             result.kept += 1
         elif len(result.misses) < max_misses:
-            result.misses.append(Miss(category, original, perturbed, pieces))
+            result.misses.append(Miss(category, original, perturbed, rewrites))
     return results
