@@ -40,6 +40,7 @@ from service.kafka.dead_letters import DeadLetter, dead_lettering
 from service.kafka.options import client_options
 from service.kafka.publisher import Outbox
 from service.kafka.records import Batch, Item, SourceRecord
+from service.kafka.topics import ensure_topics
 from service.runtime import Runtime
 from service.settings import Settings
 from service.verdict_counts import count_verdicts
@@ -76,6 +77,10 @@ class CounterOwner:
     async def prepare(self, clients: Clients) -> None:
         """A key's state is restored from the changelog partition numbered like its requests'."""
         settings = self.settings
+        if settings.create_topics:
+            # Before the metadata request below: a broker with auto.create.topics.enable (Apache
+            # Kafka's default) would create a missing topic with its own default partition count.
+            await ensure_topics(settings)
         requests = await clients.producer.partitions_for(settings.counter_requests_topic)
         states = await clients.producer.partitions_for(settings.counter_state_topic)
         if len(requests) != len(states):
