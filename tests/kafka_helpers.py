@@ -281,14 +281,16 @@ StartService = Callable[[dict[str, str]], ServiceProcess]
 STREAM_ASSIGNED = '"msg": "partitions assigned"'
 
 
-async def read_to_end(target: Target, topic: str, timeout_seconds: float = 60.0) -> list[Any]:
+async def read_to_end(target: Target, topic: str, timeout_seconds: float = 60.0,
+                      isolation_level: str | None = None) -> list[Any]:
     """Every record of `topic` up to its end as the broker reports it on fetch (the last stable
     offset when read read_committed, else the high watermark; tansu's ListOffsets answers less than
     the end, so `end_offsets` is not used): what a downstream consumer would ever see, duplicates
     included. Call it once the writers stopped."""
-    read_committed = _isolation(target) == "read_committed"
+    isolation = isolation_level or _isolation(target)
+    read_committed = isolation == "read_committed"
     consumer = AIOKafkaConsumer(bootstrap_servers=_bootstrap(target), auto_offset_reset="earliest",
-                                enable_auto_commit=False, isolation_level=_isolation(target))
+                                enable_auto_commit=False, isolation_level=isolation)
     await consumer.start()
     try:
         partitions = await topic_partitions(target, topic)
@@ -308,3 +310,10 @@ async def read_to_end(target: Target, topic: str, timeout_seconds: float = 60.0)
         return found
     finally:
         await consumer.stop()
+
+
+async def aborted_records(broker: StreamBroker, topic: str) -> int:
+    """Records of `topic` that aborted transactions wrote: in the log, never read read_committed.
+    A fault test under exactly_once checks there were some: the fault did strike mid-transaction."""
+    written = await read_to_end(broker, topic, isolation_level="read_uncommitted")
+    return len(written) - len(await read_to_end(broker, topic))

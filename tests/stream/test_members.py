@@ -31,6 +31,7 @@ from tests.kafka_helpers import (
     StartService,
     StreamBroker,
     Topics,
+    aborted_records,
     children_of,
     produce,
     produce_paced,
@@ -187,6 +188,7 @@ async def test_a_killed_member_is_started_again_and_no_event_is_left_without_a_v
         counts = Counter(decode_verdict(r.value).event_id for r in await read_to_end(broker, topics.output))
         duplicates = sum(n - 1 for n in counts.values())
         assert set(counts) == event_ids and duplicates == 0
+        assert await aborted_records(broker, topics.output) > 0, "the kill struck no open transaction"
     print(f"\nstream member kill -9 ({broker}): {len(event_ids)} events, {duplicates} duplicate verdicts")
 
 

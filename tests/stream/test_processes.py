@@ -19,6 +19,7 @@ from tests.kafka_helpers import (
     StartService,
     StreamBroker,
     Topics,
+    aborted_records,
     assignment_of,
     produce,
     produce_paced,
@@ -65,12 +66,15 @@ async def test_kill_9_mid_stream_then_restart_leaves_no_event_without_verdict(
     assert duplicates <= 4 * 200 * 4 + 2000
     second.signal(signal.SIGTERM)
     assert second.wait() == 0, second.log_tail()
+    aborted = 0
     if broker.exactly_once:  # the killed member's open transactions were aborted, never read
         counts = await verdict_counts(broker, topics.output)
         duplicates = sum(n - 1 for n in counts.values())
         assert set(counts) == event_ids(records) and duplicates == 0
+        aborted = await aborted_records(broker, topics.output)
+        assert aborted > 0, "the kill struck no open transaction: nothing was proved"
     print(f"\nkill -9 ({broker}): {len(records)} events, {len(before_restart)} verdicts before the restart, "
-          f"{duplicates} duplicate verdicts")
+          f"{duplicates} duplicate verdicts, {aborted} verdicts aborted with the killed member's transactions")
 
 
 async def test_two_members_share_partitions_and_the_survivor_takes_over(
@@ -104,6 +108,7 @@ async def test_two_members_share_partitions_and_the_survivor_takes_over(
     if broker.exactly_once:
         counts = await verdict_counts(broker, topics.output)
         assert set(counts) == event_ids(records) and max(counts.values()) == 1
+        assert await aborted_records(broker, topics.output) > 0, "the kill struck no open transaction"
 
 
 async def test_sigterm_drains_commits_and_exits_zero(
