@@ -9,6 +9,7 @@ import asyncio
 import signal
 from collections import Counter
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from service.embedded_broker import free_port
@@ -145,3 +146,40 @@ async def test_sigterm_drains_commits_and_exits_zero(
         # records below the committed offsets, each once.
         counts = await verdict_counts(broker, topics.output)
         assert set(counts) == covered and max(counts.values()) == 1
+
+
+@pytest.mark.parametrize("broker", ["kafka-eos"], indirect=True)
+async def test_a_frozen_member_comes_back_as_a_zombie_and_is_fenced(
+    broker: StreamBroker, topics: Topics, service_factory: StartService
+) -> None:
+    """A member frozen (SIGSTOP) past its session is a zombie when it thaws: the group gave its
+    partitions to the other member, whose producers' inits aborted its open transactions and fenced
+    its producers. It learns so from its next commit (ProducerFenced) and its next heartbeat, and
+    nothing it decided before or after the freeze is read twice."""
+    records = SampleTraffic(seed=24, malformed_ratio=0.0).records(20_000)
+    zombie = service_factory(topics.env(broker, free_port(), **TINY_BATCHES))
+    assert assignment_of(zombie.wait_for_log(STREAM_ASSIGNED)) == [0, 1, 2, 3]
+    other = service_factory(topics.env(broker, free_port(), **TINY_BATCHES))
+    other.wait_for_log(STREAM_ASSIGNED)
+    producing = asyncio.create_task(produce_paced(broker, topics.input, records))
+    await read_topic(broker, topics.output, 2000)  # both are flowing
+    zombie.signal(signal.SIGSTOP)
+    try:
+        # Its session (3 s) expires: the other member takes every partition.
+        while assignment_of(other.wait_for_log(STREAM_ASSIGNED)) != [0, 1, 2, 3]:
+            pass
+        await asyncio.sleep(1.0)  # the other member's transactions go on meanwhile
+    finally:
+        zombie.signal(signal.SIGCONT)
+    zombie.wait_for_log("transaction failed")  # its first commit after the thaw: fenced
+    await producing
+    seen = await read_verdict_ids(broker, topics.output, event_ids(records))
+    assert event_ids(records) - set(seen) == set()
+    for service in (zombie, other):
+        service.signal(signal.SIGTERM)
+        assert service.wait() == 0, service.log_tail()
+    counts = await verdict_counts(broker, topics.output)
+    assert set(counts) == event_ids(records) and max(counts.values()) == 1
+    aborted = await aborted_records(broker, topics.output)
+    assert aborted > 0
+    print(f"\nzombie fenced: {len(records)} events, each verdict once, {aborted} verdicts aborted")
