@@ -67,7 +67,7 @@ async def _login(settings: Settings) -> tuple[bool, str | None]:
             return False, (f"{where} does not offer SASL mechanism {settings.kafka_sasl_mechanism}: {exc} "
                            "(REDLINE_KAFKA_SASL_MECHANISM)")
         except ssl.SSLCertVerificationError as exc:
-            return False, (f"{where}: its TLS certificate is not trusted: {exc.verify_message} "
+            return False, (f"{where} presented a TLS certificate that is not trusted: {exc.verify_message} "
                            "(REDLINE_KAFKA_SSL_CAFILE names the CA bundle that signs it; "
                            "REDLINE_KAFKA_SSL_CHECK_HOSTNAME checks its name)")
         except (TimeoutError, KafkaError, OSError):
