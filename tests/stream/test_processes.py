@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections import Counter
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -17,6 +19,7 @@ from service.events import decode_event, decode_verdict
 from service.sample_traffic import SampleTraffic
 from tests.kafka_helpers import (
     STREAM_ASSIGNED,
+    ServiceProcess,
     StartService,
     StreamBroker,
     Topics,
@@ -30,6 +33,24 @@ from tests.kafka_helpers import (
 )
 
 SMALL_BATCHES = {"REDLINE_BATCH_MAX_RECORDS": "200"}
+# exactly_once: a kill proves something only if it strikes an open transaction: transactions that
+# stay open for a second are open for most of the time records flow.
+OPEN_TRANSACTIONS = {"REDLINE_TRANSACTION_INTERVAL_MS": "1000"}
+
+
+async def until_batches_in_flight(service: ServiceProcess, at_least: int, timeout_seconds: float = 30.0) -> None:
+    """Until the service holds `at_least` batches not yet committed (under exactly_once: in its open
+    transactions, the older ones produced). A kill triggered by reading verdicts alone lands right
+    after the commit that made them readable, when nothing may be open (measured: in most runs)."""
+    url = f"http://127.0.0.1:{service.env['REDLINE_HTTP_PORT']}/metrics"
+    deadline = time.monotonic() + timeout_seconds
+    async with httpx.AsyncClient() as client:
+        while True:
+            for line in (await client.get(url)).text.splitlines():
+                if line.startswith("redline_stream_in_flight_batches ") and float(line.split()[1]) >= at_least:
+                    return
+            assert time.monotonic() < deadline, f"never {at_least} batches in flight"
+            await asyncio.sleep(0.02)  # a gauge of another process: nothing to await
 TINY_BATCHES = {"REDLINE_BATCH_MAX_RECORDS": "50", "REDLINE_MAX_IN_FLIGHT_BATCHES": "2"}
 # The stream's own line: the counter owner logs "counter partitions assigned" for its group.
 
@@ -50,11 +71,13 @@ async def test_kill_9_mid_stream_then_restart_leaves_no_event_without_verdict(
     # Batches of 50, two in flight: each waits for its acks (~10 ms), which bounds the service to a
     # few thousand events/s however fast it classifies, so the kill lands mid-stream with batches
     # in flight (with batches of 200 a faster engine once finished all 30,000 before the kill).
-    env = topics.env(broker, free_port(), **TINY_BATCHES)
+    env = topics.env(broker, free_port(), **TINY_BATCHES, **OPEN_TRANSACTIONS)
     first = service_factory(env)
     first.wait_for_log("partitions assigned")
     await produce(broker, topics.input, records)  # faster than the service consumes
     await read_topic(broker, topics.output, 2000)  # the stream is flowing
+    if broker.exactly_once:
+        await until_batches_in_flight(first, 2)
     first.process.kill()  # type: ignore[union-attr]  # SIGKILL: no drain, no commit, no goodbye
     assert first.wait() == -signal.SIGKILL
     before_restart = await read_topic(broker, topics.output, len(records), timeout_seconds=1)
@@ -81,9 +104,9 @@ async def test_kill_9_mid_stream_then_restart_leaves_no_event_without_verdict(
 async def test_two_members_share_partitions_and_the_survivor_takes_over(
     broker: StreamBroker, topics: Topics, service_factory: StartService
 ) -> None:
-    first = service_factory(topics.env(broker, free_port(), **SMALL_BATCHES))
+    first = service_factory(topics.env(broker, free_port(), **SMALL_BATCHES, **OPEN_TRANSACTIONS))
     assert assignment_of(first.wait_for_log(STREAM_ASSIGNED)) == [0, 1, 2, 3]
-    second = service_factory(topics.env(broker, free_port(), **SMALL_BATCHES))
+    second = service_factory(topics.env(broker, free_port(), **SMALL_BATCHES, **OPEN_TRANSACTIONS))
     second_share = assignment_of(second.wait_for_log(STREAM_ASSIGNED))
     while True:  # the first member is revoked and assigned again in the same rebalance
         first_share = assignment_of(first.wait_for_log(STREAM_ASSIGNED))
@@ -96,6 +119,8 @@ async def test_two_members_share_partitions_and_the_survivor_takes_over(
     records = SampleTraffic(seed=22, malformed_ratio=0.0).records(8000)
     producing = asyncio.create_task(produce_paced(broker, topics.input, records))
     await read_topic(broker, topics.output, 1500)
+    if broker.exactly_once:
+        await until_batches_in_flight(first, 2)
     first.process.kill()  # type: ignore[union-attr]
     first.wait()
     # After the dead member's session times out, the survivor owns every partition.
