@@ -182,12 +182,13 @@ async def test_a_frozen_member_comes_back_as_a_zombie_and_is_fenced(
     its producers. It learns so from its next commit (ProducerFenced) and its next heartbeat, and
     nothing it decided before or after the freeze is read twice."""
     records = SampleTraffic(seed=24, malformed_ratio=0.0).records(20_000)
-    zombie = service_factory(topics.env(broker, free_port(), **TINY_BATCHES))
+    zombie = service_factory(topics.env(broker, free_port(), **TINY_BATCHES, **OPEN_TRANSACTIONS))
     assert assignment_of(zombie.wait_for_log(STREAM_ASSIGNED)) == [0, 1, 2, 3]
-    other = service_factory(topics.env(broker, free_port(), **TINY_BATCHES))
+    other = service_factory(topics.env(broker, free_port(), **TINY_BATCHES, **OPEN_TRANSACTIONS))
     other.wait_for_log(STREAM_ASSIGNED)
     producing = asyncio.create_task(produce_paced(broker, topics.input, records))
     await read_topic(broker, topics.output, 2000)  # both are flowing
+    await until_batches_in_flight(zombie, 2)  # it freezes with transactions open
     zombie.signal(signal.SIGSTOP)
     try:
         # Its session (3 s) expires: the other member takes every partition.
