@@ -188,16 +188,21 @@ class _PartitionTransactions:
         try:
             while True:
                 self._wake.clear()
+                # The age is checked before the queue: under a steady flow the queue is never empty,
+                # and a transaction committed only when it emptied stayed open until the broker's
+                # transaction timeout aborted it (measured: every transaction of a 10 s run at
+                # 10,000 events/s fenced, verdicts 9 s late).
+                if self._open_since is not None:
+                    remaining = self._open_since + interval - time.monotonic()
+                    if self._commit_now or remaining <= 0:
+                        await self._commit()
+                        continue
                 if self._queue:
                     unit = self._queue.popleft()
                     self._window.dequeued()
                     await self._produce(unit)
                     continue
                 if self._open_since is not None:
-                    remaining = self._open_since + interval - time.monotonic()
-                    if self._commit_now or remaining <= 0:
-                        await self._commit()
-                        continue
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), remaining)
                     continue
