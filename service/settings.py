@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     # nor read_committed readers; exactly_once needs all three, so it is asked for, not assumed.
     delivery: Literal["exactly_once", "at_least_once"] = "at_least_once"
     # exactly_once: a partition's transaction commits once it is this old (the latency it adds;
-    # each commit costs ~25 ms of broker round trips: docs/benchmarks.md).
+    # each commit takes a few broker round trips, 11–31 ms here: docs/stream.md, *Exactly once*).
     transaction_interval_ms: int = Field(default=100, ge=1, le=60_000)
     # exactly_once: the broker aborts a transaction left open this long (a member that died with one
     # open holds read_committed readers of its topics up to this long, unless its successor aborts it).
