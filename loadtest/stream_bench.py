@@ -2,16 +2,21 @@
 
     .venv/bin/python -m loadtest.stream_bench                 # 3 runs x 200k events (~3 min)
     .venv/bin/python -m loadtest.stream_bench --events 50000 --runs 1   # smoke
+    .venv/bin/python -m loadtest.stream_bench --broker apache-kafka \
+        --modes naive,batch,redline,redline-eos                           # delivery modes on Apache Kafka
 
-One tansu broker (memory storage, loopback) is started; the input topic is filled once with
-`--events` sample events; every mode then reads that same topic with its own consumer group into
-its own output topic, in a separate process:
+One broker is started on loopback: tansu (memory storage, the default) or, with `--broker
+apache-kafka`, Apache Kafka from its jars (tests/brokers/apache_kafka.py, full JIT; needs Java and
+Maven). The input topic is filled once with `--events` sample events; every mode then reads that
+same topic with its own consumer group into its own output topic, in a separate process:
 
 - naive:   aiokafka getmany → one `send()` per record → wait for acks → commit (no classification)
 - batch:   getmany → `create_batch()`/`send_batch()` per partition → wait → commit (no classification)
 - redline: `python -m service serve` with its defaults (decode → classify with the pack → encode
            → produce → commit): on 2 CPUs, two stream member processes (REDLINE_STREAM_PROCESSES=auto)
 - redline-1: one stream process, inside `serve` (REDLINE_STREAM_PROCESSES=1)
+- redline-eos: `redline` with REDLINE_DELIVERY=exactly_once (Apache Kafka only: tansu has no
+           transactions); its outputs are read read_committed
 - scaleN:  N `serve` processes of one stream process each, in one group, joined before the data
            (scaling on the 2 cores)
 
@@ -27,27 +32,34 @@ group to commit everything) are interpolated to that window. Outputs, not input 
 commits trail the work by what a consumer has in flight, far more for `serve` than for the
 baselines (usage_between). Ratios are paired within a run.
 
-Latency: events produced to each serve mode measured (redline, redline-1) at 50%
-of that mode's own steady throughput for `--latency-seconds`; latency = verdict record timestamp −
-event record timestamp (both stamped by producers on this machine), p50/p99. The broker shares the 2 cores with the
-processes measured; the 1-minute load average is printed with each run.
+Latency: events produced to each serve mode measured (redline, redline-1, redline-eos) at 50%
+of that mode's own steady throughput for `--latency-seconds`, p50/p99 of two figures: `stamped` =
+verdict record timestamp − event record timestamp (both stamped by producers on this machine: when
+Redline produced the verdict), and `seen` = the wall-clock time a reader in this process received
+the verdict − event record timestamp. Under exactly_once only `seen` includes the wait for the
+transaction's commit (a read_committed reader gets a verdict once its transaction committed), so
+it is the figure a downstream consumer lives with; the reader waits at most 5 ms for data.
+The broker shares the 2 cores with the processes measured; the 1-minute load average is printed
+with each run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -58,8 +70,13 @@ from service.settings import Settings, bundled_rules_dir
 
 REPO = Path(__file__).resolve().parents[1]
 PARTITIONS = 4  # of every topic the bench creates; --partitions sets it for the whole run
-# serve modes: REDLINE_STREAM_PROCESSES
-SERVE_MODES = {"redline": "auto", "redline-1": "1"}
+# How the bench reads outputs: read_committed on Apache Kafka (what a downstream consumer of
+# exactly-once output must do; the same records for the other modes), as tansu always was read.
+ISOLATION = "read_uncommitted"
+# serve modes: (REDLINE_STREAM_PROCESSES, REDLINE_DELIVERY)
+SERVE_MODES = {"redline": ("auto", "at_least_once"), "redline-1": ("1", "at_least_once"),
+               "redline-eos": ("auto", "exactly_once")}
+BROKERS = ("tansu", "apache-kafka")
 
 
 # --- pass-through baselines (run as `python -m loadtest.stream_bench passthrough ...`)
@@ -183,12 +200,11 @@ async def wait_ready(ports: list[int], timeout_seconds: float = 60) -> None:
 
 
 async def read_all(bootstrap: str, topic: str, count: int, timeout_seconds: float = 120) -> list[object]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=ISOLATION,
                                 auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
     try:
-        await consumer.topics()
-        consumer.assign([TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())])
+        consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
         await consumer.seek_to_beginning()
         found: list[object] = []
         deadline = time.monotonic() + timeout_seconds
@@ -216,9 +232,9 @@ def rate_of(records: list[object]) -> float:
 
 
 def serve_env(bootstrap: str, source: str, target: str, group: str, rules: Path,
-              port: int | None = None, processes: str = "auto") -> dict[str, str]:
-    """`serve`'s environment for a bench; processes defaults to serve's own default."""
-    return {**os.environ, "REDLINE_STREAM_PROCESSES": processes,
+              port: int | None = None, processes: str = "auto", delivery: str = "at_least_once") -> dict[str, str]:
+    """`serve`'s environment for a bench; processes and delivery default to serve's own defaults."""
+    return {**os.environ, "REDLINE_STREAM_PROCESSES": processes, "REDLINE_DELIVERY": delivery,
             "REDLINE_KAFKA_BOOTSTRAP": bootstrap, "REDLINE_INPUT_TOPIC": source,
             "REDLINE_OUTPUT_TOPIC": target, "REDLINE_DLQ_TOPIC": f"{target}.dlq", "REDLINE_GROUP_ID": group,
             "REDLINE_HTTP_HOST": "127.0.0.1", "REDLINE_HTTP_PORT": str(port or free_port()),
@@ -370,7 +386,7 @@ def _cpu_at(samples: list[Sample], readings: list[dict[int, float]], at: float) 
     return {pid: low.get(pid, 0.0) + (value - low.get(pid, 0.0)) * weight for pid, value in high.items()}
 
 
-async def run_mode(mode: str, broker: EmbeddedBroker, source: str, total: int,
+async def run_mode(mode: str, broker: BenchBroker, source: str, total: int,
                    rules: Path) -> tuple[float, TreeUsage]:
     """Baselines and one redline process on the shared, pre-filled topic."""
     run = uuid.uuid4().hex[:8]
@@ -385,8 +401,9 @@ async def run_mode(mode: str, broker: EmbeddedBroker, source: str, total: int,
         if await asyncio.wait_for(child.wait(), 600) != 0:
             raise RuntimeError(f"{mode} pass-through failed")
     else:
+        processes, delivery = SERVE_MODES[mode]
         process = await start_serve(serve_env(bootstrap, source, target, group, rules,
-                                              processes=SERVE_MODES[mode]))
+                                              processes=processes, delivery=delivery))
         try:
             samples = await sample_until_committed(process.pid, broker.pid, bootstrap, source, group, total)
         finally:
@@ -419,19 +436,77 @@ async def run_scaling(members: int, bootstrap: str, values: list[tuple[bytes, by
     return rate_of(outputs), usage_between(samples, outputs).steady_rate
 
 
+@dataclass
+class Latency:
+    """p50/p99 in ms of `stamped` (verdict record timestamp − event's) and `seen` (received by a
+    reader − event's record timestamp), over `events` verdicts."""
+
+    stamped: tuple[float, float]
+    seen: tuple[float, float]
+    events: int
+
+
+def _p50_p99(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.99)]
+
+
+@dataclass
+class Arrivals:
+    """When each verdict reached the live reader (wall clock, ms), by event id."""
+
+    at_ms: dict[str, float] = field(default_factory=dict)
+    expected: int | None = None  # known once the producer is done
+    complete: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def expect(self, count: int) -> None:
+        self.expected = count
+        self.check()
+
+    def check(self) -> None:
+        if self.expected is not None and len(self.at_ms) >= self.expected:
+            self.complete.set()
+
+
+async def watch_arrivals(bootstrap: str, topic: str, arrivals: Arrivals) -> None:
+    """Note the wall-clock time each verdict of `topic` reaches a reader, as a downstream consumer
+    would get it (read_committed on Apache Kafka)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=ISOLATION,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=5)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+        await consumer.seek_to_beginning()
+        while not arrivals.stop.is_set():
+            batch = await consumer.getmany(timeout_ms=100, max_records=20_000)
+            now_ms = time.time() * 1000
+            for records in batch.values():
+                for record in records:
+                    arrivals.at_ms.setdefault(decode_verdict(record.value).event_id, now_ms)
+            arrivals.check()
+    finally:
+        await consumer.stop()
+
+
 async def latency(bootstrap: str, rate: float, seconds: float, rules: Path,
-                  processes: str = "auto") -> tuple[float, float, int]:
+                  processes: str = "auto", delivery: str = "at_least_once") -> Latency:
     run = uuid.uuid4().hex[:8]
     source, target, group = f"lat-in-{run}", f"lat-out-{run}", f"bench-lat-{run}"
     await create_topics(bootstrap, [source, target])
     port = free_port()
-    process = await start_serve(serve_env(bootstrap, source, target, group, rules, port, processes))
+    process = await start_serve(serve_env(bootstrap, source, target, group, rules, port, processes, delivery))
+    arrivals = Arrivals()
+    watcher = asyncio.create_task(watch_arrivals(bootstrap, target, arrivals))
     try:
         # Pre-built so that the generator costs little CPU next to the service it measures.
         values = sample_values(int(rate * seconds) + 1, seed=9)
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
         await producer.start()
         await wait_ready([port])  # start-up and group join happen before the measured window
+        # /readyz is ready once every member has an assignment, which a later member's join may
+        # take back: its rebalance (about a 3 s session) settles before the window too.
+        await asyncio.sleep(4)
         sent = 0
         started = time.monotonic()
         while time.monotonic() - started < seconds and sent < len(values):
@@ -450,12 +525,20 @@ async def latency(bootstrap: str, rate: float, seconds: float, rules: Path,
             await asyncio.sleep(0.005)  # pacing the generator
         await producer.stop()
         await wait_committed(bootstrap, source, group, sent, 120)
+        arrivals.expect(sent)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(arrivals.complete.wait(), 30)
     finally:
+        arrivals.stop.set()
+        await watcher
         await stop_serve(process)
     events = {decode_event(r.value).id: r.timestamp for r in await read_all(bootstrap, source, sent)}  # type: ignore[attr-defined]
-    lags = sorted(r.timestamp - events[decode_verdict(r.value).event_id]  # type: ignore[attr-defined]
-                  for r in await read_all(bootstrap, target, sent))
-    return lags[len(lags) // 2], lags[int(len(lags) * 0.99)], len(lags)
+    verdicts = await read_all(bootstrap, target, sent)
+    stamped = [r.timestamp - events[decode_verdict(r.value).event_id] for r in verdicts]  # type: ignore[attr-defined]
+    seen = [at - events[event_id] for event_id, at in arrivals.at_ms.items() if event_id in events]
+    if len(seen) < sent:
+        print(f"  ({sent - len(seen)} of {sent} verdicts not seen by the live reader)", flush=True)
+    return Latency(_p50_p99(stamped), _p50_p99(seen), len(verdicts))
 
 
 def engine_ceiling(values: list[tuple[bytes, bytes]], rules: Path) -> float:
@@ -480,7 +563,8 @@ def report(title: str, runs: int, results: dict[str, list[float]]) -> None:
         print(f"  {mode:11s} {value:>10,.0f}  (range {spread})")
     # Ratios are paired within a run (same minute, same load) and then their median is taken.
     ratios = [("redline", "naive"), ("redline", "batch"), ("redline", "engine"), ("redline", "redline-1"),
-              ("redline-1", "naive"), ("redline-1", "batch"), ("scale2", "scale1"), ("scale2", "redline")]
+              ("redline-1", "naive"), ("redline-1", "batch"), ("scale2", "scale1"), ("scale2", "redline"),
+              ("redline-eos", "redline"), ("redline-eos", "naive"), ("redline-eos", "batch")]
     for top, bottom in ratios:
         if {top, bottom} <= median.keys():
             paired = [a / b for a, b in zip(results[top], results[bottom], strict=True)]
@@ -488,17 +572,48 @@ def report(title: str, runs: int, results: dict[str, list[float]]) -> None:
             print(f"  {top} / {bottom}: median {statistics.median(paired):.2f}x (runs: {listing})")
 
 
+class BenchBroker(Protocol):
+    @property
+    def bootstrap(self) -> str: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+
+@contextlib.contextmanager
+def started_broker(kind: str) -> Iterator[BenchBroker]:
+    """tansu (memory storage), or Apache Kafka from its jars with the full JIT (a benchmark measures
+    the broker as it runs in production, not the tests' quick-start JVM)."""
+    if kind == "tansu":
+        with EmbeddedBroker() as tansu:
+            yield tansu
+        return
+    from tests.brokers.apache_kafka import ApacheKafka  # Java and Maven: only this broker needs them
+
+    with tempfile.TemporaryDirectory(prefix="stream-bench-kafka-") as workdir:
+        kafka = ApacheKafka(Path(workdir), jvm_options=(), heap_mb=1024)
+        kafka.start()
+        try:
+            yield kafka
+        finally:
+            kafka.stop()
+
+
 async def bench(args: argparse.Namespace) -> None:
-    global PARTITIONS  # read by the helpers below; one value per invocation
+    global PARTITIONS, ISOLATION  # read by the helpers below; one value per invocation
     PARTITIONS = args.partitions
+    ISOLATION = "read_committed" if args.broker == "apache-kafka" else "read_uncommitted"
     rules = args.rules
     values = sample_values(args.events, seed=1)
-    with EmbeddedBroker() as broker:
+    modes = [m for m in args.modes.split(",") if m]
+    if args.broker == "tansu" and any(SERVE_MODES.get(m, ("", ""))[1] == "exactly_once" for m in modes):
+        raise SystemExit("tansu has no transactions: exactly_once modes need --broker apache-kafka")
+    with started_broker(args.broker) as broker:
         source = f"bench-in-{uuid.uuid4().hex[:8]}"
         await create_topics(broker.bootstrap, [source])
         await fill(broker.bootstrap, source, values)
-        print(f"{args.events} events in {source} ({PARTITIONS} partitions); pack {rules}", flush=True)
-        modes = [m for m in args.modes.split(",") if m]
+        print(f"{args.events} events in {source} ({PARTITIONS} partitions) on {args.broker}; pack {rules}",
+              flush=True)
         # Two throughput figures per mode: `span` = output records / their timestamp span (the
         # original measure; a burst of output inflates it), `steady` = outputs per second from 10%
         # to 90% of them (start-up, group join and the end left out; usage_between).
@@ -539,8 +654,10 @@ async def bench(args: argparse.Namespace) -> None:
             # Each serve configuration measured at half of what it sustained in the runs above.
             for mode in [m for m in SERVE_MODES if m in median] or ["redline"]:
                 rate = args.latency_rate or (median[mode] / 2 if mode in median else 10_000)
-                p50, p99, n = await latency(broker.bootstrap, rate, args.latency_seconds, rules, SERVE_MODES[mode])
-                print(f"\nlatency, {mode}, at {rate:,.0f} events/s, {n} events: p50 {p50} ms, p99 {p99} ms")
+                found = await latency(broker.bootstrap, rate, args.latency_seconds, rules, *SERVE_MODES[mode])
+                print(f"\nlatency, {mode}, at {rate:,.0f} events/s, {found.events} events: "
+                      f"stamped p50 {found.stamped[0]:.0f} ms, p99 {found.stamped[1]:.0f} ms; "
+                      f"seen p50 {found.seen[0]:.0f} ms, p99 {found.seen[1]:.0f} ms", flush=True)
 
 
 def main() -> None:
@@ -556,8 +673,9 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=15.0)
     parser.add_argument("--modes",
                         default="engine,naive,batch,redline,redline-1,scale1,scale2",
-                        help="comma-separated subset of engine,naive,batch,redline,redline-1,scaleN "
+                        help="comma-separated subset of engine,naive,batch,redline,redline-1,redline-eos,scaleN "
                              "(N serve processes of one stream process each)")
+    parser.add_argument("--broker", choices=BROKERS, default="tansu")
     parser.add_argument("--partitions", type=int, default=PARTITIONS, help="partitions of every topic")
     parser.add_argument("--latency-rate", type=float,
                         help="events/s for the latency runs (default: 50%% of each serve mode's own rate)")

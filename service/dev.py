@@ -58,6 +58,7 @@ def run(settings: Settings, *, rate: float, duration: float | None) -> int:
             "kafka_bootstrap": broker.bootstrap, "create_topics": True,
             "session_timeout_ms": 3000, "topic_partitions": min(settings.topic_partitions, 4),
             "kafka_security_protocol": "PLAINTEXT",
+            "delivery": "at_least_once",  # tansu has no transactions (docs/stream.md)
             "log_level": level,  # the stream processes configure their logging from the settings
         })
         try:

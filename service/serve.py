@@ -2,8 +2,10 @@
 
 Signals: SIGTERM/SIGINT → the stream drains (finishes and commits in-flight batches within
 `drain_timeout_seconds`), then HTTP stops, exit 0. SIGHUP → reload the rule pack (a refused pack
-is logged and the old one keeps serving). Exit 2 when the pack cannot be loaded at start, 1 when
-the stream or the HTTP server failed.
+is logged and the old one keeps serving). Exit 2 when the pack cannot be loaded at start or the
+broker refuses the stream's settings (service/kafka/preflight.py: a wrong SASL password, an
+untrusted certificate, exactly_once against a broker without transactions), 1 when the stream or
+the HTTP server failed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from service.api.connection_guard import GuardedServer, HttpFrontLimits
 from service.counters.owner import CounterOwner
 from service.errors import PackError, RedlineError
+from service.kafka.preflight import broker_refusal
 from service.logs import configure_logging
 from service.metrics_merge import MergedRegistry
 from service.reload_triggers import reload_logged, watch_rules
@@ -56,6 +59,14 @@ def run(settings: Settings) -> int:
     except ListenError as exc:
         print(f"redline serve: {exc}", file=sys.stderr)
         return 2
+    if settings.stream_enabled:
+        # Before the pack compiles: a refused login or a broker without transactions ends the start
+        # in about a second with the broker's own reason, not after seconds of retries in the log.
+        refusal = asyncio.run(broker_refusal(settings))
+        if refusal is not None:
+            listener.close()
+            print(f"redline serve: {refusal}", file=sys.stderr)
+            return 2
     try:
         runtime = Runtime.load(settings, isolated=True)
     except PackError as exc:

@@ -76,6 +76,16 @@ class Settings(BaseSettings):
     stream_processes: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
     fetch_max_wait_ms: int = Field(default=50, ge=0)  # the broker's wait for data: bounds idle latency
     drain_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Delivery (docs/stream.md): at_least_once works on every Kafka-compatible broker (tansu, the
+    # embedded broker of `redline dev`, has no transactions) and needs no ACL for transactional ids
+    # nor read_committed readers; exactly_once needs all three, so it is asked for, not assumed.
+    delivery: Literal["exactly_once", "at_least_once"] = "at_least_once"
+    # exactly_once: a partition's transaction commits once it is this old (the latency it adds;
+    # each commit takes a few broker round trips, 11–31 ms here: docs/stream.md, *Exactly once*).
+    transaction_interval_ms: int = Field(default=100, ge=1, le=60_000)
+    # exactly_once: the broker aborts a transaction left open this long (a member that died with one
+    # open holds read_committed readers of its topics up to this long, unless its successor aborts it).
+    transaction_timeout_ms: int = Field(default=10_000, ge=1000, le=900_000)
     session_timeout_ms: int = Field(default=10_000, ge=1000)
     heartbeat_interval_ms: int = Field(default=1_000, ge=100)
     producer_linger_ms: int = Field(default=5, ge=0)
@@ -145,7 +155,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
 
-    @field_validator("producer_compression", mode="before")
+    @field_validator("producer_compression", "delivery", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
@@ -175,6 +185,10 @@ class Settings(BaseSettings):
     @property
     def admin_key_set(self) -> tuple[str, ...]:
         return _split_keys(self.admin_keys)
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.delivery == "exactly_once"
 
     @property
     def stream_enabled(self) -> bool:

@@ -1,5 +1,18 @@
-"""Session fixtures shared by the whole suite: real servers on free loopback ports, per-test
-topics on the session broker and `redline serve` subprocesses (tests/kafka_helpers.py)."""
+"""Session fixtures shared by the whole suite: real servers on free loopback ports, the brokers the
+stream suites run on, per-test topics and `redline serve` subprocesses (tests/kafka_helpers.py).
+
+Brokers: `kafka_bootstrap` is a tansu broker for the session; `apache_kafka` an Apache Kafka for the
+session (tests/brokers/plugin.py: every security listener; skipped without Java and Maven outside
+CI). The `broker` fixture runs a stream test on each broker a suite asks for, with the delivery
+Redline uses there (tests/kafka_helpers.StreamBroker):
+
+    tansu       tansu, at_least_once (it has no transactions)
+    kafka-eos   Apache Kafka, exactly_once
+    kafka-alo   Apache Kafka, at_least_once (the default delivery, on the broker production runs)
+
+By default a test taking `broker` runs on `tansu` and `kafka-eos`;
+`@pytest.mark.parametrize("broker", [...], indirect=True)` picks others.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +22,21 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from service.embedded_broker import EmbeddedBroker, free_port
-from tests.kafka_helpers import ServiceProcess, Topics
+from tests.brokers.plugin import (  # noqa: F401  # fixtures and the hook that attaches broker logs
+    apache_kafka,
+    apache_kafka_factory,
+    pytest_runtest_makereport,
+    tansu_broker,
+    tls_files,
+)
+from tests.kafka_helpers import ServiceProcess, StreamBroker, Topics
+
+BROKERS = {
+    # id: (broker fixture, delivery)
+    "tansu": ("kafka_bootstrap", "at_least_once"),
+    "kafka-eos": ("apache_kafka", "exactly_once"),
+    "kafka-alo": ("apache_kafka", "at_least_once"),
+}
 
 
 @pytest.fixture(scope="session")
@@ -21,6 +48,15 @@ def kafka_bootstrap() -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(params=["tansu", "kafka-eos"])
+def broker(request: pytest.FixtureRequest) -> StreamBroker:
+    fixture, delivery = BROKERS[request.param]
+    found = request.getfixturevalue(fixture)
+    if fixture == "kafka_bootstrap":
+        return StreamBroker("tansu", found, delivery)
+    return StreamBroker("apache-kafka", found.bootstrap, delivery)
 
 
 @pytest.fixture

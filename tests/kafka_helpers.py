@@ -1,4 +1,5 @@
-"""Helpers of the stream tests: per-test topic names, a producer and reader, `redline serve` processes."""
+"""Helpers of the stream tests: the broker a test runs on, per-test topic names, a producer and
+reader, `redline serve` processes."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from service.events import decode_verdict
 from service.runtime import Runtime
@@ -24,6 +26,41 @@ from service.sample_traffic import SampleRecord
 from service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class StreamBroker:
+    """The broker a stream test runs on (the `broker` fixture, tests/conftest.py), and the delivery
+    Redline is set to there: tansu has no transactions, so it runs at_least_once only."""
+
+    kind: str  # "tansu" | "apache-kafka"
+    bootstrap: str
+    delivery: str  # "at_least_once" | "exactly_once"
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.delivery == "exactly_once"
+
+    @property
+    def isolation_level(self) -> str:
+        """How the tests read what Redline wrote: as a downstream consumer of exactly-once output
+        must (read_committed); tansu's fetches are read as they always were."""
+        return "read_committed" if self.kind == "apache-kafka" else "read_uncommitted"
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.delivery}"
+
+
+# What the helpers below take: a test's broker, or a bare bootstrap string (read uncommitted).
+Target = StreamBroker | str
+
+
+def _bootstrap(target: Target) -> str:
+    return target.bootstrap if isinstance(target, StreamBroker) else target
+
+
+def _isolation(target: Target) -> str:
+    return target.isolation_level if isinstance(target, StreamBroker) else "read_uncommitted"
 
 
 def ready(runtime: Runtime) -> bool:
@@ -44,11 +81,12 @@ class Topics:
     dlq: str
     group: str
 
-    def env(self, bootstrap: str, http_port: int, **extra: str) -> dict[str, str]:
+    def env(self, broker: Target, http_port: int, **extra: str) -> dict[str, str]:
         """`serve`'s environment. One stream process unless a test asks for members: these tests
         follow one consumer's log lines (test_stream_members.py covers member processes)."""
+        delivery = {"REDLINE_DELIVERY": broker.delivery} if isinstance(broker, StreamBroker) else {}
         return {
-            "REDLINE_KAFKA_BOOTSTRAP": bootstrap, "REDLINE_INPUT_TOPIC": self.input,
+            **delivery, "REDLINE_KAFKA_BOOTSTRAP": _bootstrap(broker), "REDLINE_INPUT_TOPIC": self.input,
             "REDLINE_OUTPUT_TOPIC": self.output, "REDLINE_DLQ_TOPIC": self.dlq,
             "REDLINE_GROUP_ID": self.group, "REDLINE_HTTP_HOST": "127.0.0.1",
             "REDLINE_HTTP_PORT": str(http_port), "REDLINE_RULES": str(rules_dir()),
@@ -56,19 +94,21 @@ class Topics:
             "REDLINE_LOG_LEVEL": "INFO", "REDLINE_STREAM_PROCESSES": "1", **extra,
         }
 
-    def settings(self, bootstrap: str, **overrides: object) -> Settings:
+    def settings(self, broker: Target, **overrides: object) -> Settings:
         values: dict[str, object] = {
-            "kafka_bootstrap": bootstrap, "input_topic": self.input, "output_topic": self.output,
+            "kafka_bootstrap": _bootstrap(broker), "input_topic": self.input, "output_topic": self.output,
             "dlq_topic": self.dlq, "group_id": self.group, "rules": rules_dir(),
             "session_timeout_ms": 3000, "topic_partitions": 4, "http_host": "127.0.0.1",
         }
+        if isinstance(broker, StreamBroker):
+            values["delivery"] = broker.delivery
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]
 
 
 
-async def produce(bootstrap: str, topic: str, records: list[SampleRecord]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+async def produce(target: Target, topic: str, records: list[SampleRecord]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(target), linger_ms=5)
     await producer.start()
     try:
         futures = [await producer.send(topic, value=r.value, key=r.key) for r in records]
@@ -78,15 +118,33 @@ async def produce(bootstrap: str, topic: str, records: list[SampleRecord]) -> No
         await producer.stop()
 
 
-async def read_topic(bootstrap: str, topic: str, count: int, timeout_seconds: float = 60.0) -> list[object]:
+async def topic_partitions(target: Target, topic: str, timeout_seconds: float = 15.0) -> list[TopicPartition]:
+    """The topic's partitions, asked of the broker by name. (A consumer's `partitions_for_topic`
+    knows only topics its client asked metadata for: tansu answers a request for no topic with all
+    of them, Apache Kafka with none.) A topic just created may take a moment to be in the metadata."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=_bootstrap(target))
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            described = await admin.describe_topics([topic])
+            partitions = sorted(p["partition"] for t in described if t["topic"] == topic and not t["error_code"]
+                                for p in t["partitions"])
+            if partitions:
+                return [TopicPartition(topic, p) for p in partitions]
+            assert time.monotonic() < deadline, f"topic {topic} has no partitions in the metadata"
+            await asyncio.sleep(0.1)  # metadata has no change notification to await
+    finally:
+        await admin.close()
+
+
+async def read_topic(target: Target, topic: str, count: int, timeout_seconds: float = 60.0) -> list[object]:
     """Read from the beginning (no group) until `count` records arrived or the time is up."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=_bootstrap(target), auto_offset_reset="earliest",
+                                enable_auto_commit=False, isolation_level=_isolation(target))
     await consumer.start()
     try:
-        await consumer.topics()  # refreshes the metadata that partitions_for_topic reads
-        partitions = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        consumer.assign(await topic_partitions(target, topic))
         await consumer.seek_to_beginning()
         found: list[object] = []
         deadline = time.monotonic() + timeout_seconds
@@ -158,23 +216,21 @@ class ServiceProcess:
             self.process.wait()
 
 
-async def produce_paced(bootstrap: str, topic: str, records: list[SampleRecord], chunk: int = 500,
+async def produce_paced(target: Target, topic: str, records: list[SampleRecord], chunk: int = 500,
                         pause_seconds: float = 0.05) -> None:
     """Produce in chunks with a pause between them, so that a test can act while events still flow."""
     for start in range(0, len(records), chunk):
-        await produce(bootstrap, topic, records[start:start + chunk])
+        await produce(target, topic, records[start:start + chunk])
         await asyncio.sleep(pause_seconds)
 
 
-async def read_all(bootstrap: str, topic: str, done: Callable[[Any], bool], timeout_seconds: float) -> None:
+async def read_all(target: Target, topic: str, done: Callable[[Any], bool], timeout_seconds: float) -> None:
     """Feed every record of `topic`, from the beginning, to `done(record)` until it says True."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=_bootstrap(target), auto_offset_reset="earliest",
+                                enable_auto_commit=False, isolation_level=_isolation(target))
     await consumer.start()
     try:
-        await consumer.topics()
-        partitions = consumer.partitions_for_topic(topic) or set()
-        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
+        consumer.assign(await topic_partitions(target, topic))
         await consumer.seek_to_beginning()
         deadline = time.monotonic() + timeout_seconds
         finished = False
@@ -187,7 +243,7 @@ async def read_all(bootstrap: str, topic: str, done: Callable[[Any], bool], time
         await consumer.stop()
 
 
-async def read_verdicts(bootstrap: str, topic: str, expected: set[str],
+async def read_verdicts(target: Target, topic: str, expected: set[str],
                         timeout_seconds: float = 90.0) -> dict[str, list[Any]]:
     """Every verdict record on `topic` by event id, read until each expected id was seen (or time is up)."""
     verdicts: dict[str, list[Any]] = defaultdict(list)
@@ -197,14 +253,14 @@ async def read_verdicts(bootstrap: str, topic: str, expected: set[str],
         return expected <= verdicts.keys()
 
     if expected:
-        await read_all(bootstrap, topic, note, timeout_seconds)
+        await read_all(target, topic, note, timeout_seconds)
     return verdicts
 
 
-async def read_verdict_ids(bootstrap: str, topic: str, expected: set[str],
+async def read_verdict_ids(target: Target, topic: str, expected: set[str],
                            timeout_seconds: float = 90.0) -> list[str]:
     """Event ids of every verdict on `topic` (one per verdict), read as `read_verdicts` does."""
-    verdicts = await read_verdicts(bootstrap, topic, expected, timeout_seconds)
+    verdicts = await read_verdicts(target, topic, expected, timeout_seconds)
     return [event_id for event_id, found in verdicts.items() for _ in found]
 
 
@@ -223,3 +279,41 @@ def assignment_of(line: str) -> list[int]:
 StartService = Callable[[dict[str, str]], ServiceProcess]
 # A stream consumer's assignment log line; not the counter owner's "counter partitions assigned".
 STREAM_ASSIGNED = '"msg": "partitions assigned"'
+
+
+async def read_to_end(target: Target, topic: str, timeout_seconds: float = 60.0,
+                      isolation_level: str | None = None) -> list[Any]:
+    """Every record of `topic` up to its end as the broker reports it on fetch (the last stable
+    offset when read read_committed, else the high watermark; tansu's ListOffsets answers less than
+    the end, so `end_offsets` is not used): what a downstream consumer would ever see, duplicates
+    included. Call it once the writers stopped."""
+    isolation = isolation_level or _isolation(target)
+    read_committed = isolation == "read_committed"
+    consumer = AIOKafkaConsumer(bootstrap_servers=_bootstrap(target), auto_offset_reset="earliest",
+                                enable_auto_commit=False, isolation_level=isolation)
+    await consumer.start()
+    try:
+        partitions = await topic_partitions(target, topic)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning()
+        found: list[Any] = []
+        pending = set(partitions)
+        deadline = time.monotonic() + timeout_seconds
+        while pending:
+            assert time.monotonic() < deadline, f"{topic}: {sorted(tp.partition for tp in pending)} not read to the end"
+            for records in (await consumer.getmany(*pending, timeout_ms=200, max_records=10_000)).values():
+                found.extend(records)
+            for tp in list(pending):
+                end = consumer.last_stable_offset(tp) if read_committed else consumer.highwater(tp)
+                if end is not None and await consumer.position(tp) >= end:
+                    pending.discard(tp)
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def aborted_records(broker: StreamBroker, topic: str) -> int:
+    """Records of `topic` that aborted transactions wrote: in the log, never read read_committed.
+    A fault test under exactly_once checks there were some: the fault did strike mid-transaction."""
+    written = await read_to_end(broker, topic, isolation_level="read_uncommitted")
+    return len(written) - len(await read_to_end(broker, topic))

@@ -9,9 +9,12 @@ every batch; a member that is assigned a partition first reads that changelog pa
 end, so counts survive restarts and move with rebalances (docs/counters.md).
 
 Delivery: a batch's offsets are committed only after its verdicts, forwarded requests and changelog
-records were acknowledged (the commit window). A crash or a failed produce re-delivers the
-uncommitted batches; counting is idempotent (a member is a set element), so a re-delivered request
-never counts twice.
+records were acknowledged (at_least_once), or in one transaction with them (exactly_once: the
+changelog, the forwards and the verdicts of a counter partition commit together with its offsets,
+and the changelog and the counter topic are read read_committed). A crash or a failed produce
+re-delivers the uncommitted batches; counting is idempotent (a member is a set element), so a
+re-delivered request never counts twice, and a partition sought back after a failure restores its
+state from the changelog first, so its requests are counted again from the committed state, in order.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from service.kafka.dead_letters import DeadLetter, dead_lettering
 from service.kafka.options import client_options
 from service.kafka.publisher import Outbox
 from service.kafka.records import Batch, Item, SourceRecord
+from service.kafka.topics import ensure_topics
 from service.runtime import Runtime
 from service.settings import Settings
 from service.verdict_counts import count_verdicts
@@ -73,6 +77,10 @@ class CounterOwner:
     async def prepare(self, clients: Clients) -> None:
         """A key's state is restored from the changelog partition numbered like its requests'."""
         settings = self.settings
+        if settings.create_topics:
+            # Before the metadata request below: a broker with auto.create.topics.enable (Apache
+            # Kafka's default) would create a missing topic with its own default partition count.
+            await ensure_topics(settings)
         requests = await clients.producer.partitions_for(settings.counter_requests_topic)
         states = await clients.producer.partitions_for(settings.counter_state_topic)
         if len(requests) != len(states):
@@ -167,6 +175,23 @@ class CounterOwner:
         self._report_keys()
         log.info("counter partitions revoked", extra={"partitions": sorted(tp.partition for tp in partitions)})
 
+    async def rewound(self, partitions: set[TopicPartition]) -> None:
+        """Sought back after a failure: the stores may hold sightings of batches that were not
+        committed; the committed state is the changelog's, and the requests come again."""
+        numbers = sorted(tp.partition for tp in partitions if tp.partition in self._stores)
+        if not numbers:
+            return
+        max_keys = self._stores[numbers[0]].max_keys
+        for number in numbers:
+            del self._stores[number]
+        started = time.monotonic()
+        restored = await self._restore(numbers, max_keys)
+        self._stores.update(restored)
+        self._report_keys()
+        log.info("counter partitions restored after a rewind",
+                 extra={"partitions": numbers, "restored_keys": sum(len(store) for store in restored.values()),
+                        "seconds": round(time.monotonic() - started, 3)})
+
     async def assigned(self, partitions: set[TopicPartition]) -> None:
         numbers = sorted(tp.partition for tp in partitions)
         per_partition = max(1, self.settings.counter_max_keys // max(1, len(numbers)))
@@ -202,15 +227,20 @@ class CounterOwner:
 async def restore_changelog(settings: Settings, partitions: list[int], max_keys: int) -> dict[int, WindowStore]:
     """The state of `partitions` from the changelog: the newest record per key wins, None deletes.
 
-    The end is the fetch high watermark (tansu's ListOffsets answers the base offset of the last
-    batch, not the end, so `end_offsets` cannot be trusted): a partition is restored when the
-    consumer's position reached the high watermark its latest fetch reported.
+    The end is the one the latest fetch reported (tansu's ListOffsets answers the base offset of the
+    last batch, not the end, so `end_offsets` cannot be trusted): the high watermark, or with
+    exactly_once the last stable offset, since the changelog is read read_committed (a state written
+    by a transaction that aborted never existed). The partitions' producers were started before this
+    runs, which aborted any transaction a previous owner left open: the last stable offset is the end.
+    A partition is restored when the consumer's position reached that end.
     """
     stores = {p: WindowStore(max_keys=max_keys) for p in partitions}
+    read_committed = settings.exactly_once
     consumer = AIOKafkaConsumer(
         **client_options(settings), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
     )
     await consumer.start()
     try:
@@ -233,8 +263,8 @@ async def restore_changelog(settings: Settings, partitions: list[int], max_keys:
                         continue
                     store.restore(record.key.decode(), state)
             for tp in list(pending):
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
+                end = consumer.last_stable_offset(tp) if read_committed else consumer.highwater(tp)
+                if end is not None and await consumer.position(tp) >= end:
                     pending.discard(tp)
     finally:
         await consumer.stop()

@@ -7,10 +7,15 @@ one `BatchLoop` with their own `BatchHandler`; this module knows nothing of even
 - Backpressure: up to `max_in_flight_batches` batches wait for their acks in the window; when it
   is full the loop waits for the oldest and, if that takes long, pauses its partitions (a
   zero-timeout poll keeps the member alive meanwhile), so nothing is buffered without bound.
+- Delivery is the commit window's (commit_window.py): at_least_once commits a batch's offsets once
+  its outputs were acknowledged; exactly_once (transactions.py) produces each input partition's
+  outputs and offsets in one transaction, so the loop hands it one partition's records at a time.
 - A produce failure stops committing; the window settles, the consumer seeks back to the last
-  committed offsets and, after a backoff, the records are processed again.
+  committed offsets (the handler hears which partitions: `rewound`) and, after a backoff, the
+  records are processed again.
 - Rebalances: batches of revoked partitions are settled (committed) before the rebalance goes on;
-  the handler hears of assignments (under the loop's lock: no batch runs meanwhile) and revokes.
+  the window, then the handler, hear of assignments (under the loop's lock: no batch runs
+  meanwhile) and revokes.
 - Stop: the fetch in progress is abandoned, the window drains within `drain_timeout_seconds`,
   and the member leaves the group.
 - Readiness: ready while connected, in the group, the broker answers (a metadata probe every
@@ -21,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Awaitable
@@ -34,6 +38,7 @@ from service.kafka.commit_window import AtLeastOnceWindow, CommitWindow
 from service.kafka.connection import Clients, connect, sleep_unless, stop_quietly
 from service.kafka.publisher import Outbox
 from service.kafka.records import Batch
+from service.kafka.transactions import TransactionalWindow
 from service.readiness import ReadinessPart
 from service.settings import Settings
 
@@ -57,6 +62,9 @@ class BatchHandler(Protocol):
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         """After the batches of `partitions` settled."""
+
+    async def rewound(self, partitions: set[TopicPartition]) -> None:
+        """`partitions` were sought back to their last commit: their records come again."""
 
 
 class LoopObserver:
@@ -115,11 +123,7 @@ class BatchLoop:
         if clients is None:
             return
         self._clients = clients
-        window = AtLeastOnceWindow(
-            clients.consumer, self._stopping, self,
-            max_batches=self.settings.max_in_flight_batches,
-            retry_backoff_max_seconds=self.settings.retry_backoff_max_seconds,
-        )
+        window = self._commit_window(clients)
         self._window = window
         clients.consumer.subscribe([self.topic], listener=_Listener(self))
         self._broker_ok = True
@@ -138,6 +142,15 @@ class BatchLoop:
                 self._clients = None
                 await stop_quietly(clients.consumer, clients.producer)
                 self._update_readiness()
+
+    def _commit_window(self, clients: Clients) -> CommitWindow:
+        settings = self.settings
+        if settings.exactly_once:
+            return TransactionalWindow(clients.consumer, settings, self._stopping, self, group_id=self.group_id)
+        return AtLeastOnceWindow(
+            clients.consumer, clients.publisher, self._stopping, self, dead_letter_topic=settings.dlq_topic,
+            max_batches=settings.max_in_flight_batches, retry_backoff_max_seconds=settings.retry_backoff_max_seconds,
+        )
 
     # --- the loop
 
@@ -159,6 +172,7 @@ class BatchLoop:
             if window.full:
                 await self._wait_for_room(window, clients, stop)
                 continue
+            await window.realign()
             paused = consumer.paused()
             if paused:
                 consumer.resume(*paused)
@@ -178,16 +192,19 @@ class BatchLoop:
                 # A rebalance may have run while this batch waited for the lock.
                 assigned = consumer.assignment()
                 batch = {tp: records for tp, records in batch.items() if tp in assigned}
+                for tp in [tp for tp in batch if not window.accepts(tp)]:
+                    del batch[tp]  # fetched before the window's seek (or its failure): the window seeks it
                 for tp in [tp for tp in batch if not self.handler.accepts(tp)]:
                     consumer.seek(tp, batch.pop(tp)[0].offset)  # not ready for it yet: fetch it again
                 if batch and window.failure is None:
-                    self._observe_lag(batch)
-                    handled = self.handler.handle(batch)
-                    # A heavy batch is handled in slices that give the loop back between them
-                    # (heartbeats, probes, acks go on): the handler then returns an awaitable.
-                    outbox = handled if isinstance(handled, Outbox) else await handled
-                    await window.submit(batch, functools.partial(clients.publisher.publish, outbox, settings.dlq_topic),
-                                        outbox.delivered)
+                    await self._observe_lag(batch)
+                    units = [{tp: records} for tp, records in batch.items()] if window.per_partition else [batch]
+                    for unit in units:
+                        handled = self.handler.handle(unit)
+                        # A heavy batch is handled in slices that give the loop back between them
+                        # (heartbeats, probes, acks go on): the handler then returns an awaitable.
+                        outbox = handled if isinstance(handled, Outbox) else await handled
+                        await window.submit(unit, outbox)
             # getmany answers from its prefetch without suspending: let the committer commit
             # (and the producer send) before the next batch, not after the window fills.
             await asyncio.sleep(0)
@@ -223,8 +240,10 @@ class BatchLoop:
     async def _recover(self, window: CommitWindow) -> None:
         """After a produce failure: let the window settle, seek back, back off, go on."""
         async with self._lock:
-            if not await window.recover():
+            rewound = await window.recover()
+            if rewound is None:
                 return  # asked to stop before the window settled
+            await self.handler.rewound(rewound)
             self._backoff_seconds = min(self.settings.retry_backoff_max_seconds, max(0.5, self._backoff_seconds * 2))
             log.info("re-processing from the last committed offsets",
                      extra={"loop": self.name, "retry_in_seconds": self._backoff_seconds})
@@ -247,7 +266,7 @@ class BatchLoop:
                 log.warning("revoke: in-flight batches did not settle in time",
                             extra={"loop": self.name, "batches": window.in_flight})
             if window is not None:
-                window.forget(revoked)
+                await window.revoked(revoked)
             for tp in revoked:
                 self._consumed_to.pop(tp, None)
             self._observer.revoked(revoked)
@@ -255,6 +274,10 @@ class BatchLoop:
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self._lock:  # a batch fetched meanwhile waits for the handler
+            # exactly_once: the window's producers start (fencing the partitions' previous owners)
+            # before the handler reads any state of these partitions (the counter changelog).
+            if self._window is not None:
+                await self._window.assigned(assigned)
             self._joined = True
             self._observer.assigned(assigned)
             self._update_readiness()
@@ -304,11 +327,13 @@ class BatchLoop:
             self.broker_reachable(ok)
             self._observe_idle_lag(clients)
 
-    def _observe_lag(self, batch: Batch) -> None:
+    async def _observe_lag(self, batch: Batch) -> None:
+        """Lag = high watermark − position: transaction markers take offsets that no record has, so
+        `last offset + 1` would stay behind the high watermark after every transaction."""
         assert self._clients is not None
         consumer = self._clients.consumer
-        for tp, records in batch.items():
-            consumed = self._consumed_to[tp] = records[-1].offset + 1
+        for tp in batch:
+            consumed = self._consumed_to[tp] = await consumer.position(tp)
             highwater = consumer.highwater(tp)
             if highwater is not None:
                 self._observer.lag(tp, max(0, highwater - consumed))

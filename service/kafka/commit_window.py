@@ -1,16 +1,16 @@
-"""The commit window: when a consumer loop's input offsets may be committed (at-least-once).
+"""The commit window: when a consumer loop's input offsets may be committed.
 
     CommitWindow        what a loop asks of its commit policy
-    AtLeastOnceWindow   up to `max_batches` batches in flight; a batch's offsets are committed,
-                        strictly in the order consumed, only after every record it produced was
-                        acknowledged by the broker. After a produce failure nothing more is
-                        committed: `recover()` lets the window settle and seeks the consumer back
-                        to the last committed offsets, so the records are processed again
-                        (duplicates possible, never a gap).
+    AtLeastOnceWindow   (REDLINE_DELIVERY=at_least_once) up to `max_batches` batches in flight; a
+                        batch's offsets are committed, strictly in the order consumed, only after
+                        every record it produced was acknowledged by the broker. After a produce
+                        failure nothing more is committed: `recover()` lets the window settle and
+                        seeks the consumer back to the last committed offsets, so the records are
+                        processed again (duplicates possible, never a gap).
+    TransactionalWindow (REDLINE_DELIVERY=exactly_once, transactions.py) each input partition's
+                        outputs and offsets in one Kafka transaction.
 
-A transactional policy (exactly-once) has the same shape: `submit` would begin a transaction,
-publish, add the batch's offsets to it (`send_offsets_to_transaction`) and commit it; `recover`
-would abort and seek back. The loop (batch_loop.py) only ever talks to a `CommitWindow`.
+The loop (batch_loop.py) only ever talks to a `CommitWindow`, and builds the one the settings ask for.
 """
 
 from __future__ import annotations
@@ -20,19 +20,17 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from service.kafka.publisher import Acks, PublishFailed
+from service.kafka.publisher import Acks, BatchPublisher, Outbox, PublishFailed
 from service.kafka.records import Batch, next_offsets
 
 log = logging.getLogger(__name__)
-
-Publish = Callable[[], Awaitable[Acks]]
 
 
 class WindowEvents(Protocol):
@@ -47,18 +45,33 @@ class WindowEvents(Protocol):
 
 class CommitWindow(Protocol):
     @property
+    def per_partition(self) -> bool:
+        """True when each submit must carry the records of one input partition only."""
+    @property
     def failure(self) -> BaseException | None: ...
     @property
     def full(self) -> bool: ...
     @property
     def in_flight(self) -> int: ...
     def start(self) -> None: ...
-    def check(self) -> None: ...
-    async def submit(self, batch: Batch, publish: Publish, delivered: Callable[[], None] | None) -> None: ...
+    def check(self) -> None:
+        """Raise what stopped the window for good, if anything did."""
+    def accepts(self, tp: TopicPartition) -> bool:
+        """False while records of `tp` cannot be taken: they are dropped, and the window seeks
+        the partition where it must go on (`realign`, `recover`)."""
+    async def realign(self) -> None:
+        """Before a fetch: the seeks the window wants done."""
+    async def submit(self, batch: Batch, outbox: Outbox) -> None:
+        """Produce what `batch` gave; its offsets are committed once that is done."""
     async def wait_for_room(self, seconds: float) -> bool: ...
-    async def settle(self, limit_seconds: float | None) -> bool: ...
-    async def recover(self) -> bool: ...
-    def forget(self, partitions: set[TopicPartition]) -> None: ...
+    async def settle(self, limit_seconds: float | None) -> bool:
+        """Commit what is in flight; True once nothing is."""
+    async def recover(self) -> set[TopicPartition] | None:
+        """After a failure: seek back to the last commit. The partitions sought back, or None
+        when asked to stop first."""
+    async def assigned(self, partitions: set[TopicPartition]) -> None: ...
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        """After `settle`: the partitions' next owner resumes from their last commit."""
     async def close(self, drain_seconds: float) -> bool: ...
 
 
@@ -70,16 +83,22 @@ class _Unit:
 
 
 class AtLeastOnceWindow:
+    per_partition = False  # one batch, every partition it holds, one publish
+
     def __init__(
         self,
         consumer: AIOKafkaConsumer,
+        publisher: BatchPublisher,
         stop: asyncio.Event,
         events: WindowEvents,
         *,
+        dead_letter_topic: str,
         max_batches: int,
         retry_backoff_max_seconds: float,
     ) -> None:
         self._consumer = consumer
+        self._publisher = publisher
+        self.dead_letter_topic = dead_letter_topic
         self._stop = stop
         self._events = events
         self.max_batches = max_batches
@@ -113,17 +132,23 @@ class AtLeastOnceWindow:
             committer.result()
             raise RuntimeError("the committer stopped")
 
-    async def submit(self, batch: Batch, publish: Publish, delivered: Callable[[], None] | None) -> None:
+    def accepts(self, tp: TopicPartition) -> bool:
+        return True
+
+    async def realign(self) -> None:
+        pass  # aiokafka starts assigned partitions at their committed offsets itself
+
+    async def submit(self, batch: Batch, outbox: Outbox) -> None:
         """Publish a batch's outputs; its offsets are committed once they are all acknowledged."""
         for tp, records in batch.items():  # before anything is sent: a failure seeks back here
             self._resume.setdefault(tp, records[0].offset)
         try:
-            acks = await publish()
+            acks = await self._publisher.publish(outbox, self.dead_letter_topic)
         except PublishFailed as exc:  # no metadata or no room in time: the broker is away
             acks = exc.acks  # what was queued still settles before a recovery seeks back
             self._events.produce_failed()
             self._fail(exc.error)
-        self._units.append(_Unit(next_offsets(batch), acks, delivered))
+        self._units.append(_Unit(next_offsets(batch), acks, outbox.delivered))
         self._events.in_flight(len(self._units))
         self._added.set()
 
@@ -148,24 +173,28 @@ class AtLeastOnceWindow:
                 await asyncio.wait_for(self._done.wait(), remaining)
         return True
 
-    async def recover(self) -> bool:
+    async def recover(self) -> set[TopicPartition] | None:
         """After a failure: let the window settle, seek back to the last commit and take batches
-        again. False when a stop was asked for before the window settled."""
+        again. None when a stop was asked for before the window settled."""
         # Every ack ends (acknowledged, failed, or expired by aiokafka); a commit may hang while the
         # broker is away, so look up now and then whether we are asked to stop.
         while not await self.settle(1.0):
             if self._stop.is_set():
-                return False
+                return None
         assignment = self._consumer.assignment()
+        sought: set[TopicPartition] = set()
         for tp, offset in self._resume.items():
             if tp in assignment:
                 self._consumer.seek(tp, offset)
+                sought.add(tp)
         self._failure = None
         self._events.failure_changed()
-        return True
+        return sought
 
-    def forget(self, partitions: set[TopicPartition]) -> None:
-        """Partitions revoked (after `settle`): their next owner resumes from their last commit."""
+    async def assigned(self, partitions: set[TopicPartition]) -> None:
+        pass  # aiokafka reads the committed offsets itself
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
         for tp in partitions:
             self._resume.pop(tp, None)
 

@@ -14,9 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from service.kafka.options import consumer_options, producer_options
+from service.kafka.preflight import connection_refusal
 from service.kafka.publisher import BatchPublisher
 from service.settings import Settings
 
@@ -55,8 +56,11 @@ async def connect(
             await stop_quietly(consumer, producer)
             attempt += 1
             delay = retry_delay(settings, attempt)
-            log.warning("broker not reachable, retrying",
-                        extra={"loop": name, "error": repr(exc), "retry_in_seconds": delay, "attempt": attempt})
+            # aiokafka says "Unable to bootstrap" whatever happened: ask the broker why, once.
+            reason = await connection_refusal(settings) if isinstance(exc, KafkaConnectionError) else None
+            log.warning("broker refused the connection, retrying" if reason else "broker not reachable, retrying",
+                        extra={"loop": name, "error": reason or repr(exc), "retry_in_seconds": delay,
+                               "attempt": attempt})
             await sleep_unless(stop, delay)
         except BaseException:
             await stop_quietly(consumer, producer)

@@ -69,6 +69,9 @@ def consumer_options(settings: Settings, group_id: str | None = None) -> dict[st
         "max_partition_fetch_bytes": max(1024 * 1024, settings.max_record_bytes + 64 * 1024),
         "fetch_max_bytes": max(52_428_800, settings.max_record_bytes + 64 * 1024),
         "retry_backoff_ms": 200,
+        # exactly_once: the input may hold aborted records of a transactional chat backend, and
+        # Redline's own counter topic those of a member that died mid-transaction; neither exists.
+        "isolation_level": "read_committed" if settings.exactly_once else "read_uncommitted",
     }
 
 
@@ -89,4 +92,13 @@ def producer_options(settings: Settings) -> dict[str, object]:
         "compression_type": None if compression == "none" else compression,
         "request_timeout_ms": settings.producer_request_timeout_ms,
         "retry_backoff_ms": 200,
+    }
+
+
+def transactional_producer_options(settings: Settings, transactional_id: str) -> dict[str, object]:
+    """A producer of one input partition's transactions (exactly_once): idempotent, acks=all."""
+    return {
+        **producer_options(settings),
+        "transactional_id": transactional_id,
+        "transaction_timeout_ms": settings.transaction_timeout_ms,
     }

@@ -50,11 +50,16 @@ class Outbox:
     delivered: Callable[[], None] | None = None
 
 
+# Per topic: its partitions, and the partition of each key seen (what murmur2 gave for it).
+Routes = dict[str, tuple[list[int], dict[bytes, int]]]
+
+
 class BatchPublisher:
-    def __init__(self, producer: AIOKafkaProducer) -> None:
+    def __init__(self, producer: AIOKafkaProducer, routes: Routes | None = None) -> None:
+        """`routes` may be shared by the publishers of one loop (one per transactional producer)."""
         self._producer = producer
         self._partitioner = DefaultPartitioner()
-        self._cache: dict[str, tuple[list[int], dict[bytes, int]]] = {}
+        self._cache: Routes = {} if routes is None else routes
 
     async def partitions(self, topic: str) -> list[int]:
         return sorted(await self._producer.partitions_for(topic))

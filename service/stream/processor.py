@@ -120,6 +120,9 @@ class StreamProcessor:
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in partitions)})
 
+    async def rewound(self, partitions: set[TopicPartition]) -> None:
+        pass  # the stream keeps no state between batches
+
 
 def _observe_lags(sent_at: list[float]) -> None:
     metrics.observe_end_to_end_lags(sent_at, time.time())

@@ -1,13 +1,2 @@
-"""Fixtures of the broker tests: Apache Kafka (session broker and per-test brokers) and tansu."""
-
-from __future__ import annotations
-
-from .plugin import (
-    apache_kafka,
-    apache_kafka_factory,
-    pytest_runtest_makereport,
-    tansu_broker,
-    tls_files,
-)
-
-__all__ = ["apache_kafka", "apache_kafka_factory", "pytest_runtest_makereport", "tansu_broker", "tls_files"]
+"""The broker tests' fixtures are the suite's (tests/conftest.py imports them from plugin.py): one
+Apache Kafka for the whole session, whichever suite asks first."""

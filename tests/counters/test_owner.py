@@ -1,5 +1,7 @@
-"""Counters (`seen`) on the real broker: counted by one owner per key across two service processes,
-carried over a restart by the changelog, and through two owners for a rule with two counters."""
+"""Counters (`seen`) on the real brokers: counted by one owner per key across two service processes,
+carried over a restart by the changelog, and through two owners for a rule with two counters. On
+tansu at_least_once; on Apache Kafka exactly_once (the changelog, forwards and verdicts of a counter
+partition in one transaction), where every count is also checked for duplicates."""
 
 from __future__ import annotations
 
@@ -11,7 +13,17 @@ from typing import Any
 from service.embedded_broker import free_port
 from service.events import Verdict, decode_verdict
 from service.sample_traffic import SampleRecord
-from tests.kafka_helpers import REPO, ServiceProcess, StartService, Topics, assignment_of, produce, read_all
+from tests.kafka_helpers import (
+    REPO,
+    ServiceProcess,
+    StartService,
+    StreamBroker,
+    Topics,
+    assignment_of,
+    produce,
+    read_all,
+    read_to_end,
+)
 
 PACK = str(REPO / "tests" / "packs" / "counters")
 START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -23,7 +35,9 @@ def event(event_id: str, chat: str, text: str, *, sender: str = "u0", minute: in
     return SampleRecord(chat.encode(), json.dumps(value, ensure_ascii=False).encode(), event_id)
 
 
-async def verdicts_of(bootstrap: str, topic: str, ids: set[str], timeout_seconds: float = 60) -> dict[str, Verdict]:
+async def verdicts_of(
+    broker: StreamBroker, topic: str, ids: set[str], timeout_seconds: float = 60
+) -> dict[str, Verdict]:
     found: dict[str, Verdict] = {}
 
     def note(record: Any) -> bool:
@@ -31,7 +45,7 @@ async def verdicts_of(bootstrap: str, topic: str, ids: set[str], timeout_seconds
         found[verdict.event_id] = verdict
         return ids <= found.keys()
 
-    await read_all(bootstrap, topic, note, timeout_seconds)
+    await read_all(broker, topic, note, timeout_seconds)
     missing = ids - found.keys()
     assert not missing, f"no verdict for {sorted(missing)}"
     return found
@@ -51,9 +65,9 @@ def wait_for_counter_partitions(services: list[ServiceProcess], total: int) -> N
 
 
 async def test_two_processes_count_each_key_once_across_partitions(
-    kafka_bootstrap: str, topics: Topics, service_factory: StartService
+    broker: StreamBroker, topics: Topics, service_factory: StartService
 ) -> None:
-    env = topics.env(kafka_bootstrap, free_port(), REDLINE_RULES=PACK)
+    env = topics.env(broker, free_port(), REDLINE_RULES=PACK)
     first = service_factory(env)
     first.wait_for_log("counter partitions assigned")
     second = service_factory({**env, "REDLINE_HTTP_PORT": str(free_port())})
@@ -68,8 +82,8 @@ async def test_two_processes_count_each_key_once_across_partitions(
     records += [event("v1", "chat-v1", "明天投我一票", sender="s1"),
                 event("v2", "chat-v2", "明天投我一票", sender="s1", minute=1),
                 event("v3", "chat-v3", "明天投我一票", sender="s2", minute=2)]
-    await produce(kafka_bootstrap, topics.input, records)
-    verdicts = await verdicts_of(kafka_bootstrap, topics.output, {r.event_id for r in records if r.event_id})
+    await produce(broker, topics.input, records)
+    verdicts = await verdicts_of(broker, topics.output, {r.event_id for r in records if r.event_id})
 
     for r in range(8):
         hits = [c for c in range(4) if matched(verdicts[f"r{r}-c{c}"], "rumor.spread")]
@@ -88,18 +102,21 @@ async def test_two_processes_count_each_key_once_across_partitions(
     for service in (first, second):
         service.signal(signal.SIGTERM)
         assert service.wait() == 0, service.log_tail()
+    if broker.exactly_once:
+        written = [decode_verdict(r.value).event_id for r in await read_to_end(broker, topics.output)]
+        assert sorted(written) == sorted(verdicts)
 
 
 async def test_counts_survive_a_restart_through_the_changelog(
-    kafka_bootstrap: str, topics: Topics, service_factory: StartService
+    broker: StreamBroker, topics: Topics, service_factory: StartService
 ) -> None:
-    env = topics.env(kafka_bootstrap, free_port(), REDLINE_RULES=PACK)
+    env = topics.env(broker, free_port(), REDLINE_RULES=PACK)
     text = "网传下月起停发补贴，速转"
     before = [event(f"b{c}", f"chat-{c}", text, minute=c) for c in range(2)]
     service = service_factory(env)
     service.wait_for_log("counter partitions assigned")
-    await produce(kafka_bootstrap, topics.input, before)
-    verdicts = await verdicts_of(kafka_bootstrap, topics.output, {"b0", "b1"})
+    await produce(broker, topics.input, before)
+    verdicts = await verdicts_of(broker, topics.output, {"b0", "b1"})
     assert not any(matched(v, "rumor.spread") for v in verdicts.values())
     service.signal(signal.SIGTERM)
     assert service.wait() == 0, service.log_tail()
@@ -108,8 +125,8 @@ async def test_counts_survive_a_restart_through_the_changelog(
     line = restarted.wait_for_log("counter partitions assigned")
     assert json.loads(line)["restored_keys"] >= 1, line
     after = [event(f"a{c}", f"chat-{c}", text, minute=c) for c in range(2, 4)]
-    await produce(kafka_bootstrap, topics.input, after)
-    verdicts = await verdicts_of(kafka_bootstrap, topics.output, {"b0", "b1", "a2", "a3"})
+    await produce(broker, topics.input, after)
+    verdicts = await verdicts_of(broker, topics.output, {"b0", "b1", "a2", "a3"})
     # Two chats before the restart + the third after it: the third chat reaches the threshold.
     assert matched(verdicts["a2"], "rumor.spread")
     assert matched(verdicts["a3"], "rumor.spread")
@@ -118,20 +135,20 @@ async def test_counts_survive_a_restart_through_the_changelog(
 
 
 async def test_a_record_on_the_counter_topic_that_is_not_a_request_is_dead_lettered(
-    kafka_bootstrap: str, topics: Topics, service_factory: StartService
+    broker: StreamBroker, topics: Topics, service_factory: StartService
 ) -> None:
-    env = topics.env(kafka_bootstrap, free_port(), REDLINE_RULES=PACK)
+    env = topics.env(broker, free_port(), REDLINE_RULES=PACK)
     service = service_factory(env)
     service.wait_for_log("counter partitions assigned")
     counter_topic = f"{topics.group}.counters"  # the default: one set of counters per group
-    await produce(kafka_bootstrap, counter_topic, [SampleRecord(b"k", b"\x92not msgpack of a request", None)])
-    await produce(kafka_bootstrap, topics.input, [event("after", "chat-1", "网传明天停水，速转")])
+    await produce(broker, counter_topic, [SampleRecord(b"k", b"\x92not msgpack of a request", None)])
+    await produce(broker, topics.input, [event("after", "chat-1", "网传明天停水，速转")])
     letters: list[Any] = []
-    await read_all(kafka_bootstrap, topics.dlq, lambda r: bool(letters.append(r)) or True, 60)
+    await read_all(broker, topics.dlq, lambda r: bool(letters.append(r)) or True, 60)
     headers = dict(letters[0].headers)
     assert headers["redline-dlq-reason"] == b"invalid_counter_request"
     assert headers["redline-source-topic"] == counter_topic.encode()
     # The owner went on: the next request was counted and its event got its verdict.
-    assert "after" in await verdicts_of(kafka_bootstrap, topics.output, {"after"})
+    assert "after" in await verdicts_of(broker, topics.output, {"after"})
     service.signal(signal.SIGTERM)
     assert service.wait() == 0, service.log_tail()

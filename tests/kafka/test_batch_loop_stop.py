@@ -53,6 +53,9 @@ class _IdleWindow:
     def check(self) -> None:
         pass
 
+    async def realign(self) -> None:
+        pass
+
 
 async def test_stop_interrupts_a_fetch_that_never_returns() -> None:
     loop = BatchLoop(Settings(), handler=None, name="test", topic="t", group_id="g",  # type: ignore[arg-type]

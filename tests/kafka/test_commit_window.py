@@ -13,7 +13,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaTimeoutError
 
 from service.kafka.commit_window import AtLeastOnceWindow
-from service.kafka.publisher import PublishFailed
+from service.kafka.publisher import Outbox, PublishFailed
 
 A = TopicPartition("in", 0)
 B = TopicPartition("in", 1)
@@ -62,9 +62,22 @@ class Events:
         pass
 
 
-def window(consumer: Consumer, events: Events) -> AtLeastOnceWindow:
-    made = AtLeastOnceWindow(consumer, asyncio.Event(), events, max_batches=3,  # type: ignore[arg-type]
-                             retry_backoff_max_seconds=0.1)
+@dataclass
+class Publisher:
+    """Publishes nothing: each publish answers the acks (or the failure) the test queued for it."""
+
+    answers: list[Any] = field(default_factory=list)
+
+    async def publish(self, outbox: Outbox, dead_letter_topic: str) -> list[Any]:
+        answer = self.answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer  # type: ignore[no-any-return]
+
+
+def window(consumer: Consumer, events: Events, publisher: Publisher | None = None) -> AtLeastOnceWindow:
+    made = AtLeastOnceWindow(consumer, publisher or Publisher(), asyncio.Event(), events,  # type: ignore[arg-type]
+                             dead_letter_topic="dlq", max_batches=3, retry_backoff_max_seconds=0.1)
     made.start()
     return made
 
@@ -74,10 +87,8 @@ def batch(tp: TopicPartition, first: int, last: int) -> dict[TopicPartition, lis
 
 
 async def submit(target: AtLeastOnceWindow, records: dict[TopicPartition, list[Any]], acks: list[Any]) -> None:
-    async def publish() -> list[Any]:
-        return acks
-
-    await target.submit(records, publish, None)
+    target._publisher.answers.append(acks)  # type: ignore[attr-defined]
+    await target.submit(records, Outbox())
 
 
 async def settle_briefly() -> None:
@@ -120,7 +131,7 @@ async def test_after_a_failed_ack_nothing_is_committed_until_recovered_from_the_
     assert consumer.commits == [{A: 10}]  # the batch after the failure is not committed either
     assert target.failure is not None
     assert "produce failed" in events.log
-    assert await target.recover()
+    assert await target.recover() == {A}
     assert consumer.seeks == [(A, 10)]  # back to the last commit: 10..29 are processed again
     assert target.failure is None
     await target.close(1.0)
@@ -130,14 +141,11 @@ async def test_a_publish_that_fails_midway_keeps_what_was_queued_and_fails_the_w
     consumer, events = Consumer(), Events()
     target = window(consumer, events)
     queued = asyncio.get_running_loop().create_future()
-
-    async def publish() -> list[Any]:
-        raise PublishFailed(KafkaTimeoutError(), [queued])
-
-    await target.submit(batch(B, 5, 7), publish, None)
+    target._publisher.answers.append(PublishFailed(KafkaTimeoutError(), [queued]))  # type: ignore[attr-defined]
+    await target.submit(batch(B, 5, 7), Outbox())
     assert target.failure is not None and target.in_flight == 1  # its queued ack still settles first
     queued.set_result(None)
-    assert await target.recover()
+    assert await target.recover() == {B}
     assert consumer.commits == []
     assert consumer.seeks == [(B, 5)]
     await target.close(1.0)

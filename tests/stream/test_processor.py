@@ -1,4 +1,7 @@
-"""The stream loop in-process against the real broker: verdicts for every event, in order; DLQ."""
+"""The stream loop in-process against the real brokers: verdicts for every event, in order; DLQ.
+
+Each test runs on tansu (at_least_once) and Apache Kafka (exactly_once; the first test also at
+least once, the default delivery); under exactly_once every count is exact (read read_committed)."""
 
 from __future__ import annotations
 
@@ -16,11 +19,11 @@ from service.kafka.topics import ensure_topics
 from service.runtime import Runtime
 from service.sample_traffic import SampleRecord, SampleTraffic
 from service.stream.processor import StreamProcessor
-from tests.kafka_helpers import Topics, produce, read_topic, ready
+from tests.kafka_helpers import StreamBroker, Topics, produce, read_to_end, read_topic, ready
 
 
-async def committed_offsets(bootstrap: str, topics: Topics) -> dict[int, int | None]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=topics.group, enable_auto_commit=False)
+async def committed_offsets(broker: StreamBroker, topics: Topics) -> dict[int, int | None]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=topics.group, enable_auto_commit=False)
     await consumer.start()
     try:
         return {p: await consumer.committed(TopicPartition(topics.input, p)) for p in range(4)}
@@ -28,21 +31,24 @@ async def committed_offsets(bootstrap: str, topics: Topics) -> dict[int, int | N
         await consumer.stop()
 
 
-async def test_every_event_gets_one_verdict_in_chat_order(kafka_bootstrap: str, topics: Topics) -> None:
-    settings = topics.settings(kafka_bootstrap, batch_max_records=500)
+@pytest.mark.parametrize("broker", ["tansu", "kafka-eos", "kafka-alo"], indirect=True)
+async def test_every_event_gets_one_verdict_in_chat_order(broker: StreamBroker, topics: Topics) -> None:
+    settings = topics.settings(broker, batch_max_records=500)
     await ensure_topics(settings)
     records = SampleTraffic(seed=11, malformed_ratio=0.0).records(3000)
-    await produce(kafka_bootstrap, topics.input, records)
+    await produce(broker, topics.input, records)
     runtime = Runtime.load(settings)
     processor = StreamProcessor(settings, runtime)
     task = asyncio.create_task(processor.run())
     try:
-        found = await read_topic(kafka_bootstrap, topics.output, len(records))
+        found = await read_topic(broker, topics.output, len(records))
         assert ready(runtime)
     finally:
         processor.request_stop()
         await task
     assert not ready(runtime)
+    if broker.exactly_once:  # the drained service wrote nothing more than one verdict per event
+        found = await read_to_end(broker, topics.output)
     verdicts = [(r.key, decode_verdict(r.value), r.headers) for r in found]  # type: ignore[attr-defined]
     assert sorted(v.event_id for _, v, _ in verdicts) == sorted(r.event_id for r in records)  # type: ignore[type-var]
     # Per chat (= record key on both topics), verdicts come out in the order the events went in.
@@ -56,12 +62,12 @@ async def test_every_event_gets_one_verdict_in_chat_order(kafka_bootstrap: str, 
     digest = runtime.engine.ruleset.digest.encode()
     assert all(header_value(headers, RULESET_HEADER) == digest for _, _, headers in verdicts)
     # Everything was committed on the way out (the drain), per partition up to its end.
-    committed = await committed_offsets(kafka_bootstrap, topics)
+    committed = await committed_offsets(broker, topics)
     assert sum(offset or 0 for offset in committed.values()) == len(records)
 
 
-async def test_poison_records_go_to_the_dlq_and_the_loop_goes_on(kafka_bootstrap: str, topics: Topics) -> None:
-    settings = topics.settings(kafka_bootstrap, max_record_bytes=4096)
+async def test_poison_records_go_to_the_dlq_and_the_loop_goes_on(broker: StreamBroker, topics: Topics) -> None:
+    settings = topics.settings(broker, max_record_bytes=4096)
     await ensure_topics(settings)
     good = SampleTraffic(seed=5, malformed_ratio=0.0).records(200)
     poison = [
@@ -70,16 +76,19 @@ async def test_poison_records_go_to_the_dlq_and_the_loop_goes_on(kafka_bootstrap
         SampleRecord(b"chat-x", msgspec.json.encode({"id": "huge", "text": "x" * 10_000}), None),
     ]
     records = good[:100] + poison + good[100:]
-    await produce(kafka_bootstrap, topics.input, records)
+    await produce(broker, topics.input, records)
     processor = StreamProcessor(settings, Runtime.load(settings))
     task = asyncio.create_task(processor.run())
     try:
-        verdicts = await read_topic(kafka_bootstrap, topics.output, len(good))
-        letters = await read_topic(kafka_bootstrap, topics.dlq, len(poison))
+        verdicts = await read_topic(broker, topics.output, len(good))
+        letters = await read_topic(broker, topics.dlq, len(poison))
     finally:
         processor.request_stop()
         await task
+    if broker.exactly_once:
+        verdicts, letters = await read_to_end(broker, topics.output), await read_to_end(broker, topics.dlq)
     assert len(verdicts) == len(good)
+    assert len(letters) == len(poison)
     by_value = {r.value: r for r in letters}  # type: ignore[attr-defined]
     assert set(by_value) == {p.value for p in poison}  # the original value, unchanged
     reasons = {p.value: header_value(by_value[p.value].headers, REASON_HEADER) for p in poison}
@@ -91,7 +100,7 @@ async def test_poison_records_go_to_the_dlq_and_the_loop_goes_on(kafka_bootstrap
 
 
 async def test_a_heavy_batch_gives_the_loop_back_between_slices(
-    kafka_bootstrap: str, topics: Topics, caplog: pytest.LogCaptureFixture
+    broker: StreamBroker, topics: Topics, caplog: pytest.LogCaptureFixture
 ) -> None:
     # 60 events of 64 Ki of the costliest hostile text (loadtest/adversarial.py): ~20 of them per
     # fetch, seconds of engine work in one batch. Decided in slices, the loop never waits longer
@@ -104,7 +113,7 @@ async def test_a_heavy_batch_gives_the_loop_back_between_slices(
     from service.settings import bundled_rules_dir
 
     caplog.set_level(logging.INFO, logger="service.stream.processor")
-    settings = topics.settings(kafka_bootstrap, rules=bundled_rules_dir())
+    settings = topics.settings(broker, rules=bundled_rules_dir())
     await ensure_topics(settings)
     make = Kinds(bundled_rules_dir()).table()["keyword_homophones"]
     count = 60
@@ -113,7 +122,7 @@ async def test_a_heavy_batch_gives_the_loop_back_between_slices(
                      f"h{i}")
         for i in range(count)
     ]
-    await produce(kafka_bootstrap, topics.input, records)
+    await produce(broker, topics.input, records)
     processor = StreamProcessor(settings, Runtime.load(settings))
     loop = asyncio.get_running_loop()
     longest_wait = 0.0
@@ -129,12 +138,14 @@ async def test_a_heavy_batch_gives_the_loop_back_between_slices(
     ticker = asyncio.create_task(tick())
     started = loop.time()
     try:
-        found = await read_topic(kafka_bootstrap, topics.output, count, timeout_seconds=120)
+        found = await read_topic(broker, topics.output, count, timeout_seconds=120)
         elapsed = loop.time() - started
     finally:
         ticker.cancel()
         processor.request_stop()
         await task
+    if broker.exactly_once:  # a batch decided in slices is still one transaction's worth, once
+        found = await read_to_end(broker, topics.output)
     ids = [decode_verdict(r.value).event_id for r in found]  # type: ignore[attr-defined]
     assert sorted(ids) == sorted(f"h{i}" for i in range(count))
     per_event = elapsed / count
