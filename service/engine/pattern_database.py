@@ -25,7 +25,7 @@ the text by the matcher), so a batch's reports give each text exactly its own hi
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Final
@@ -130,18 +130,7 @@ class PatternDatabase:
     def ends(self, data: bytes) -> list[Report]:
         """(pattern id, end byte offset) of each hit of one text, before any check: at most
         MAX_SPANS_PER_PATTERN per pattern, in the order of their ends."""
-        reports: list[Report] = []
-        counts: dict[int, int] = {}
-
-        def on_match(pattern_id: int, _from: int, to: int, _flags: int, _context: object) -> None:
-            seen = counts.get(pattern_id, 0)
-            if seen < MAX_SPANS_PER_PATTERN:
-                counts[pattern_id] = seen + 1
-                reports.append((pattern_id, to))
-
-        for database in (self._literals, self._regexes, self._anchored):
-            if database is not None:
-                database.scan(data, match_event_handler=on_match)
+        reports = self._capped_ends((self._literals, self._regexes, self._anchored), data)
         if len(reports) > 1:
             reports.sort(key=_BY_END)
         return reports
@@ -195,6 +184,12 @@ class PatternDatabase:
 
     @staticmethod
     def _own_ends(database: hyperscan.Database, data: bytes) -> list[Report]:
+        return PatternDatabase._capped_ends((database,), data)
+
+    @staticmethod
+    def _capped_ends(databases: Iterable[hyperscan.Database | None], data: bytes) -> list[Report]:
+        """(pattern id, end byte offset) of the hits of `databases` in `data`, in report order, at
+        most MAX_SPANS_PER_PATTERN per pattern across them all."""
         reports: list[Report] = []
         counts: dict[int, int] = {}
 
@@ -204,7 +199,9 @@ class PatternDatabase:
                 counts[pattern_id] = seen + 1
                 reports.append((pattern_id, to))
 
-        database.scan(data, match_event_handler=on_match)
+        for database in databases:
+            if database is not None:
+                database.scan(data, match_event_handler=on_match)
         return reports
 
     def spans(self, text: str, data: bytes, byte_ends: list[Report]) -> Hits:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -321,18 +321,24 @@ class NgramModel:
         size = len(codes)
         buckets: list[npt.NDArray[np.intp]] = []
         owners: list[npt.NDArray[np.intp]] = []
-        grams = codes
-        for order in range(1, self.max_order + 1):
-            if order > 1:
-                if len(grams) < 2:
-                    break
-                grams = grams[:-1] * self._multipliers[order - 2] + codes[order - 1 :]
+        for order, grams in self._rolling_grams(codes):
             count = size - order + 1
             # An n-gram is a feature when it holds no break: first and last character in one text.
             valid = ~breaks[:count] & (text_of[:count] == text_of[order - 1 :])
             buckets.append((grams[valid] * _MIX32 >> self._shift).astype(np.intp))
             owners.append(text_of[:count][valid].astype(np.intp))
         return np.concatenate(buckets), np.concatenate(owners)
+
+    def _rolling_grams(self, codes: npt.NDArray[np.uint32]) -> Iterator[tuple[int, npt.NDArray[np.uint32]]]:
+        """(n, the rolling hash of every n-gram of `codes`) for n = 1 … max_order, as long as there is
+        one (the same arithmetic as `score`'s and `score_batch`'s in-place loops)."""
+        grams = codes
+        for order in range(1, self.max_order + 1):
+            if order > 1:
+                if len(grams) < 2:
+                    return
+                grams = grams[:-1] * self._multipliers[order - 2] + codes[order - 1 :]
+            yield order, grams
 
     # --- explanation
 
@@ -357,12 +363,7 @@ class NgramModel:
         where = np.concatenate(where_parts) if where_parts else np.zeros(0, dtype=np.intp)
         per_gram: list[tuple[int, int, float]] = []  # (original start, original end, weight)
         total = 0.0
-        grams = codes
-        for order in range(1, self.max_order + 1):
-            if order > 1:
-                if len(grams) < 2:
-                    break
-                grams = grams[:-1] * self._multipliers[order - 2] + codes[order - 1 :]
+        for order, grams in self._rolling_grams(codes):
             weights = self.weights.take(grams * _MIX32 >> self._shift).astype(np.float64)
             total += float(weights.sum())
             first, last = where[: len(grams)], where[order - 1 :]
