@@ -140,21 +140,15 @@ async def topic_partitions(target: Target, topic: str, timeout_seconds: float = 
 
 async def read_topic(target: Target, topic: str, count: int, timeout_seconds: float = 60.0) -> list[object]:
     """Read from the beginning (no group) until `count` records arrived or the time is up."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=_bootstrap(target), auto_offset_reset="earliest",
-                                enable_auto_commit=False, isolation_level=_isolation(target))
-    await consumer.start()
-    try:
-        consumer.assign(await topic_partitions(target, topic))
-        await consumer.seek_to_beginning()
-        found: list[object] = []
-        deadline = time.monotonic() + timeout_seconds
-        while len(found) < count and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200, max_records=10_000)
-            for records in batch.values():
-                found.extend(records)
-        return found
-    finally:
-        await consumer.stop()
+    found: list[object] = []
+
+    def note(record: object) -> bool:
+        found.append(record)
+        return len(found) >= count
+
+    if count > 0:
+        await read_all(target, topic, note, timeout_seconds)
+    return found
 
 
 @dataclass
