@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtest.engine_bench import NOW, sample_events
-from service.batches import slices_by_chars
+from service.batches import SLICE_CHARS, slices_by_chars
 from service.engine.batch import find_batch
 from service.engine.classifier import Engine
 from service.engine.plan import plan_channels
@@ -46,7 +46,6 @@ from service.sample_traffic import SampleTraffic
 from service.settings import bundled_rules_dir
 
 FETCH_RECORDS = 5000  # REDLINE_BATCH_MAX_RECORDS' default
-SLICE_CHARS = 64 * 1024  # the stream's slice (service/stream/processor.py)
 MIB = 1024 * 1024
 
 

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 from service import replay
 from service.admission import EventLimits, decode_checkable, refusal
-from service.batches import slices_by_chars
+from service.batches import SLICE_CHARS, slices_by_chars
 from service.engine.classifier import Engine
 from service.errors import ConfigError, EventDecodeError, PackError
 from service.events import Chat, ChatEvent, encode_verdict
@@ -28,7 +28,6 @@ from service.training import cli as training_cli
 from service.version import installed_version
 
 CHECK_BATCH_LINES = 512  # lines decoded and classified together: one clock read per batch
-CHECK_SLICE_CHARS = 64 * 1024  # scanned characters per engine batch call (service.batches)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -152,7 +151,7 @@ def _check(settings: Settings, text: str | None, stdin: BinaryIO, stdout: Binary
             events.append(event)
         out = [
             encode_verdict(verdict)
-            for part in slices_by_chars(events, CHECK_SLICE_CHARS)
+            for part in slices_by_chars(events, SLICE_CHARS)
             for verdict in engine.classify_batch(events[part.start : part.stop], now)
         ]
         if out:

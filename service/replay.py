@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, TextIO
 
 from service.admission import EventLimits, decode_checkable
-from service.batches import slices_by_chars
+from service.batches import SLICE_CHARS, slices_by_chars
 from service.engine.classifier import Engine
 from service.errors import EventDecodeError, PackError
 from service.events import ACTION_RANK, ChatEvent, Match, Verdict
@@ -31,9 +31,8 @@ from service.settings import Settings, bundled_rules_dir
 FailOn = Literal["any", "action", "none"]
 FAIL_ON: Final[tuple[FailOn, ...]] = ("any", "action", "none")
 TEXT_PREVIEW_CHARS: Final = 80
-# Events decoded before both engines decide them, and scanned characters per engine batch call.
+# Events decoded before both engines decide them (in slices of service.batches.SLICE_CHARS).
 REPLAY_BATCH_EVENTS: Final = 2048
-REPLAY_SLICE_CHARS: Final = 64 * 1024
 MAX_MALFORMED_SHOWN: Final = 20
 
 
@@ -137,7 +136,7 @@ def replay(events: Iterator[tuple[int, bytes]], baseline: Engine, candidate: Eng
 def _compare_batch(report: Report, events: list[ChatEvent], baseline: Engine, candidate: Engine, now: datetime,
                    examples: int) -> None:
     """Both engines' verdicts of `events`, compared in order: one batch call per engine and slice."""
-    for part in slices_by_chars(events, REPLAY_SLICE_CHARS):
+    for part in slices_by_chars(events, SLICE_CHARS):
         piece = events[part.start : part.stop]
         before, after = baseline.classify_batch(piece, now), candidate.classify_batch(piece, now)
         for event, old, new in zip(piece, before, after, strict=True):

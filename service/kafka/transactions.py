@@ -156,10 +156,6 @@ class _PartitionTransactions:
         self._task = asyncio.create_task(self._run(), name=f"redline-transactions-{tp.partition}")
 
     @property
-    def queued(self) -> int:
-        return len(self._queue)
-
-    @property
     def queued_records(self) -> int:
         return sum(unit.records for unit in self._queue)
 

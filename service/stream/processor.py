@@ -23,6 +23,7 @@ from aiokafka import TopicPartition
 
 from service import metrics
 from service.admission import EventLimits
+from service.batches import SLICE_CHARS
 from service.engine.classifier import Engine
 from service.kafka.batch_loop import BatchLoop, LoopObserver
 from service.kafka.connection import Clients
@@ -37,9 +38,6 @@ from service.stream.pipeline import Decoded, Processed, classify_decoded, decode
 log = logging.getLogger(__name__)
 
 NOT_READY: Final = "stream not connected to the broker or not in the consumer group"
-# A batch with more scanned characters than this is decided in slices of about this size (~15 ms
-# of engine work for ordinary chat, at most ~130 ms for the costliest hostile text).
-SLICE_CHARS: Final = 64 * 1024
 
 
 class StreamProcessor:
