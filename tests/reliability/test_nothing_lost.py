@@ -40,7 +40,15 @@ from service.sample_traffic import SampleRecord, SampleTraffic
 from service.settings import bundled_rules_dir
 from tests.brokers.apache_kafka import ApacheKafka
 from tests.brokers.plugin import ApacheKafkaFactory
-from tests.kafka_helpers import ServiceProcess, StartService, StreamBroker, Topics, aborted_records, read_to_end
+from tests.kafka_helpers import (
+    OPEN_TRANSACTIONS,
+    ServiceProcess,
+    StartService,
+    StreamBroker,
+    Topics,
+    aborted_records,
+    read_to_end,
+)
 from tests.reliability.accounting import DeadLetterLedger, VerdictLedger, produce_tagged, read_all
 from tests.reliability.persistent_broker import PersistentBroker
 
@@ -55,11 +63,6 @@ TUNING = {"REDLINE_BATCH_MAX_RECORDS": "100", "REDLINE_PRODUCER_REQUEST_TIMEOUT_
 # shorter than its S3 reads: a plain aiokafka consumer stalls the same way at 50 ms and drains at
 # 500 ms (aiokafka's default). Apache Kafka needs no such wait.
 TANSU_TUNING = {"REDLINE_FETCH_MAX_WAIT_MS": "500"}
-# exactly_once: a fault proves something only if it strikes an open transaction. With 100 ms
-# transactions, each committed on time, a member killed halfway through a step had often committed
-# the previous step and not yet fetched this one (0 aborted verdicts in a run); transactions held
-# open for a second span the steps.
-KAFKA_TUNING = {"REDLINE_TRANSACTION_INTERVAL_MS": "1000"}
 RUMOURS = ("内部消息：下月起暂停发放退休金，速转", "内部消息：下月起暂停发放年终奖，速转",
            "内部消息：第三批补贴暂停发放，速转", "内部消息：明天起全市停水三天，速转",
            "内部消息：下周起公交全部停运，速转", "内部消息：医保卡下月作废，速转")
@@ -86,7 +89,7 @@ async def fault_broker(request: pytest.FixtureRequest) -> AsyncIterator[FaultBro
     kafka: ApacheKafka = factory()
     await asyncio.to_thread(kafka.start)
     yield FaultBroker(StreamBroker("apache-kafka", kafka.bootstrap, "exactly_once"),
-                      lambda: kafka.restart(kill=True), KAFKA_TUNING)
+                      lambda: kafka.restart(kill=True), OPEN_TRANSACTIONS)
 
 
 def rumour_records(first_sent_at: datetime) -> list[SampleRecord]:

@@ -26,6 +26,7 @@ from service.sample_traffic import SampleTraffic
 from service.settings import Settings
 from service.stream import members
 from tests.kafka_helpers import (
+    OPEN_TRANSACTIONS,
     STREAM_ASSIGNED,
     ServiceProcess,
     StartService,
@@ -154,10 +155,7 @@ async def test_a_killed_member_is_started_again_and_no_event_is_left_without_a_v
     records = SampleTraffic(seed=92, malformed_ratio=0.0, id_prefix="mkill").records(20_000)
     event_ids = {r.event_id for r in records if r.event_id is not None}
     tiny = {"REDLINE_BATCH_MAX_RECORDS": "50", "REDLINE_MAX_IN_FLIGHT_BATCHES": "2"}  # slow: killed mid-stream
-    # exactly_once: transactions held open for a second, so the kill strikes one (at the default
-    # 100 ms, with every queued batch produced at once, it often landed between two).
-    tiny["REDLINE_TRANSACTION_INTERVAL_MS"] = "1000"
-    service = service_factory(topics.env(broker, port, **MEMBERS, **tiny))
+    service = service_factory(topics.env(broker, port, **MEMBERS, **tiny, **OPEN_TRANSACTIONS))
     started = member_lines(service, "stream member started", 2)
     member_lines(service, STREAM_ASSIGNED, 2)
     victim = next(line for line in started if line["member"] == 0)

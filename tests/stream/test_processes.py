@@ -18,6 +18,7 @@ from service.embedded_broker import free_port
 from service.events import decode_event, decode_verdict
 from service.sample_traffic import SampleTraffic
 from tests.kafka_helpers import (
+    OPEN_TRANSACTIONS,
     STREAM_ASSIGNED,
     ServiceProcess,
     StartService,
@@ -33,9 +34,6 @@ from tests.kafka_helpers import (
 )
 
 SMALL_BATCHES = {"REDLINE_BATCH_MAX_RECORDS": "200"}
-# exactly_once: a kill proves something only if it strikes an open transaction: transactions that
-# stay open for a second are open for most of the time records flow.
-OPEN_TRANSACTIONS = {"REDLINE_TRANSACTION_INTERVAL_MS": "1000"}
 
 
 async def until_batches_in_flight(service: ServiceProcess, at_least: int, timeout_seconds: float = 30.0) -> None:
