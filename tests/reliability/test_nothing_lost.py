@@ -8,7 +8,8 @@ in flight at each fault.
 
 - `tansu` (at_least_once): tansu with S3 storage (moto on loopback), so the broker can be killed and
   restarted without losing its log or the group's commits. Duplicates are expected and reported; a
-  missing id fails the test.
+  missing id fails the test, and so does a duplicate that differs from its first verdict, unless
+  it is a counted (rumour) event, decided again against the count of that moment.
 - `kafka-eos` (exactly_once): Apache Kafka of the test's own (its log directory survives the
   restart). Read read_committed, as a downstream consumer of exactly-once output must: no missing
   and no duplicate verdict, no missing and no duplicate dead letter; aborted verdicts in the log
@@ -205,7 +206,13 @@ async def test_every_event_has_a_verdict_and_every_poison_record_a_dead_letter_t
           f"{dead.duplicates}, reasons {dict(Counter(dead.reasons.values()))}")
     assert verdicts.missing == set()
     assert verdicts.unexpected == set()
-    assert verdicts.conflicting == set()
+    if broker.exactly_once:
+        assert verdicts.conflicting == set()
+    else:
+        # A duplicate of a counted event is decided again with the count at that moment, so it may
+        # differ from the first (docs/counters.md, at least once); any other duplicate must not.
+        counted = {r.event_id for r in records if r.event_id is not None and r.event_id.startswith("rumour-")}
+        assert verdicts.conflicting <= counted
     assert dead.missing == set()
     assert dead.without_reason == set()
     assert set(dead.reasons.values()) <= {"invalid_json", "invalid_event"}
