@@ -26,6 +26,7 @@ from tests.kafka_helpers import (
     Topics,
     aborted_records,
     assignment_of,
+    explain_missing,
     produce,
     produce_paced,
     read_to_end,
@@ -198,12 +199,18 @@ async def test_a_frozen_member_comes_back_as_a_zombie_and_is_fenced(
     zombie.wait_for_log("transaction failed")  # its first commit after the thaw: fenced
     await producing
     seen = await read_verdict_ids(broker, topics.output, event_ids(records))
-    assert event_ids(records) - set(seen) == set()
+
+    def logs() -> str:  # what each member did around the freeze, for a failure message
+        return "".join(f"\n--- {name}:\n{service.log_tail(200)}" for name, service in
+                       (("zombie", zombie), ("other", other)))
+
+    missing = event_ids(records) - set(seen)
+    assert missing == set(), await explain_missing(broker, topics, missing) + logs()
     for service in (zombie, other):
         service.signal(signal.SIGTERM)
         assert service.wait() == 0, service.log_tail()
     counts = await verdict_counts(broker, topics.output)
     assert set(counts) == event_ids(records) and max(counts.values()) == 1
     aborted = await aborted_records(broker, topics.output)
-    assert aborted > 0
+    assert aborted > 0, logs()
     print(f"\nzombie fenced: {len(records)} events, each verdict once, {aborted} verdicts aborted")
