@@ -192,11 +192,17 @@ class BatchLoop:
                 # A rebalance may have run while this batch waited for the lock.
                 assigned = consumer.assignment()
                 batch = {tp: records for tp, records in batch.items() if tp in assigned}
-                for tp in [tp for tp in batch if not window.accepts(tp)]:
-                    del batch[tp]  # fetched before the window's seek (or its failure): the window seeks it
-                for tp in [tp for tp in batch if not self.handler.accepts(tp)]:
-                    consumer.seek(tp, batch.pop(tp)[0].offset)  # not ready for it yet: fetch it again
-                if batch and window.failure is None:
+                # Records fetched and not handed to the window are fetched again: the consumer's
+                # position has moved past them, and nothing else may seek them back. (A partition
+                # that failed while this batch was fetched does not make the others' records in it
+                # void: exactly_once seeks back only the failed partition. Dropped, they were lost.)
+                for tp in [tp for tp in batch if not window.accepts(tp) or not self.handler.accepts(tp)]:
+                    consumer.seek(tp, batch.pop(tp)[0].offset)  # the window may seek it further back
+                if batch and window.failure is not None:  # handled at the top of the loop first
+                    for tp, records in batch.items():
+                        consumer.seek(tp, records[0].offset)
+                    batch = {}
+                if batch:
                     await self._observe_lag(batch)
                     units = [{tp: records} for tp, records in batch.items()] if window.per_partition else [batch]
                     for unit in units:
@@ -233,9 +239,15 @@ class BatchLoop:
         assignment = consumer.assignment()
         if assignment:
             consumer.pause(*assignment)
-        # A zero-timeout poll keeps the member alive (max_poll_interval) without fetching.
+        # A zero-timeout poll keeps the member alive (max_poll_interval) without fetching. It
+        # returns nothing of the paused partitions; of partitions assigned meanwhile (a rebalance
+        # while it waited) it may: those are fetched again, not dropped.
         with contextlib.suppress(KafkaError):
-            await self._unless_stopped(consumer.getmany(timeout_ms=0), stop)
+            fetched = await self._unless_stopped(consumer.getmany(timeout_ms=0), stop)
+            assigned = consumer.assignment()
+            for tp, records in (fetched or {}).items():
+                if tp in assigned:
+                    consumer.seek(tp, records[0].offset)
 
     async def _recover(self, window: CommitWindow) -> None:
         """After a produce failure: let the window settle, seek back, back off, go on."""
