@@ -319,32 +319,40 @@ async def aborted_records(broker: StreamBroker, topic: str) -> int:
     return len(written) - len(await read_to_end(broker, topic))
 
 
+async def stable_ends(broker: StreamBroker, topic: str) -> dict[int, tuple[int, int]]:
+    """Per partition of `topic`: (last stable offset, high watermark). Records between the two were
+    written by transactions still open."""
+    partitions = await topic_partitions(broker, topic)
+    found: dict[str, dict[TopicPartition, int]] = {}
+    for isolation in ("read_committed", "read_uncommitted"):  # end_offsets: the LSO, the high watermark
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level=isolation,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            found[isolation] = await consumer.end_offsets(partitions)
+        finally:
+            await consumer.stop()
+    return {tp.partition: (found["read_committed"][tp], found["read_uncommitted"][tp]) for tp in partitions}
+
+
 async def explain_missing(broker: StreamBroker, topics: Any, missing: set[str]) -> str:
     """Where verdicts a reader did not find are, for a failure message: written but not readable
     read_committed (an open or aborted transaction), or never written; and per partition the
-    output's high watermark and last stable offset and the group's committed input offsets."""
+    output's last stable offset and high watermark and the group's committed input offsets."""
     written = {decode_verdict(r.value).event_id: r for r in
                await read_to_end(broker, topics.output, isolation_level="read_uncommitted")}
     in_log = sorted(missing & written.keys())
     lines = [f"{len(missing)} without a verdict read {broker.isolation_level}; {len(in_log)} of them in the log "
              f"read_uncommitted (output partitions {sorted({written[i].partition for i in in_log})}, "
              f"offsets {[written[i].offset for i in in_log[:5]]}…)"]
-    committed_reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level="read_committed",
-                                        enable_auto_commit=False, group_id=topics.group)
-    log_reader = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, isolation_level="read_uncommitted",
-                                  enable_auto_commit=False)
-    await committed_reader.start()
-    await log_reader.start()
+    lines += [f"output {partition}: last stable offset {stable}, high watermark {high}"
+              for partition, (stable, high) in sorted((await stable_ends(broker, topics.output)).items())]
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False, group_id=topics.group)
+    await consumer.start()
     try:
-        outputs = await topic_partitions(broker, topics.output)
-        stable, high = await committed_reader.end_offsets(outputs), await log_reader.end_offsets(outputs)
-        lines += [f"output {tp.partition}: high watermark {high[tp]}, last stable offset {stable[tp]}"
-                  for tp in outputs]
         inputs = await topic_partitions(broker, topics.input)
-        ends = await log_reader.end_offsets(inputs)
-        for tp in inputs:
-            lines.append(f"input {tp.partition}: committed {await committed_reader.committed(tp)}, end {ends[tp]}")
+        ends = await consumer.end_offsets(inputs)
+        lines += [f"input {tp.partition}: committed {await consumer.committed(tp)}, end {ends[tp]}" for tp in inputs]
     finally:
-        await committed_reader.stop()
-        await log_reader.stop()
+        await consumer.stop()
     return "\n".join(lines)

@@ -32,6 +32,7 @@ from tests.kafka_helpers import (
     read_to_end,
     read_topic,
     read_verdict_ids,
+    stable_ends,
 )
 
 SMALL_BATCHES = {"REDLINE_BATCH_MAX_RECORDS": "200"}
@@ -50,8 +51,29 @@ async def until_batches_in_flight(service: ServiceProcess, at_least: int, timeou
                     return
             assert time.monotonic() < deadline, f"never {at_least} batches in flight"
             await asyncio.sleep(0.02)  # a gauge of another process: nothing to await
+
+
 TINY_BATCHES = {"REDLINE_BATCH_MAX_RECORDS": "50", "REDLINE_MAX_IN_FLIGHT_BATCHES": "2"}
-# The stream's own line: the counter owner logs "counter partitions assigned" for its group.
+
+
+async def freeze_in_open_transaction(service: ServiceProcess, broker: StreamBroker, output: str,
+                                     partitions: list[int]) -> int:
+    """SIGSTOP `service` while records of its open transactions are in the log, so that the freeze
+    proves something; the number of those records. A verdict goes to the output partition of its
+    event's input partition (same key, same partitioner, same count), so the output partitions of
+    the member's input partitions are written by it alone: records past their last stable offset
+    are its open transactions'. Thawed and tried again, well within its session, when none are."""
+    for _ in range(50):
+        await until_batches_in_flight(service, 1)
+        service.signal(signal.SIGSTOP)
+        await asyncio.sleep(0.3)  # a commit it sent before the stop completes meanwhile
+        ends = await stable_ends(broker, output)
+        open_records = sum(high - stable for partition, (stable, high) in ends.items() if partition in partitions)
+        if open_records:
+            return open_records
+        service.signal(signal.SIGCONT)
+        await asyncio.sleep(0.5)
+    raise AssertionError("never froze with records of an open transaction in the log")
 
 
 def event_ids(records: list[object]) -> set[str]:
@@ -185,10 +207,11 @@ async def test_a_frozen_member_comes_back_as_a_zombie_and_is_fenced(
     assert assignment_of(zombie.wait_for_log(STREAM_ASSIGNED)) == [0, 1, 2, 3]
     other = service_factory(topics.env(broker, free_port(), **TINY_BATCHES, **OPEN_TRANSACTIONS))
     other.wait_for_log(STREAM_ASSIGNED)
+    zombie_share = assignment_of(zombie.wait_for_log(STREAM_ASSIGNED))  # the rebalance's, in its share
+    assert 0 < len(zombie_share) < 4
     producing = asyncio.create_task(produce_paced(broker, topics.input, records))
     await read_topic(broker, topics.output, 2000)  # both are flowing
-    await until_batches_in_flight(zombie, 2)  # it freezes with transactions open
-    zombie.signal(signal.SIGSTOP)
+    frozen_open = await freeze_in_open_transaction(zombie, broker, topics.output, zombie_share)
     try:
         # Its session (3 s) expires: the other member takes every partition.
         while assignment_of(other.wait_for_log(STREAM_ASSIGNED)) != [0, 1, 2, 3]:
@@ -213,4 +236,5 @@ async def test_a_frozen_member_comes_back_as_a_zombie_and_is_fenced(
     assert set(counts) == event_ids(records) and max(counts.values()) == 1
     aborted = await aborted_records(broker, topics.output)
     assert aborted > 0, logs()
-    print(f"\nzombie fenced: {len(records)} events, each verdict once, {aborted} verdicts aborted")
+    print(f"\nzombie fenced: {len(records)} events, each verdict once; frozen with {frozen_open} verdicts in "
+          f"open transactions, {aborted} verdicts aborted")
