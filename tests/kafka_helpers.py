@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -356,3 +357,22 @@ async def explain_missing(broker: StreamBroker, topics: Any, missing: set[str]) 
     finally:
         await consumer.stop()
     return "\n".join(lines)
+
+
+async def freeze_in_open_transaction(pid: int, broker: StreamBroker, output: str, partitions: list[int]) -> int:
+    """SIGSTOP process `pid` (a stream member under exactly_once) while records of its open
+    transactions are in the log, so that a fault striking it now proves something; returns how many.
+    A verdict goes to the output partition of its event's input partition (same key, partitioner and
+    count), so the output partitions of the member's input `partitions` are written by it alone:
+    records past their last stable offset are its open transactions'. When there are none it is
+    thawed at once (well within its session) and frozen again a moment later."""
+    for _ in range(50):
+        os.kill(pid, signal.SIGSTOP)
+        await asyncio.sleep(0.3)  # a commit it sent before the stop completes meanwhile
+        ends = await stable_ends(broker, output)
+        open_records = sum(high - stable for partition, (stable, high) in ends.items() if partition in partitions)
+        if open_records:
+            return open_records
+        os.kill(pid, signal.SIGCONT)
+        await asyncio.sleep(0.2)
+    raise AssertionError("never froze with records of an open transaction in the log")

@@ -34,6 +34,7 @@ from tests.kafka_helpers import (
     Topics,
     aborted_records,
     children_of,
+    freeze_in_open_transaction,
     produce,
     produce_paced,
     read_to_end,
@@ -86,6 +87,15 @@ def metric(port: int, name: str, **labels: str) -> float:
     return scrape(port).get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def member_shares(service: ServiceProcess) -> dict[int, list[int]]:
+    """Each of the two members' partitions once the group settled (the first joiner is reassigned)."""
+    shares = {r["stream_member"]: r["partitions"] for r in member_lines(service, STREAM_ASSIGNED, 2)}
+    while sorted(p for share in shares.values() for p in share) != [0, 1, 2, 3]:
+        line = json.loads(service.wait_for_log(STREAM_ASSIGNED))
+        shares[line["stream_member"]] = line["partitions"]
+    return shares
+
+
 async def eventually(check: Callable[[], bool], what: str, timeout_seconds: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_seconds
     while not check():
@@ -114,11 +124,8 @@ async def test_members_share_the_partitions_and_report_through_one_scrape(
 ) -> None:
     port = free_port()
     service = service_factory(topics.env(kafka_bootstrap, port, **MEMBERS))
-    shares = {r["stream_member"]: r["partitions"] for r in member_lines(service, STREAM_ASSIGNED, 2)}
+    shares = member_shares(service)
     await eventually(lambda: ready(port), "/readyz never said ready")
-    while sorted(p for share in shares.values() for p in share) != [0, 1, 2, 3]:  # the first joiner is reassigned
-        line = json.loads(service.wait_for_log(STREAM_ASSIGNED))
-        shares[line["stream_member"]] = line["partitions"]
     assert all(shares.values()), "each member has partitions"
 
     records = SampleTraffic(seed=91, malformed_ratio=0.05, id_prefix="members").records(4000)
@@ -159,12 +166,14 @@ async def test_a_killed_member_is_started_again_and_no_event_is_left_without_a_v
     tiny = {"REDLINE_BATCH_MAX_RECORDS": "50", "REDLINE_MAX_IN_FLIGHT_BATCHES": "2"}  # slow: killed mid-stream
     service = service_factory(topics.env(broker, port, **MEMBERS, **tiny, **OPEN_TRANSACTIONS))
     started = member_lines(service, "stream member started", 2)
-    member_lines(service, STREAM_ASSIGNED, 2)
+    shares = member_shares(service)
     victim = next(line for line in started if line["member"] == 0)
     producing = asyncio.create_task(produce_paced(broker, topics.input, records, chunk=1000,
                                                   pause_seconds=0.02))
     await read_topic(broker, topics.output, 2000)  # the stream is flowing
     before = metric(port, "redline_events_consumed_total")
+    if broker.exactly_once:
+        await freeze_in_open_transaction(victim["pid"], broker, topics.output, shares[0])
     os.kill(victim["pid"], signal.SIGKILL)
 
     ended = json.loads(service.wait_for_log("stream member ended; starting it again"))

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections import Counter
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -20,60 +18,22 @@ from service.sample_traffic import SampleTraffic
 from tests.kafka_helpers import (
     OPEN_TRANSACTIONS,
     STREAM_ASSIGNED,
-    ServiceProcess,
     StartService,
     StreamBroker,
     Topics,
     aborted_records,
     assignment_of,
     explain_missing,
+    freeze_in_open_transaction,
     produce,
     produce_paced,
     read_to_end,
     read_topic,
     read_verdict_ids,
-    stable_ends,
 )
 
 SMALL_BATCHES = {"REDLINE_BATCH_MAX_RECORDS": "200"}
-
-
-async def until_batches_in_flight(service: ServiceProcess, at_least: int, timeout_seconds: float = 30.0) -> None:
-    """Until the service holds `at_least` batches not yet committed (under exactly_once: in its open
-    transactions, the older ones produced). A kill triggered by reading verdicts alone lands right
-    after the commit that made them readable, when nothing may be open (measured: in most runs)."""
-    url = f"http://127.0.0.1:{service.env['REDLINE_HTTP_PORT']}/metrics"
-    deadline = time.monotonic() + timeout_seconds
-    async with httpx.AsyncClient() as client:
-        while True:
-            for line in (await client.get(url)).text.splitlines():
-                if line.startswith("redline_stream_in_flight_batches ") and float(line.split()[1]) >= at_least:
-                    return
-            assert time.monotonic() < deadline, f"never {at_least} batches in flight"
-            await asyncio.sleep(0.02)  # a gauge of another process: nothing to await
-
-
 TINY_BATCHES = {"REDLINE_BATCH_MAX_RECORDS": "50", "REDLINE_MAX_IN_FLIGHT_BATCHES": "2"}
-
-
-async def freeze_in_open_transaction(service: ServiceProcess, broker: StreamBroker, output: str,
-                                     partitions: list[int]) -> int:
-    """SIGSTOP `service` while records of its open transactions are in the log, so that the freeze
-    proves something; the number of those records. A verdict goes to the output partition of its
-    event's input partition (same key, same partitioner, same count), so the output partitions of
-    the member's input partitions are written by it alone: records past their last stable offset
-    are its open transactions'. Thawed and tried again, well within its session, when none are."""
-    for _ in range(50):
-        await until_batches_in_flight(service, 1)
-        service.signal(signal.SIGSTOP)
-        await asyncio.sleep(0.3)  # a commit it sent before the stop completes meanwhile
-        ends = await stable_ends(broker, output)
-        open_records = sum(high - stable for partition, (stable, high) in ends.items() if partition in partitions)
-        if open_records:
-            return open_records
-        service.signal(signal.SIGCONT)
-        await asyncio.sleep(0.5)
-    raise AssertionError("never froze with records of an open transaction in the log")
 
 
 def event_ids(records: list[object]) -> set[str]:
@@ -97,9 +57,10 @@ async def test_kill_9_mid_stream_then_restart_leaves_no_event_without_verdict(
     first.wait_for_log("partitions assigned")
     await produce(broker, topics.input, records)  # faster than the service consumes
     await read_topic(broker, topics.output, 2000)  # the stream is flowing
-    if broker.exactly_once:
-        await until_batches_in_flight(first, 2)
-    first.process.kill()  # type: ignore[union-attr]  # SIGKILL: no drain, no commit, no goodbye
+    assert first.process is not None
+    if broker.exactly_once:  # it owns every partition
+        await freeze_in_open_transaction(first.process.pid, broker, topics.output, [0, 1, 2, 3])
+    first.process.kill()  # SIGKILL: no drain, no commit, no goodbye
     assert first.wait() == -signal.SIGKILL
     before_restart = await read_topic(broker, topics.output, len(records), timeout_seconds=1)
     assert len(before_restart) < len(records), "the service finished before the kill: not mid-stream"
@@ -140,9 +101,10 @@ async def test_two_members_share_partitions_and_the_survivor_takes_over(
     records = SampleTraffic(seed=22, malformed_ratio=0.0).records(8000)
     producing = asyncio.create_task(produce_paced(broker, topics.input, records))
     await read_topic(broker, topics.output, 1500)
+    assert first.process is not None
     if broker.exactly_once:
-        await until_batches_in_flight(first, 2)
-    first.process.kill()  # type: ignore[union-attr]
+        await freeze_in_open_transaction(first.process.pid, broker, topics.output, first_share)
+    first.process.kill()
     first.wait()
     # After the dead member's session times out, the survivor owns every partition.
     while assignment_of(second.wait_for_log(STREAM_ASSIGNED)) != [0, 1, 2, 3]:
@@ -211,7 +173,8 @@ async def test_a_frozen_member_comes_back_as_a_zombie_and_is_fenced(
     assert 0 < len(zombie_share) < 4
     producing = asyncio.create_task(produce_paced(broker, topics.input, records))
     await read_topic(broker, topics.output, 2000)  # both are flowing
-    frozen_open = await freeze_in_open_transaction(zombie, broker, topics.output, zombie_share)
+    assert zombie.process is not None
+    frozen_open = await freeze_in_open_transaction(zombie.process.pid, broker, topics.output, zombie_share)
     try:
         # Its session (3 s) expires: the other member takes every partition.
         while assignment_of(other.wait_for_log(STREAM_ASSIGNED)) != [0, 1, 2, 3]:
