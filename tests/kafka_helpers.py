@@ -158,6 +158,7 @@ async def read_topic(target: Target, topic: str, count: int, timeout_seconds: fl
 # the time records flow.
 OPEN_TRANSACTIONS: Final = {"REDLINE_TRANSACTION_INTERVAL_MS": "1000"}
 
+
 @dataclass
 class ServiceProcess:
     """`python -m service serve` in a subprocess, with its JSON log lines readable as they come."""
@@ -376,3 +377,11 @@ async def freeze_in_open_transaction(pid: int, broker: StreamBroker, output: str
         os.kill(pid, signal.SIGCONT)
         await asyncio.sleep(0.2)
     raise AssertionError("never froze with records of an open transaction in the log")
+
+
+async def fence(bootstrap: str, transactional_id: str) -> None:
+    """What a partition's next owner does first: InitProducerId with the partition's transactional
+    id, which aborts the open transaction and fences the producer that held the id."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=transactional_id)
+    await producer.start()
+    await producer.stop()

@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from service.kafka.commit_window import AtLeastOnceWindow, CommitWindow
@@ -192,16 +192,13 @@ class BatchLoop:
                 # A rebalance may have run while this batch waited for the lock.
                 assigned = consumer.assignment()
                 batch = {tp: records for tp, records in batch.items() if tp in assigned}
-                # Records fetched and not handed to the window are fetched again: the consumer's
-                # position has moved past them, and nothing else may seek them back. (A partition
-                # that failed while this batch was fetched does not make the others' records in it
-                # void: exactly_once seeks back only the failed partition. Dropped, they were lost.)
-                for tp in [tp for tp in batch if not window.accepts(tp) or not self.handler.accepts(tp)]:
-                    consumer.seek(tp, batch.pop(tp)[0].offset)  # the window may seek it further back
-                if batch and window.failure is not None:  # handled at the top of the loop first
-                    for tp, records in batch.items():
-                        consumer.seek(tp, records[0].offset)
-                    batch = {}
+                # A failure that came while this batch was fetched is handled at the top of the
+                # loop first; a partition the window or the handler cannot take yet waits. Their
+                # records are fetched again (the window may seek further back): exactly_once seeks
+                # back only a failed partition, so the others' records in a dropped batch were lost.
+                failed = window.failure is not None
+                held = [tp for tp in batch if failed or not window.accepts(tp) or not self.handler.accepts(tp)]
+                _fetch_again(consumer, {tp: batch.pop(tp) for tp in held})
                 if batch:
                     await self._observe_lag(batch)
                     units = [{tp: records} for tp, records in batch.items()] if window.per_partition else [batch]
@@ -245,9 +242,7 @@ class BatchLoop:
         with contextlib.suppress(KafkaError):
             fetched = await self._unless_stopped(consumer.getmany(timeout_ms=0), stop)
             assigned = consumer.assignment()
-            for tp, records in (fetched or {}).items():
-                if tp in assigned:
-                    consumer.seek(tp, records[0].offset)
+            _fetch_again(consumer, {tp: records for tp, records in (fetched or {}).items() if tp in assigned})
 
     async def _recover(self, window: CommitWindow) -> None:
         """After a produce failure: let the window settle, seek back, back off, go on."""
@@ -355,6 +350,13 @@ class BatchLoop:
             highwater = clients.consumer.highwater(tp)
             if highwater is not None:
                 self._observer.lag(tp, max(0, highwater - consumed))
+
+
+def _fetch_again(consumer: AIOKafkaConsumer, batch: Batch) -> None:
+    """Records fetched and not processed: the consumer's position moved past them, and nothing else
+    would seek them back."""
+    for tp, records in batch.items():
+        consumer.seek(tp, records[0].offset)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped

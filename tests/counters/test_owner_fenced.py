@@ -18,7 +18,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from service.counters.owner import CounterOwner
 from service.events import decode_verdict
@@ -27,7 +27,7 @@ from service.kafka.transactions import transactional_id
 from service.runtime import Runtime
 from service.sample_traffic import SampleRecord
 from service.stream.processor import StreamProcessor
-from tests.kafka_helpers import REPO, StreamBroker, Topics, produce, read_to_end
+from tests.kafka_helpers import REPO, StreamBroker, Topics, fence, produce, read_to_end
 
 PACK = REPO / "tests" / "packs" / "counters"
 CHATS = 6
@@ -59,9 +59,7 @@ async def test_a_fenced_owner_counts_again_from_the_committed_state(apache_kafka
         for partition in range(settings.topic_partitions):  # the partitions' next owner starts
             tid = transactional_id(f"{topics.group}.counters",
                                    TopicPartition(settings.counter_requests_topic, partition))
-            fencer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id=tid)
-            await fencer.start()  # InitProducerId: aborts the owner's open transaction, fences its producer
-            await fencer.stop()
+            await fence(broker.bootstrap, tid)  # aborts the owner's open transaction, fences its producer
         while len({decode_verdict(r.value).event_id for r in await read_to_end(broker, topics.output)}) < CHATS:
             assert time.monotonic() < deadline, "the owner did not recover"
             await asyncio.sleep(0.1)

@@ -13,7 +13,7 @@ import asyncio
 from collections import Counter
 
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from service.events import decode_verdict
 from service.kafka.topics import ensure_topics
@@ -21,17 +21,9 @@ from service.kafka.transactions import transactional_id
 from service.runtime import Runtime
 from service.sample_traffic import SampleTraffic
 from service.stream.processor import StreamProcessor
-from tests.kafka_helpers import StreamBroker, Topics, produce_paced, read_to_end, read_verdict_ids
+from tests.kafka_helpers import StreamBroker, Topics, fence, produce_paced, read_to_end, read_verdict_ids
 
 FENCED_PARTITION = 1
-
-
-async def fence(bootstrap: str, tid: str) -> None:
-    """What a new owner of the partition does first: InitProducerId with its transactional id, which
-    aborts the open transaction and fences the producer holding the id."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=tid, enable_idempotence=True)
-    await producer.start()
-    await producer.stop()
 
 
 @pytest.mark.parametrize("broker", ["kafka-eos"], indirect=True)
