@@ -77,7 +77,7 @@ def separators_symbol(span: str, rng: random.Random) -> str:
 
 
 def separators_emoji(span: str, rng: random.Random) -> str:
-    pool = _separator_emoji()
+    pool = separator_emoji()
     return _interleave(span, lambda: rng.choice(pool))
 
 
@@ -215,7 +215,7 @@ def _emoji_names() -> dict[str, tuple[str, ...]]:
 
 
 @functools.cache
-def _separator_emoji() -> tuple[str, ...]:
+def separator_emoji() -> tuple[str, ...]:
     return tuple(sorted(c for c, d in emoji.EMOJI_DATA.items() if len(c) == 1 and d.get("status") == 2))
 
 

@@ -21,7 +21,13 @@ import numpy as np
 from service.engine.textmodel import NgramModel
 from service.errors import PackIssue
 from service.rules import schema as s
-from service.rules.tables import model_emoji_readings, model_spellings, model_view_table
+from service.rules.tables import (
+    model_emoji_names,
+    model_emoji_readings,
+    model_emoji_words,
+    model_spellings,
+    model_view_table,
+)
 
 FORMAT_VERSION: Final = 1  # what this Redline reads; `redline train` writes it
 MODEL_MAX_BYTES: Final = 50 * 1024 * 1024  # per weights file (2^24 float16 values is 32 MiB)
@@ -113,4 +119,5 @@ def _model(
     weights = values
     views = tuple(model_view_table(view) for view in manifest.views)
     return NgramModel(name, views, manifest.max_order, manifest.bits, weights, float(manifest.bias),
-                      model_emoji_readings(), model_spellings())
+                      model_emoji_readings(), model_spellings(),
+                      emoji_names=model_emoji_names(), emoji_words=model_emoji_words(manifest.views[0]))

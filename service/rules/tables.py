@@ -484,6 +484,34 @@ def model_emoji_readings() -> tuple[dict[int, str], ...]:
     )
 
 
+# An emoji is read in context as a character of its name only when that character makes, with a
+# neighbour, the sound of a common two-character word: two characters whose folds under the model's
+# first view (homophones: by sound) are those of jieba's two-character words attested this often in
+# all (歧视, 其实, 骑士… together for qi shi). Chosen on COLD dev (docs/quality.md): the largest
+# support at which emoji and multi-character cloaking both keep ≥ 0.85 of the model's flags;
+# lower supports read more decoration (emoji between words) as words.
+MODEL_EMOJI_WORD_MIN_COUNT: Final = 1000
+
+
+@functools.lru_cache(maxsize=1)
+def model_emoji_names() -> dict[int, str]:
+    """Emoji → its Chinese CLDR name: the characters a model may read it as in context."""
+    return dict(_emoji_chinese_names())
+
+
+@functools.lru_cache(maxsize=len(MODEL_VIEWS))
+def model_emoji_words(view: str, min_count: int = MODEL_EMOJI_WORD_MIN_COUNT) -> frozenset[str]:
+    """The sounds of common two-character words under a model view (`model_view_table`): the
+    pairs an emoji's contextual reading must make with a neighbour."""
+    table = model_view_table(view)
+    counts: dict[str, int] = {}
+    for word, count in _dictionary_counts().items():
+        if len(word) == 2:
+            folded = word.translate(table)
+            counts[folded] = counts.get(folded, 0) + count
+    return frozenset(word for word, count in counts.items() if len(word) == 2 and count >= min_count)
+
+
 @functools.lru_cache(maxsize=1)
 def model_spellings() -> dict[str, str]:
     """Toneless pinyin syllable → the first common hanzi (GB2312 order) whose first reading it is:

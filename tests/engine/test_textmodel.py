@@ -9,18 +9,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.engine.textmodel import TEXT_BREAK, NgramModel
-from service.rules.tables import model_emoji_readings, model_spellings, model_view_table
+from service.rules.tables import (
+    model_emoji_names,
+    model_emoji_readings,
+    model_emoji_words,
+    model_spellings,
+    model_view_table,
+)
 
 
 def _model(views: tuple[str, ...] = ("plain", "homophones"), bits: int = 12, max_order: int = 3) -> NgramModel:
     weights = np.random.default_rng(7).standard_normal(1 << bits).astype(np.float32)
     return NgramModel("t", tuple(model_view_table(v) for v in views), max_order, bits, weights, -0.25,
-                      model_emoji_readings(), model_spellings())
+                      model_emoji_readings(), model_spellings(),
+                      emoji_names=model_emoji_names(), emoji_words=model_emoji_words(views[0]))
 
 
 MODEL = _model()
 ONE_VIEW = _model(views=("near_homophones",))
-TEXTS = st.text(alphabet=st.sampled_from("傻逼沙比你妈的🐴🧧 *，.abihsAB1\x00\x01\u200b機密"), max_size=30)
+TEXTS = st.text(alphabet=st.sampled_from("傻逼沙比你妈的🐴🧧🐊🕖🤲恶心视 *，.abihsAB1\x00\x01\u200b機密"), max_size=30)
 
 
 @settings(max_examples=200, deadline=None)
@@ -63,6 +70,36 @@ def test_the_homophone_view_reads_homophones_and_emoji_names_alike() -> None:
         max(folded.score("你的"), folded.score("你马的"), folded.score("你头的"))
     )
     assert MODEL.score("沙比") != pytest.approx(MODEL.score("傻逼"))  # the plain view tells them apart
+
+
+def _weighted(words: list[str]) -> NgramModel:
+    """A homophone-view model whose only weights are the n-grams of `words` (+4 each)."""
+    views = ("homophones",)
+    weights = np.zeros(1 << 12, dtype=np.float32)
+    weights[_model(views).features(words)[0]] = 4.0
+    return NgramModel("w", tuple(model_view_table(v) for v in views), 3, 12, weights, -0.25,
+                      model_emoji_readings(), model_spellings(),
+                      emoji_names=model_emoji_names(), emoji_words=model_emoji_words(views[0]))
+
+
+@pytest.mark.parametrize(
+    ("cloaked", "reading"),
+    [
+        ("种族🕖视", "种族七视"),  # 🕖 七点: 七 qi, as 歧 (its name's first character)
+        ("种族🤲视", "种族起视"),  # 🤲 掌心向上托起: 起 qi, its sixth character
+    ],
+)
+def test_an_emoji_is_read_as_the_character_of_its_name_that_makes_a_word(cloaked: str, reading: str) -> None:
+    model = _weighted(["歧视"])
+    assert model._fitted(cloaked) == reading
+    assert model.score(cloaked) == model.score("种族歧视")  # 七, 起 and 歧 fold alike (qi)
+    assert model.score(cloaked) > model.score("种族视")
+
+
+@pytest.mark.parametrize("decorated", ["今天🐊天气", "开会🍉了", "好🎱吃"])
+def test_an_emoji_that_makes_no_word_with_its_neighbours_stays_decoration(decorated: str) -> None:
+    model = _weighted(["歧视", "恶心"])
+    assert model._fitted(decorated) == decorated  # the views delete it, as any emoji
 
 
 def test_contributions_are_spans_of_the_original_text() -> None:
