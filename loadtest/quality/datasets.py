@@ -28,6 +28,7 @@ class Row:
 
 COLD_TEST = "cold_test_4000.jsonl"
 COLD_DEV = "cold_dev.jsonl"
+COLD_TRAIN = "cold_train.jsonl"
 
 
 def _lines(directory: Path, pattern: str = "*.jsonl") -> Iterator[dict[str, object]]:
@@ -40,7 +41,7 @@ def _lines(directory: Path, pattern: str = "*.jsonl") -> Iterator[dict[str, obje
 
 def load_cold(data: Path, limit: int | None = None, split: str = "test") -> list[Row]:
     rows = []
-    for record in _lines(data / "cold", COLD_TEST if split == "test" else COLD_DEV):
+    for record in _lines(data / "cold", {"test": COLD_TEST, "dev": COLD_DEV, "train": COLD_TRAIN}[split]):
         offensive = record["label_offensive"] == 1
         fine = record.get("fine_grained")
         group = COLD_GROUPS[int(str(fine))] if fine is not None else ("offensive" if offensive else "safe")

@@ -1,17 +1,19 @@
-"""False positives each evasion layer adds, measured on COLD *dev* (never the test subset) before
-a layer is turned on in a pack.
+"""False positives each evasion layer adds, measured on COLD *dev* and *train* (never the test
+subset) before a layer is turned on in a pack or for a rule.
 
-    python -m loadtest.quality.layers --data DIR [--rules PACK] [--json PATH]
+    python -m loadtest.quality.layers --data DIR [--split dev|train|train+dev] [--rules PACK] [--json PATH]
 
 For each variant of the pack's `normalize:` (homophones off; on; + stand_ins; + near_homophones)
-it loads a copy of the pack with that setting, classifies every COLD dev row, and prints the
-flagged share of the safe rows (label 0) and of the offensive rows, and which safe rows the
-variant flags that the one before it did not (with rule and evidence).
+it loads a copy of the pack with that setting, classifies every COLD row of the split, and prints
+the flagged share of the safe rows (label 0) and of the offensive rows, per rule the rows each
+variant adds over the one before (safe and offensive: which rules a layer costs false positives
+in), and which safe rows each variant adds (with rule and evidence).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shutil
 import sys
@@ -40,10 +42,12 @@ class Variant:
     flagged_safe: set[str]
     flagged_offensive: set[str]
     evidence: dict[str, str]
+    rules: dict[str, set[str]]  # row id → the rules that flag it
 
 
-def measure(data: Path, rules: Path, limit: int | None = None) -> tuple[list[Row], list[Variant]]:
-    rows = load_cold(data, limit, split="dev")
+def measure(data: Path, rules: Path, limit: int | None = None, split: str = "dev") -> tuple[list[Row], list[Variant]]:
+    rows = [Row(f"{part}:{r.id}", r.text, r.positive, r.group) for part in split.split("+")
+            for r in load_cold(data, limit, split=part)]
     results: list[Variant] = []
     for name, layers in VARIANTS.items():
         with tempfile.TemporaryDirectory() as scratch:
@@ -54,7 +58,7 @@ def measure(data: Path, rules: Path, limit: int | None = None) -> tuple[list[Row
             (pack / "pack.yaml").write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
             engine = load_pack(pack)
         verdicts = classify_texts(engine, ((r.id, r.text) for r in rows))
-        variant = Variant(name, set(), set(), {})
+        variant = Variant(name, set(), set(), {}, {})
         for row, verdict in zip(rows, verdicts, strict=True):
             # The layers' own effect: matches a learned model took part in are left out.
             matches = [m for m in acted(verdict) if not any(e.field.startswith("classifier.") for e in m.evidence)]
@@ -62,6 +66,7 @@ def measure(data: Path, rules: Path, limit: int | None = None) -> tuple[list[Row
                 continue
             (variant.flagged_offensive if row.positive else variant.flagged_safe).add(row.id)
             variant.evidence[row.id] = "; ".join(f"{m.rule} {[e.text for e in m.evidence]}" for m in matches)
+            variant.rules[row.id] = {m.rule for m in matches}
         results.append(variant)
     return rows, results
 
@@ -84,17 +89,34 @@ def render(rows: list[Row], variants: list[Variant]) -> str:
             for row_id in sorted(added):
                 listing.append(f"- {variant.name}: {variant.evidence[row_id]} :: {text[row_id][:70]!r}")
         previous = variant
-    return "\n".join(lines) + "\n\nSafe rows each layer adds:\n" + ("\n".join(listing) or "(none)") + "\n"
+    return ("\n".join(lines) + "\n\n" + per_rule(variants) + "\n\nSafe rows each layer adds:\n"
+            + ("\n".join(listing) or "(none)") + "\n")
+
+
+def per_rule(variants: list[Variant]) -> str:
+    """Per rule, the safe / offensive rows each variant flags through it that the variant before
+    did not flag through it."""
+    lines = ["| layer | rule | safe rows added | offensive rows added |", "|---|---|---:|---:|"]
+    for previous, variant in itertools.pairwise(variants):
+        added: dict[str, list[int]] = {}
+        for row_id, rules in variant.rules.items():
+            for rule in rules - previous.rules.get(row_id, set()):
+                counts = added.setdefault(rule, [0, 0])
+                counts[row_id in variant.flagged_offensive] += 1
+        for rule, (safe, offensive) in sorted(added.items()):
+            lines.append(f"| {variant.name} | {rule} | {safe} | {offensive} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.quality.layers", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="evaluation data directory (COLD dev is read)")
+    parser.add_argument("--split", default="dev", choices=("dev", "train", "train+dev"), help="COLD rows to read")
     parser.add_argument("--rules", type=Path, default=bundled_rules_dir())
     parser.add_argument("--limit", type=int)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    rows, variants = measure(args.data, args.rules, args.limit)
+    rows, variants = measure(args.data, args.rules, args.limit, args.split)
     sys.stdout.write(render(rows, variants))
     if args.json:
         found = {v.name: {"safe": sorted(v.flagged_safe), "offensive": sorted(v.flagged_offensive)} for v in variants}

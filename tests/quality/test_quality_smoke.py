@@ -15,6 +15,7 @@ from loadtest.quality import perturb
 from loadtest.quality.__main__ import evaluate, render
 from loadtest.quality.datasets import load_cold, load_swsr
 from loadtest.quality.evasion import robustness
+from loadtest.quality.layers import Variant, per_rule
 from loadtest.quality.traps import TRAPS, check_traps, violations
 from service.engine.classifier import Engine
 from service.rules.loader import load_pack
@@ -112,3 +113,14 @@ def test_datasets_read_the_real_columns() -> None:
     assert all(r.text for r in cold + swsr)
     assert any(r.positive for r in cold)
     assert any(not r.positive for r in cold)
+
+
+def test_layers_counts_per_rule_the_rows_a_layer_adds_through_it() -> None:
+    before = Variant("homophones", {"a"}, {"b"}, {}, {"a": {"insult"}, "b": {"insult"}})
+    after = Variant("+ near", {"a", "c"}, {"b", "d"}, {},
+                    {"a": {"insult", "slur"}, "b": {"insult"}, "c": {"insult"}, "d": {"slur", "insult"}})
+    table = per_rule([before, after])
+    # insult: c (safe) and d (offensive) are new through it; slur: a (safe) and d (offensive).
+    assert "| + near | insult | 1 | 1 |" in table
+    assert "| + near | slur | 1 | 1 |" in table
+    assert table.count("| + near |") == 2
