@@ -213,26 +213,34 @@ class NgramModel:
             right = current[position + 1 : position + 1 + _FITTED_WINDOW]
             before, after = left.translate(first_view)[-1:], right.translate(first_view)[:1]
             best, best_units = text[position], 0
+            context: list[tuple[str, str]] | None = None  # each view's characters before and after
             for char in dict.fromkeys(names[ord(text[position])]):
                 meant = char.translate(first_view)
                 if before + meant not in self.emoji_words and meant + after not in self.emoji_words:
                     continue
-                units = self._units_around(left, char, right)
+                if context is None:
+                    context = self._context(left, right)
+                units = self._units_around(context, char)
                 if best == text[position] or units > best_units:
                     best, best_units = char, units
             current = current[:position] + best + current[position + 1 :]
         return current
 
-    def _units_around(self, left: str, middle: str, right: str) -> int:
-        """The weight units of the n-grams of left + middle + right (every view) that hold a
+    def _context(self, left: str, right: str) -> list[tuple[str, str]]:
+        """Per view, the characters of `left` and `right` an n-gram holding a character between
+        them may reach (max_order − 1 on each side, after the view's deletions)."""
+        reach = self.max_order - 1
+        if not reach:
+            return [("", "")] * len(self._tables)
+        return [(left.translate(table)[-reach:], right.translate(table)[:reach]) for table in self._tables]
+
+    def _units_around(self, context: list[tuple[str, str]], middle: str) -> int:
+        """The weight units of the n-grams (every view) of before + middle + after that hold a
         character of `middle`: what reading an emoji as `middle` adds, the rest of the text alike."""
-        context = self.max_order - 1
         multipliers = [int(m) for m in self._multipliers]
         shift = int(self._shift)
         total = 0
-        for table in self._tables:
-            before = left.translate(table)[-context:] if context else ""
-            after = right.translate(table)[:context]
+        for table, (before, after) in zip(self._tables, context, strict=True):
             codes = [ord(char) for char in before + middle.translate(table) + after]
             low, high = len(before), len(codes) - len(after)
             for start in range(len(codes)):
