@@ -2,9 +2,10 @@
 
 Features. Each text is read through one or more *views*, each a `str.translate` table built at
 pack load (service.rules.tables.model_view_table): width, case, script and invisible characters
-folded as the normaliser does, separators and punctuation deleted, and — for the `homophones`
-view — every common hanzi folded to its reading group and each emoji to a character of its
-CLDR name, so 沙比 and 傻逼 share features. The n-grams (1..`max_order` characters) of every view
+folded as the normaliser does, separators, punctuation and emoji deleted, and — for the
+`homophones` view — every common hanzi folded to its reading group, so 沙比 and 傻逼 share
+features. A text with emoji or pinyin is also scored under readings (each emoji as a character of
+its CLDR name, in context or k-th; pinyin as hanzi) and keeps the highest score. The n-grams (1..`max_order` characters) of every view
 are hashed (multiplicative hashing on code points, view and order salted) into 2^bits buckets;
 the score is sigmoid(bias + Σ weights[bucket] / sqrt(n-gram count)). The views are joined into one
 string per text (`joined`), so one text is one small array.
