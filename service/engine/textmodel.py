@@ -5,10 +5,10 @@ pack load (service.rules.tables.model_view_table): width, case, script and invis
 folded as the normaliser does, separators, punctuation and emoji deleted, and — for the
 `homophones` view — every common hanzi folded to its reading group, so 沙比 and 傻逼 share
 features. A text with emoji or pinyin is also scored under readings (each emoji as a character of
-its CLDR name, in context or k-th; pinyin as hanzi) and keeps the highest score. The n-grams (1..`max_order` characters) of every view
-are hashed (multiplicative hashing on code points, view and order salted) into 2^bits buckets;
-the score is sigmoid(bias + Σ weights[bucket] / sqrt(n-gram count)). The views are joined into one
-string per text (`joined`), so one text is one small array.
+its CLDR name, in context or k-th; pinyin as hanzi) and keeps the highest score. The n-grams
+(1..`max_order` characters) of every view are hashed (multiplicative hashing on code points, view
+and order salted) into 2^bits buckets; the score is sigmoid(bias + Σ weights[bucket] / sqrt(n-gram
+count)). The views are joined into one string per text (`joined`), so one text is one small array.
 
 Two entry points compute the same score, to the last bit: `score` for one text (a few numpy calls
 over one small array) and `score_batch` for many at once (one array for the whole batch, the
