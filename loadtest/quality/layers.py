@@ -4,7 +4,8 @@ subset) before a layer is turned on in a pack or for a rule.
     python -m loadtest.quality.layers --data DIR [--split dev|train|train+dev] [--rules PACK] [--json PATH]
 
 For each variant of the pack's `normalize:` (homophones off; on; + stand_ins; + near_homophones)
-it loads a copy of the pack with that setting, classifies every COLD row of the split, and prints
+it loads a copy of the pack with that setting for every rule (a rule's own override of these
+layers is removed, its examples are not run), classifies every COLD row of the split, and prints
 the flagged share of the safe rows (label 0) and of the offensive rows, per rule the rows each
 variant adds over the one before (safe and offensive: which rules a layer costs false positives
 in), and which safe rows each variant adds (with rule and evidence).
@@ -25,7 +26,7 @@ import yaml
 
 from loadtest.quality.datasets import Row, load_cold
 from loadtest.quality.scoring import acted, classify_texts
-from service.rules.loader import load_pack
+from service.rules.loader import load_pack_report
 from service.settings import bundled_rules_dir
 
 VARIANTS: dict[str, dict[str, bool]] = {
@@ -56,7 +57,8 @@ def measure(data: Path, rules: Path, limit: int | None = None, split: str = "dev
             document = yaml.safe_load((pack / "pack.yaml").read_text(encoding="utf-8"))
             document.setdefault("normalize", {}).update(layers)
             (pack / "pack.yaml").write_text(yaml.safe_dump(document, allow_unicode=True), encoding="utf-8")
-            engine = load_pack(pack)
+            _without_rule_overrides(pack, document, set(layers))
+            engine = load_pack_report(pack, check_examples=False).engine
         verdicts = classify_texts(engine, ((r.id, r.text) for r in rows))
         variant = Variant(name, set(), set(), {}, {})
         for row, verdict in zip(rows, verdicts, strict=True):
@@ -69,6 +71,20 @@ def measure(data: Path, rules: Path, limit: int | None = None, split: str = "dev
             variant.rules[row.id] = {m.rule for m in matches}
         results.append(variant)
     return rows, results
+
+
+def _without_rule_overrides(pack: Path, document: dict[str, object], layers: set[str]) -> None:
+    """Remove the rules' own settings of `layers`, so a variant applies to every rule."""
+    patterns = document.get("rules", ["rules/*.yaml"])
+    for pattern in patterns if isinstance(patterns, list) else []:
+        for path in sorted(pack.glob(str(pattern))):
+            rules = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            for rule in rules.get("rules", []):
+                own = rule.get("normalize")
+                if isinstance(own, dict):
+                    for layer in layers:
+                        own.pop(layer, None)
+            path.write_text(yaml.safe_dump(rules, allow_unicode=True), encoding="utf-8")
 
 
 def render(rows: list[Row], variants: list[Variant]) -> str:

@@ -3,6 +3,8 @@ scan for and becomes one `FieldMatcher` (one Hyperscan database) over one normal
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -13,7 +15,7 @@ from service.engine.matcher import FieldMatcher
 from service.engine.normalize import Normalizer
 from service.engine.patterns import PatternSpec
 from service.engine.stand_ins import StandIns
-from service.rules.expansions import MIN_HOMOPHONE_CHARS, homophone_twin, literal_separators
+from service.rules.expansions import MIN_HOMOPHONE_CHARS, fold_regex, homophone_twin, literal_separators
 from service.rules.normalizers import Layers, build_normalizer
 from service.rules.tables import (
     COMMON_WORD_MAX_CHARS,
@@ -21,6 +23,7 @@ from service.rules.tables import (
     common_words,
     emoji_stand_ins,
     homophone_table,
+    near_homophone_lift,
     pinyin_syllables,
     stand_in_tables,
 )
@@ -31,7 +34,9 @@ class ChannelBuilder:
     field_name: str
     layers: Layers
     keep: set[str] = field(default_factory=set)  # separators the normaliser keeps (build_normalizer)
-    expressions: dict[str, int] = field(default_factory=dict)
+    # (expression, whether its twins include near-homophones) → pattern id: a rule without the
+    # layer never shares a pattern, and so its hits, with a rule that has it.
+    expressions: dict[tuple[str, bool], int] = field(default_factory=dict)
     lengths: list[int | None] = field(default_factory=list)
     needs_all_spans: set[int] = field(default_factory=set)
     twins: dict[int, dict[str, None]] = field(default_factory=dict)  # homophone twins per pattern id
@@ -46,24 +51,31 @@ class ChannelBuilder:
         twins: bool = True,
         more_twins: Sequence[str] = (),
         spelled: bool = False,
+        near: bool = False,
     ) -> int:
         """The id of `expression`. In a channel with homophones, a pattern of hanzi (a keyword of
         at least MIN_HOMOPHONE_CHARS, or a regex) gets its homophone fold and `more_twins` as
-        twins, unless `twins` is False (variants that are not hanzi words: pinyin, emoji)."""
-        pattern_id = self.expressions.get(expression)
+        twins, unless `twins` is False (variants that are not hanzi words: pinyin, emoji). With
+        `near` (the rule's near_homophones layer), the twins are near-homophone folds
+        (`more_twins` too) written over the homophone view (`near_twins`)."""
+        wide_enough = fixed_length is None or fixed_length >= MIN_HOMOPHONE_CHARS
+        twinned = twins and self.layers.homophones and wide_enough
+        key = (expression, near and twinned)
+        pattern_id = self.expressions.get(key)
         if pattern_id is None:
             pattern_id = len(self.lengths)
-            self.expressions[expression] = pattern_id
+            self.expressions[key] = pattern_id
             self.lengths.append(fixed_length)
             self.keep |= literal_separators(expression, regex=fixed_length is None)
             if spelled:
                 self.spelled.add(pattern_id)
         if all_spans:
             self.needs_all_spans.add(pattern_id)
-        wide_enough = fixed_length is None or fixed_length >= MIN_HOMOPHONE_CHARS
-        if twins and self.layers.homophones and wide_enough:
-            near = self.layers.near_homophones
-            found = (homophone_twin(expression, regex=fixed_length is None, near=near), *more_twins)
+        if twinned:
+            found = [homophone_twin(expression, regex=fixed_length is None, near=near), *more_twins]
+            if near:
+                found = [lifted for twin in found if twin is not None
+                         for lifted in near_twins(twin, literal=fixed_length is not None)]
             self.twins.setdefault(pattern_id, {}).update(dict.fromkeys(t for t in found if t is not None))
         return pattern_id
 
@@ -71,13 +83,13 @@ class ChannelBuilder:
     def normalizer(self) -> Normalizer:
         keep = frozenset(self.keep)
         if self.layers.homophones and self.layers.stand_ins:  # stand-in emoji stay for their views
-            keep |= frozenset(emoji_stand_ins(self.layers.near_homophones))
+            keep |= frozenset(emoji_stand_ins())
         return build_normalizer(self.layers, keep)
 
     def patterns(self) -> tuple[PatternSpec, ...]:
         return tuple(
             PatternSpec(expression, self.lengths[i], i not in self.needs_all_spans, tuple(self.twins.get(i, ())))
-            for expression, i in self.expressions.items()
+            for (expression, _), i in self.expressions.items()
         )
 
     def matcher(self) -> FieldMatcher:
@@ -85,10 +97,9 @@ class ChannelBuilder:
         homophones = None
         stand_ins = None
         if any(self.twins.values()):
-            near = self.layers.near_homophones
-            homophones = Homophones(homophone_table(near), common_words(), COMMON_WORD_MAX_CHARS, common_characters())
+            homophones = Homophones(homophone_table(), common_words(), COMMON_WORD_MAX_CHARS, common_characters())
             if self.layers.stand_ins:
-                stand_ins = StandIns(stand_in_tables(near), frozenset(emoji_stand_ins(near)))
+                stand_ins = StandIns(stand_in_tables(), frozenset(emoji_stand_ins()))
         return FieldMatcher(
             self.patterns(),
             alternate=normalizer.without_kept if normalizer.kept else None,
@@ -121,6 +132,25 @@ class Channels:
 
     def builders(self) -> tuple[ChannelBuilder, ...]:
         return tuple(self._builders.values())
+
+
+# A near-homophone twin of a keyword becomes at most this many literal twins over the homophone
+# view (脑残 → 脑残, 老残 as their representatives); one with more alternatives becomes one
+# pattern with classes, located by RE2 when Hyperscan reports it. Measured on the sample mix
+# (loadtest.engine_batch_bench): classes for every lifted twin cost ~3.5 µs per event, a cap of
+# 16 literals ~1.5 µs, 64 (22 keywords past it) ~0.9 µs, against no near-homophones at all.
+MAX_NEAR_LITERALS: Final = 64
+
+
+def near_twins(twin: str, *, literal: bool) -> list[str]:
+    """A twin over the near-homophone view, written over the homophone view: each representative
+    that stands for several homophone groups (tables.near_homophone_lift) becomes all of them."""
+    lift = near_homophone_lift()
+    if literal:
+        options = [lift.get(char, char) for char in twin]
+        if math.prod(map(len, options)) <= MAX_NEAR_LITERALS:
+            return ["".join(chars) for chars in itertools.product(*options)]
+    return [fold_regex(twin, lambda char: lift.get(char, char))]
 
 
 _ASCII_WORD: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")

@@ -159,7 +159,7 @@ def _regex(ctx: PackContext, spec: s.RegexSpec | str, place: Place) -> c.Conditi
     pattern = rx.pattern
     if place.layers.homophones:  # the channel's text is homophone-folded: fold the regex alike
         pattern = fold_regex(pattern, folder(build_normalizer(builder.layers)))
-    return c.TextHit(channel, (builder.add(pattern, None, all_spans=False),))
+    return c.TextHit(channel, (builder.add(pattern, None, all_spans=False, near=place.layers.near_homophones),))
 
 
 def _near(ctx: PackContext, spec: s.NearSpec, place: Place) -> c.Condition | None:
@@ -213,7 +213,8 @@ def _keyword_ids(
             near=layers.near_homophones,
         )
         main = found.fixed or Variant(literal_expression(folded), len(folded))
-        ids.append(builder.add(main.expression, main.length, all_spans=all_spans, more_twins=found.homophones))
+        ids.append(builder.add(main.expression, main.length, all_spans=all_spans, more_twins=found.homophones,
+                               near=layers.near_homophones))
         for variant in found.extra:
             ids.append(
                 builder.add(variant.expression, variant.length, all_spans=all_spans, twins=False,

@@ -269,7 +269,8 @@ def _pinyin_mixed(plain: str, readings: Sequence[tuple[str, ...]]) -> list[Varia
 
 def fold_regex(pattern: str, fold: Fold) -> str:
     """`pattern` with each hanzi outside a class range replaced by its fold (1:1), for a channel
-    whose text is homophone-folded: 价格\\d+ finds 价格 and its homophones, as keywords do.
+    whose text is homophone-folded: 价格\\d+ finds 价格 and its homophones, as keywords do. A fold
+    to several characters (a near-homophone lift) becomes a class of them.
 
     Inside a class a hanzi keeps itself and gains its fold ([价值] → [价值假址]); range ends stay
     as written ([一-龥] still covers every common hanzi, representatives included). Escapes
@@ -299,7 +300,8 @@ def fold_regex(pattern: str, fold: Fold) -> str:
                     out.append("[^")
                     i += 2
                     continue
-            out.append(fold(char) if tables.is_cjk(char) else char)
+            folded = fold(char) if tables.is_cjk(char) else char
+            out.append(folded if len(folded) == 1 else f"[{folded}]")
         i += 1
     return "".join(out)
 

@@ -42,8 +42,10 @@ class Layers:
         return dataclasses.replace(self, **changes) if changes else self
 
     def text_side(self) -> Layers:
-        """The switches that decide a channel: what changes the normalised text, and homophones."""
-        return dataclasses.replace(self, leet=False, pinyin=False, emoji=False)
+        """The switches that decide a channel: what changes the normalised text, and homophones.
+        near_homophones does not: a rule's near-homophone twins are written over the channel's
+        homophone view (ChannelBuilder.add), so rules with and without it share one scan."""
+        return dataclasses.replace(self, leet=False, pinyin=False, emoji=False, near_homophones=False)
 
 
 _LAYER_NAMES: Final = tuple(f.name for f in dataclasses.fields(Layers))

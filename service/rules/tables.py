@@ -250,6 +250,21 @@ def near_homophone_fold(text: str) -> str:
     return text.translate(homophone_table(True))
 
 
+@functools.lru_cache(maxsize=1)
+def near_homophone_lift() -> dict[str, str]:
+    """Near-homophone representative → the homophone representatives of its near-homophone group
+    when there are several (脑 nao and 老 lao: two homophone groups, one near-homophone group). A
+    near-homophone group is a union of homophone groups (its fold joins the homophone fold's
+    pairs and more), so a twin over the near-homophone view is written over the homophone view by
+    reading each of its representatives as all of these: one channel serves rules with and
+    without the layer (service/rules/channels.py)."""
+    plain = homophone_folds(False)
+    members: dict[int, set[int]] = {}
+    for code_point, near in homophone_folds(True).items():
+        members.setdefault(near, set()).add(plain.get(code_point, code_point))
+    return {chr(near): "".join(map(chr, sorted(found))) for near, found in members.items() if len(found) > 1}
+
+
 # The stand-in views read an emoji as one of the first characters of its name (one view each).
 MAX_STAND_IN_VIEWS: Final = 3
 # The stand-in views' tables cover the emoji blocks (up to U+1FAFF).

@@ -11,6 +11,8 @@ import pytest
 from service.engine.classifier import Engine
 from service.engine.folds import FoldedHits
 from service.events import ChatEvent
+from service.rules import tables
+from service.rules.channels import MAX_NEAR_LITERALS, near_twins
 from service.rules.loader import load_pack
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -52,6 +54,15 @@ rules:
     examples:
       match: [老残, 脑残]
       no_match: [老师]
+  - id: insult.near_shared
+    category: insult
+    severity: medium
+    action: review
+    normalize: {near_homophones: true}
+    when: {keywords: [王八蛋]}
+    examples:
+      match: [王八蛋, 万八蛋]
+      no_match: [王先生]
 """
 
 
@@ -82,6 +93,12 @@ CASES = [
     ("死便态", "insult.trusted_folds", ("block", ["死便态"])),  # folded_action: block
     ("老残", "insult.near", ("review", ["老残"])),  # near-homophone (n/l) in an opted-in rule
     ("老残", "insult.family", None),
+    # 万 wan / 王 wang differ by -ang/-an: the rule with the layer reads 万八蛋 as 王八蛋, the rule
+    # without it (the same keyword, the same channel) does not.
+    ("万八蛋", "insult.near_shared", ("review", ["万八蛋"])),
+    ("万八蛋", "insult.family", None),
+    ("王巴蛋", "insult.family", ("review", ["王巴蛋"])),  # a homophone (ba) for both
+    ("王巴蛋", "insult.near_shared", ("review", ["王巴蛋"])),
 ]
 
 
@@ -102,6 +119,23 @@ def test_near_homophones_stay_in_the_rules_that_opt_in(engine: Engine) -> None:
     verdict = engine.classify(ChatEvent(id="e", text="老残"), NOW)
     assert [m.rule for m in verdict.matches] == ["insult.near"]
     assert "folded reading" in verdict.matches[0].reason or verdict.matches[0].action == "review"
+
+
+def test_rules_with_and_without_near_homophones_share_one_channel(engine: Engine) -> None:
+    # One scan of the text for all four rules: the near-homophone twins are written over the
+    # homophone view (service/rules/channels.py), not scanned over a view of their own.
+    assert len(engine.channels) == 1
+
+
+def test_a_near_homophone_twin_is_written_over_the_homophone_view() -> None:
+    plain, near = tables.homophone_fold, tables.near_homophone_fold
+    twins = near_twins(near("脑残"), literal=True)
+    assert plain("脑残") in twins and plain("老残") in twins  # n/l: both homophone groups
+    assert all(near(twin) == near("脑残") for twin in twins)
+    assert len(twins) <= MAX_NEAR_LITERALS
+    # More alternatives than that: one pattern with a class per character.
+    (regex,) = near_twins(near("脑残"), literal=False)
+    assert regex.startswith("[") and plain("老") in regex and plain("脑") in regex
 
 
 def test_folded_hits_keep_their_exact_part() -> None:
