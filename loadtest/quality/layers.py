@@ -3,7 +3,8 @@ subset) before a layer is turned on in a pack or for a rule.
 
     python -m loadtest.quality.layers --data DIR [--split dev|train|train+dev] [--rules PACK] [--json PATH]
 
-For each variant of the pack's `normalize:` (homophones off; on; + stand_ins; + near_homophones)
+For each variant of the pack's `normalize:` (homophones off; on; + stand_ins; + near_homophones;
++ initials)
 it loads a copy of the pack with that setting for every rule (a rule's own override of these
 layers is removed, its examples are not run), classifies every COLD row of the split, and prints
 the flagged share of the safe rows (label 0) and of the offensive rows, per rule the rows each
@@ -30,10 +31,11 @@ from service.rules.loader import load_pack_report
 from service.settings import bundled_rules_dir
 
 VARIANTS: dict[str, dict[str, bool]] = {
-    "homophones off": {"homophones": False, "stand_ins": False, "near_homophones": False},
-    "homophones": {"homophones": True, "stand_ins": False, "near_homophones": False},
-    "+ stand_ins (emoji)": {"homophones": True, "stand_ins": True, "near_homophones": False},
-    "+ near_homophones": {"homophones": True, "stand_ins": True, "near_homophones": True},
+    "homophones off": {"homophones": False, "stand_ins": False, "near_homophones": False, "initials": False},
+    "homophones": {"homophones": True, "stand_ins": False, "near_homophones": False, "initials": False},
+    "+ stand_ins (emoji)": {"homophones": True, "stand_ins": True, "near_homophones": False, "initials": False},
+    "+ near_homophones": {"homophones": True, "stand_ins": True, "near_homophones": True, "initials": False},
+    "+ initials": {"homophones": True, "stand_ins": True, "near_homophones": True, "initials": True},
 }
 
 

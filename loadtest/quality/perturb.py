@@ -99,8 +99,8 @@ def leetspeak(span: str, rng: random.Random) -> str:
     )
 
 
-def _pinyin(span: str, joiner: str) -> str:
-    """Hanzi runs become toneless pinyin; other characters stay."""
+def _pinyin(span: str, joiner: str, initials: bool = False) -> str:
+    """Hanzi runs become toneless pinyin (or its initials); other characters stay."""
     out: list[str] = []
     run: list[str] = []
     for char in [*span, ""]:
@@ -108,10 +108,18 @@ def _pinyin(span: str, joiner: str) -> str:
             run.append(char)
             continue
         if run:
-            out.append(joiner.join(lazy_pinyin("".join(run), style=Style.NORMAL)))
+            syllables = lazy_pinyin("".join(run), style=Style.NORMAL)
+            out.append(joiner.join(s[0] for s in syllables) if initials else joiner.join(syllables))
             run = []
         out.append(char)
     return "".join(out)
+
+
+def pinyin_initials(span: str, rng: random.Random) -> str:
+    """A span of at least three hanzi spelled by its syllables' initials (内部资料 → nbzl)."""
+    if sum(map(is_cjk, span)) < 3:
+        return span
+    return _pinyin(span, "", initials=True)
 
 
 def pinyin_spaced(span: str, rng: random.Random) -> str:
@@ -230,6 +238,7 @@ KINDS: Final[dict[str, Perturbation]] = {
     "leetspeak": leetspeak,
     "pinyin_spaced": pinyin_spaced,
     "pinyin_joined": pinyin_joined,
+    "pinyin_initials": pinyin_initials,
     "homophones": homophones,
     "near_homophones": near_homophones,
     "emoji": emoji_for_character,

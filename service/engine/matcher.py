@@ -89,6 +89,7 @@ class FieldMatcher:
     _fold_codes: CodeTable | None = field(init=False, repr=False)  # the same, for a batch
     _deferred: dict[int, Homophonic] = field(init=False, repr=False)  # database id → its pattern
     _homophonic_ids: frozenset[int] = field(init=False, repr=False)  # the patterns _deferred reads
+    _always_folded: frozenset[int] = field(init=False, repr=False)  # patterns whose hits are all folded
 
     def __post_init__(self) -> None:
         lengths = {i: p.fixed_length for i, p in enumerate(self.patterns)}
@@ -107,6 +108,7 @@ class FieldMatcher:
             lengths, single, expressions, syllable_edges, self.spelled, frozenset(self._deferred)
         )
         self._homophonic_ids = frozenset(h.pattern_id for h in self._deferred.values())
+        self._always_folded = frozenset(i for i, p in enumerate(self.patterns) if p.folded)
 
     def _homophone_view(
         self, lengths: dict[int, int | None], single: dict[int, bool], syllables: SyllableEdges | None
@@ -234,6 +236,9 @@ class FieldMatcher:
             self._add_stand_ins(hits, text, folded)
         if len(hits) > 1:
             hits = dict(sorted(hits.items(), key=_canonical))
+        if self._always_folded:
+            for pattern_id in self._always_folded.intersection(hits):
+                folded.update((pattern_id, span) for span in hits[pattern_id])
         return FoldedHits(hits, folded) if folded else hits
 
     def _read(self, text: str, view: str, data: bytes, byte_ends: list[Report]) -> tuple[Hits, Candidates | None]:

@@ -31,6 +31,9 @@ class PatternSpec:
     single_match: bool
     # The pattern over the homophone view (same length), hits reported under this pattern's id.
     homophones: tuple[str, ...] = ()
+    # Every hit is a folded reading (engine/folds.py): a variant as ambiguous as a fold, such as a
+    # keyword spelled by its pinyin initials (cnm is also CNN's lower case, read by `case`).
+    folded: bool = False
 
 
 class PatternCompileError(Exception):

@@ -34,9 +34,10 @@ class ChannelBuilder:
     field_name: str
     layers: Layers
     keep: set[str] = field(default_factory=set)  # separators the normaliser keeps (build_normalizer)
-    # (expression, whether its twins include near-homophones) → pattern id: a rule without the
-    # layer never shares a pattern, and so its hits, with a rule that has it.
-    expressions: dict[tuple[str, bool], int] = field(default_factory=dict)
+    # (expression, whether its twins include near-homophones, whether its hits are all folded) →
+    # pattern id: a rule without the layer never shares a pattern, and so its hits, with a rule
+    # that has it; an exact keyword never shares one with a variant whose hits are folded readings.
+    expressions: dict[tuple[str, bool, bool], int] = field(default_factory=dict)
     lengths: list[int | None] = field(default_factory=list)
     needs_all_spans: set[int] = field(default_factory=set)
     twins: dict[int, dict[str, None]] = field(default_factory=dict)  # homophone twins per pattern id
@@ -52,6 +53,7 @@ class ChannelBuilder:
         more_twins: Sequence[str] = (),
         spelled: bool = False,
         near: bool = False,
+        folded: bool = False,
     ) -> int:
         """The id of `expression`. In a channel with homophones, a pattern of hanzi (a keyword of
         at least MIN_HOMOPHONE_CHARS, or a regex) gets its homophone fold and `more_twins` as
@@ -60,7 +62,7 @@ class ChannelBuilder:
         (`more_twins` too) written over the homophone view (`near_twins`)."""
         wide_enough = fixed_length is None or fixed_length >= MIN_HOMOPHONE_CHARS
         twinned = twins and self.layers.homophones and wide_enough
-        key = (expression, near and twinned)
+        key = (expression, near and twinned, folded)
         pattern_id = self.expressions.get(key)
         if pattern_id is None:
             pattern_id = len(self.lengths)
@@ -88,8 +90,10 @@ class ChannelBuilder:
 
     def patterns(self) -> tuple[PatternSpec, ...]:
         return tuple(
-            PatternSpec(expression, self.lengths[i], i not in self.needs_all_spans, tuple(self.twins.get(i, ())))
-            for (expression, _), i in self.expressions.items()
+            PatternSpec(
+                expression, self.lengths[i], i not in self.needs_all_spans, tuple(self.twins.get(i, ())), folded
+            )
+            for (expression, _, folded), i in self.expressions.items()
         )
 
     def matcher(self) -> FieldMatcher:

@@ -210,7 +210,7 @@ def _keyword_ids(
             continue
         found = expand(
             folded, fold, leet=layers.leet, pinyin=layers.pinyin, homophones=layers.homophones, emoji=layers.emoji,
-            near=layers.near_homophones,
+            near=layers.near_homophones, initials=layers.initials,
         )
         main = found.fixed or Variant(literal_expression(folded), len(folded))
         ids.append(builder.add(main.expression, main.length, all_spans=all_spans, more_twins=found.homophones,
@@ -218,7 +218,7 @@ def _keyword_ids(
         for variant in found.extra:
             ids.append(
                 builder.add(variant.expression, variant.length, all_spans=all_spans, twins=False,
-                            spelled=variant.spelled)
+                            spelled=variant.spelled, folded=variant.folded)
             )
         builder.keep |= found.emoji
     return index, tuple(dict.fromkeys(ids))

@@ -41,6 +41,10 @@ from service.rules import tables
 # "chun" for 蠢, is a name or a word too often; longer terms are phrases nobody spells out), for
 # at most this many reading combinations (heteronyms), each joined (hongbao) and spaced (hong bao).
 MAX_PINYIN_CHARS: Final = 6
+# Initials (nmsl for 你妈死了, cnm for 操你妈) for keywords of 3 to 8 hanzi: two letters are
+# everywhere in Latin text (sb, dm, pk), three or more rarely are.
+MIN_INITIALS_CHARS: Final = 3
+MAX_INITIALS_CHARS: Final = 8
 MAX_READING_COMBINATIONS: Final = 2
 MAX_EMOJI_VARIANTS: Final = 8
 # Stand-ins by reading (🐔 鸡 ji for 机) only in terms this short: they are how 2–3 character
@@ -70,6 +74,7 @@ class Variant:
     expression: str
     length: int  # in characters of the normalised text
     spelled: bool = False  # pinyin: its ends are checked as syllables, not as \b
+    folded: bool = False  # as ambiguous as a fold (initials): its hits take at most `folded_action`
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +91,15 @@ NO_EXPANSION: Final = Expansion(None, (), frozenset())
 
 
 def expand(
-    plain: str, fold: Fold, *, leet: bool, pinyin: bool, homophones: bool, emoji: bool, near: bool = False
+    plain: str, fold: Fold, *, leet: bool, pinyin: bool, homophones: bool, emoji: bool, near: bool = False,
+    initials: bool = False,
 ) -> Expansion:
     """Variants of the keyword `plain` (normalised) for a channel whose normalisation is `fold`."""
     has_cjk = any(tables.is_cjk(ch) for ch in plain)
     cjk_only = has_cjk and all(tables.is_cjk(ch) for ch in plain)
     has_latin = any(ch.isascii() and ch.isalpha() for ch in plain)
     fixed = _leet(plain, fold) if leet and has_latin else None
-    readings = tables.readings(plain) if has_cjk and (pinyin or homophones or emoji) else []
+    readings = tables.readings(plain) if has_cjk and (pinyin or initials or homophones or emoji) else []
     extra: list[Variant] = []
     twins: list[str] = []
     if homophones and cjk_only and len(plain) >= MIN_HOMOPHONE_CHARS:
@@ -103,6 +109,8 @@ def expand(
             extra.extend(_pinyin(readings))
         elif not cjk_only:
             extra.extend(_pinyin_mixed(plain, readings))
+    if initials and cjk_only and MIN_INITIALS_CHARS <= len(plain) <= MAX_INITIALS_CHARS and all(readings):
+        extra.extend(_initials(readings))
     if not has_cjk and " " in plain and all(ch.isascii() and (ch.isalnum() or ch == " ") for ch in plain):
         joined = plain.replace(" ", "")
         extra.append(Variant(_literal(joined), len(joined)))
@@ -243,6 +251,17 @@ def _pinyin(readings: Sequence[Sequence[str]]) -> list[Variant]:
                 spelled = gap.join(syllables)
                 variants.append(Variant(_plain(spelled), len(spelled), spelled=True))
     return variants
+
+
+def _initials(readings: Sequence[Sequence[str]]) -> list[Variant]:
+    """The initials of the toneless syllables, as a whole Latin word: 你妈死了 → nmsl, 操你妈 →
+    cnm (zh, ch, sh are written z, c, s, as people type them). A hit is a folded reading (at most
+    the rule's `folded_action`): three letters are also acronyms (操你娘 → cnn, CNN)."""
+    variants = []
+    for combination in itertools.islice(itertools.product(*readings), MAX_READING_COMBINATIONS):
+        letters = "".join(syllable[0] for syllable in combination)
+        variants.append(Variant(_literal(letters), len(letters), folded=True))
+    return list(dict.fromkeys(variants))
 
 
 def _pinyin_mixed(plain: str, readings: Sequence[tuple[str, ...]]) -> list[Variant]:

@@ -16,7 +16,7 @@ from service.rules.tables import TABLE_SIZE, skeleton_table, translate_table
 @dataclass(frozen=True)
 class Layers:
     """Normalisation layers (docs/rules.md, "Evasion layers"). width … traditional fold the text
-    1:1 (one normaliser per distinct setting); leet, pinyin and emoji widen keywords into variants
+    1:1 (one normaliser per distinct setting); leet, pinyin, initials and emoji widen keywords into variants
     at load (service.rules.expansions), so rules that differ only in those share one normalised
     text and one database. homophones gives a channel's patterns twins that the matcher scans over
     a homophone-folded view of the same text (rules that differ in it get their own channel)."""
@@ -28,6 +28,7 @@ class Layers:
     traditional: bool = True
     leet: bool = True
     pinyin: bool = True
+    initials: bool = False  # opt-in per pack or rule: 3+ letters of pinyin initials (nmsl for 你妈死了)
     emoji: bool = True
     homophones: bool = False  # opt-in per pack or rule; the default pack turns it on (docs/quality.md)
     near_homophones: bool = False  # with homophones: fuzzy-pinyin pairs read alike too (opt-in)
@@ -45,7 +46,7 @@ class Layers:
         """The switches that decide a channel: what changes the normalised text, and homophones.
         near_homophones does not: a rule's near-homophone twins are written over the channel's
         homophone view (ChannelBuilder.add), so rules with and without it share one scan."""
-        return dataclasses.replace(self, leet=False, pinyin=False, emoji=False, near_homophones=False)
+        return dataclasses.replace(self, leet=False, pinyin=False, initials=False, emoji=False, near_homophones=False)
 
 
 _LAYER_NAMES: Final = tuple(f.name for f in dataclasses.fields(Layers))

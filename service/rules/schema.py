@@ -38,6 +38,7 @@ class NormalizeSpec(_Spec, kw_only=True):
     traditional: bool | None = None
     leet: bool | None = None
     pinyin: bool | None = None
+    initials: bool | None = None  # nmsl, cnm: a Chinese keyword spelled by its syllables' initials
     homophones: bool | None = None
     near_homophones: bool | None = None  # with homophones: fuzzy pinyin too (n/l, h/f, en/eng…)
     stand_ins: bool | None = None  # with homophones: emoji read as their name's characters (🐴 → 妈)

@@ -54,6 +54,15 @@ rules:
     examples:
       match: [老残, 脑残]
       no_match: [老师]
+  - id: insult.initials
+    category: insult
+    severity: high
+    action: block
+    normalize: {initials: true}
+    when: {keywords: [操你妈, 去你的吧, rnm]}
+    examples:
+      match: [{text: cnm, action: review}, {text: CNM你个垃圾, action: review}, 操你妈, rnm]
+      no_match: [cnmx, 每天看CNN新闻, qnd]
   - id: insult.near_shared
     category: insult
     severity: medium
@@ -95,6 +104,14 @@ CASES = [
     ("老残", "insult.family", None),
     # 万 wan / 王 wang differ by -ang/-an: the rule with the layer reads 万八蛋 as 王八蛋, the rule
     # without it (the same keyword, the same channel) does not.
+    # Pinyin initials: a keyword of three or more hanzi as a whole Latin word, a folded reading
+    # (cnm is also an acronym); an explicit Latin keyword keeps the rule's action.
+    ("cnm，闭嘴", "insult.initials", ("review", ["cnm"])),
+    ("CNM你个垃圾", "insult.initials", ("review", ["CNM"])),
+    ("qndb", "insult.initials", ("review", ["qndb"])),
+    ("rnm", "insult.initials", ("block", ["rnm"])),
+    ("cnmd", "insult.initials", None),  # not a whole word
+    ("cnm", "insult.family", None),  # the layer is the rule's own
     ("万八蛋", "insult.near_shared", ("review", ["万八蛋"])),
     ("万八蛋", "insult.family", None),
     ("王巴蛋", "insult.family", ("review", ["王巴蛋"])),  # a homophone (ba) for both
@@ -122,7 +139,7 @@ def test_near_homophones_stay_in_the_rules_that_opt_in(engine: Engine) -> None:
 
 
 def test_rules_with_and_without_near_homophones_share_one_channel(engine: Engine) -> None:
-    # One scan of the text for all four rules: the near-homophone twins are written over the
+    # One scan of the text for every rule: the near-homophone twins are written over the
     # homophone view (service/rules/channels.py), not scanned over a view of their own.
     assert len(engine.channels) == 1
 

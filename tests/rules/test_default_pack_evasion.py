@@ -49,6 +49,8 @@ CAUGHT = [
     ("Vote for me and get a red packet, 200 each", "vote_buying", "Vote for me"),
     ("Fresh dates 39 yuan a pack, dm me to order", "side_business", "dm me"),
     ("黑人都是懒鬼", "improper_remarks", "0.962"),  # the model's score is the first evidence
+    ("兄弟们帮我那票，这次就看大家了", "vote_buying", "帮我那票"),  # near-homophone: 那 na for 拉 la
+    ("nbzl发你了，看完删", "secret_leak", "nbzl"),  # pinyin initials of 内部资料
 ]
 
 
@@ -78,6 +80,7 @@ CLEAN = [
     "我🐴上到，大家稍等",  # a stand-in emoji that reads as no term
     "Can someone share the slides from this morning?",
     "Confidentiality training on Friday afternoon",
+    "每天看CNN新闻，PPT发群里了",  # acronyms next to hanzi are no initials of a term
 ]
 
 
