@@ -95,6 +95,7 @@ CASES = [
     ("你妈的，闭嘴", "insult.family", ("block", ["你妈的"])),  # exact: the rule's own action
     ("你嘛的，闭嘴", "insult.family", ("review", ["你嘛的"])),  # homophone only: at most review
     ("你🐴的，闭嘴", "insult.family", ("review", ["你🐴的"])),  # an emoji read as its name (马 ma)
+    ("你🎠的，闭嘴", "insult.family", ("review", ["你🎠的"])),  # 🎠 旋转木马: its 4th character (马 ma)
     ("你🐴的你妈的", "insult.family", ("block", ["你妈的"])),  # an exact hit too: not capped
     ("王🎱蛋", "insult.family", ("review", ["王🎱蛋"])),  # 🎱 shows 8, read 八 (ba)
     ("你 🐴 的", "insult.family", ("review", ["你 🐴 的"])),  # separators around the stand-in
