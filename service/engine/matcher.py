@@ -291,8 +291,11 @@ class FieldMatcher:
             first = bisect_left(positions, span[0])
             return first < len(positions) and positions[first] < span[1]
 
-        for table in self.stand_ins.tables:
-            view = text.translate(table)
+        views = [text.translate(table) for table in self.stand_ins.tables]
+        fitted = self.stand_ins.fitted(text, positions)
+        if fitted is not None and fitted not in views:
+            views.append(fitted)
+        for view in views:
             data = view.encode("utf-8", "replace")
             ends = self._main.ends(data)
             if not ends:

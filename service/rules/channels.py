@@ -13,7 +13,7 @@ from service.engine.classifier import Channel
 from service.engine.homophones import Homophones
 from service.engine.matcher import FieldMatcher
 from service.engine.normalize import Normalizer
-from service.engine.patterns import PatternSpec
+from service.engine.patterns import PatternSpec, literal_chars
 from service.engine.stand_ins import StandIns
 from service.rules.expansions import MIN_HOMOPHONE_CHARS, fold_regex, homophone_twin, literal_separators
 from service.rules.normalizers import Layers, build_normalizer
@@ -23,6 +23,7 @@ from service.rules.tables import (
     common_words,
     emoji_stand_ins,
     homophone_table,
+    is_cjk,
     near_homophone_lift,
     pinyin_syllables,
     stand_in_tables,
@@ -103,7 +104,8 @@ class ChannelBuilder:
         if any(self.twins.values()):
             homophones = Homophones(homophone_table(), common_words(), COMMON_WORD_MAX_CHARS, common_characters())
             if self.layers.stand_ins:
-                stand_ins = StandIns(stand_in_tables(), frozenset(emoji_stand_ins()))
+                readings = emoji_stand_ins()
+                stand_ins = StandIns(stand_in_tables(), frozenset(readings), readings, self._keyword_pairs())
         return FieldMatcher(
             self.patterns(),
             alternate=normalizer.without_kept if normalizer.kept else None,
@@ -113,6 +115,18 @@ class ChannelBuilder:
             spelled=frozenset(self.spelled),
             stand_ins=stand_ins,
         )
+
+    def _keyword_pairs(self) -> frozenset[str]:
+        """Two adjacent hanzi of a literal twin (a keyword over the homophone view): what an emoji
+        read in context must make with a neighbour (StandIns.fitted)."""
+        pairs: set[str] = set()
+        for twins in self.twins.values():
+            for twin in twins:
+                chars = literal_chars(twin)
+                if chars is not None:
+                    text = chars[0]
+                    pairs.update(a + b for a, b in itertools.pairwise(text) if is_cjk(a) and is_cjk(b))
+        return frozenset(pairs)
 
     def channel(self) -> Channel:
         """Compiles the database: raises `PatternCompileError` when Hyperscan refuses it."""
