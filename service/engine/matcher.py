@@ -45,7 +45,7 @@ from service.engine.homophonic import Homophonic, homophonic
 from service.engine.normalize import NormalizedText, TranslateTable
 from service.engine.normalize_batch import NormalizedBatch
 from service.engine.pattern_database import PatternDatabase, Report
-from service.engine.patterns import MAX_SPANS_PER_PATTERN, Hits, PatternSpec, Span, SyllableEdges
+from service.engine.patterns import MAX_SPANS_PER_PATTERN, Hits, PatternSpec, Span, SyllableEdges, literal_chars
 from service.engine.stand_ins import StandIns
 
 View = Callable[[str], NormalizedText | None]
@@ -90,6 +90,9 @@ class FieldMatcher:
     _deferred: dict[int, Homophonic] = field(init=False, repr=False)  # database id → its pattern
     _homophonic_ids: frozenset[int] = field(init=False, repr=False)  # the patterns _deferred reads
     _always_folded: frozenset[int] = field(init=False, repr=False)  # patterns whose hits are all folded
+    # Two-hanzi literal patterns, by id: a stand-in hit of one that keeps neither character as
+    # written must not split a common word (`_splits_a_word`).
+    _pairs: dict[int, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         lengths = {i: p.fixed_length for i, p in enumerate(self.patterns)}
@@ -109,6 +112,11 @@ class FieldMatcher:
         )
         self._homophonic_ids = frozenset(h.pattern_id for h in self._deferred.values())
         self._always_folded = frozenset(i for i, p in enumerate(self.patterns) if p.folded)
+        self._pairs = {}
+        for i, p in enumerate(self.patterns):
+            chars = literal_chars(p.expression) if p.fixed_length == 2 else None
+            if chars is not None and len(chars[0]) == 2:
+                self._pairs[i] = chars[0]
 
     def _homophone_view(
         self, lengths: dict[int, int | None], single: dict[int, bool], syllables: SyllableEdges | None
@@ -305,12 +313,34 @@ class FieldMatcher:
                 if pattern_id in self._homophonic_ids:
                     continue  # its exact hits on the text: the main scan has them
                 for span in filter(reads_emoji, spans):
+                    if self._splits_a_word(pattern_id, text, span):
+                        continue
                     known = hits.get(pattern_id)
                     if not known or span not in known:
                         self._merge(hits, pattern_id, [span])
                         folded.add((pattern_id, span))
             if candidates:
-                self._add_homophones(hits, text, [c for c in candidates if reads_emoji(c[1])], None, folded)
+                kept = [c for c in candidates if reads_emoji(c[1]) and not self._splits_a_word(c[0], text, c[1])]
+                self._add_homophones(hits, text, kept, None, folded)
+
+    def _splits_a_word(self, pattern_id: int, text: str, span: Span) -> bool:
+        """Whether a stand-in hit of a two-hanzi keyword that keeps neither character as written
+        reads an emoji that stands between the two characters of a common word (印🔈度: 印度): an
+        emoji inside a word is decoration, not a character (a homophone and an emoji together
+        would otherwise read 印🔈 as a two-character term)."""
+        pair = self._pairs.get(pattern_id)
+        start, stop = span
+        if pair is None or stop - start != 2 or text[start] == pair[0] or text[start + 1] == pair[1]:
+            return False
+        assert self.homophones is not None
+        words = self.homophones.words
+        emoji = self.stand_ins.chars if self.stand_ins is not None else frozenset()
+        return any(
+            0 < position < len(text) - 1
+            and text[position] in emoji
+            and text[position - 1] + text[position + 1] in words
+            for position in (start, start + 1)
+        )
 
     def _add_homophones(
         self, hits: Hits, text: str, candidates: Candidates, view: NormalizedText | None,

@@ -16,6 +16,7 @@ from loadtest.quality.__main__ import evaluate, render
 from loadtest.quality.datasets import load_cold, load_swsr
 from loadtest.quality.evasion import robustness
 from loadtest.quality.layers import Variant, per_rule
+from loadtest.quality.model_robustness import decorate
 from loadtest.quality.traps import TRAPS, check_traps, violations
 from service.engine.classifier import Engine
 from service.rules.loader import load_pack
@@ -124,3 +125,11 @@ def test_layers_counts_per_rule_the_rows_a_layer_adds_through_it() -> None:
     assert "| + near | insult | 1 | 1 |" in table
     assert "| + near | slur | 1 | 1 |" in table
     assert table.count("| + near |") == 2
+
+
+def test_decoration_inserts_emoji_and_keeps_the_text() -> None:
+    text = "今天下午三点在三楼会议室开会，请大家准时参加。"
+    decorated = decorate(text)
+    assert decorated == decorate(text)  # deterministic: seeded by the text
+    assert len(decorated) > len(text)
+    assert "".join(c for c in decorated if c in text) == text  # only emoji were added

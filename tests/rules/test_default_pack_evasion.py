@@ -51,6 +51,9 @@ CAUGHT = [
     ("黑人都是懒鬼", "improper_remarks", "0.962"),  # the model's score is the first evidence
     ("兄弟们帮我那票，这次就看大家了", "vote_buying", "帮我那票"),  # near-homophone: 那 na for 拉 la
     ("nbzl发你了，看完删", "secret_leak", "nbzl"),  # pinyin initials of 内部资料
+    # two emoji read at different places of their names, in context: 🔠 输入大写拉丁字母 (拉, its
+    # 5th character) and 🐞 瓢虫 (瓢 piao, for 票)
+    ("兄弟们帮我🔠🐞", "vote_buying", "🔠🐞"),
 ]
 
 
@@ -81,6 +84,7 @@ CLEAN = [
     "Can someone share the slides from this morning?",
     "Confidentiality training on Friday afternoon",
     "每天看CNN新闻，PPT发群里了",  # acronyms next to hanzi are no initials of a term
+    "中国人总是喜😤欢嘲笑印🔈度人",  # decoration: 🔈 inside the word 印度 is no character of a term
 ]
 
 
