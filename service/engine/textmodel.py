@@ -57,6 +57,8 @@ _WEIGHT_UNIT: Final = 2.0**-_WEIGHT_UNIT_BITS
 # Where emoji live (arrows, symbols, dingbats, the emoji planes): a text without one of these
 # has no emoji reading to try.
 _SYMBOLS: Final = re.compile("[\u2190-\u2bff\U0001f000-\U0001faff]")
+# A written hanzi: the context an emoji is read in (`_fitted`).
+_HANZI: Final = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
 # A word longer than this is not read as pinyin (a cloaked insult is a few syllables; this bounds
 # the syllable split of a hostile run of letters).
 MAX_SPELLED_LETTERS: Final = 48
@@ -204,6 +206,8 @@ class NgramModel:
         emoji not yet decided reads as its name's first character. Each emoji becomes one
         character, so the reading keeps the text's length."""
         names = self.emoji_names
+        if _HANZI.search(text) is None:  # no written context: 🐴🐴 alone is read as no word
+            return text
         positions = [m.start() for m in _SYMBOLS.finditer(text) if ord(m.group()) in names][:MAX_FITTED_EMOJI]
         if not positions:
             return text

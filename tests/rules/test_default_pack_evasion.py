@@ -85,6 +85,7 @@ CLEAN = [
     "Confidentiality training on Friday afternoon",
     "每天看CNN新闻，PPT发群里了",  # acronyms next to hanzi are no initials of a term
     "中国人总是喜😤欢嘲笑印🔈度人",  # decoration: 🔈 inside the word 印度 is no character of a term
+    "🐴🐴",  # emoji alone have no written context to be read in (the model would read 马头)
 ]
 
 
