@@ -30,10 +30,11 @@ class ModelScore:
     field: str
     min_score: float
     below: float | None = None
+    min_chars: int = 1  # characters the model reads (`NgramModel.read_length`), at least
 
     def holds(self, ctx: EvalContext, evidence: list[Evidence]) -> bool:
         text = _TEXT_OF[self.field](ctx.event)
-        if not text:
+        if not text or (self.min_chars > 1 and self.model.read_length(text) < self.min_chars):
             return False
         key = (self.model.name, self.field)
         scores = ctx.scores

@@ -159,6 +159,13 @@ class NgramModel:
         """What the n-grams are read from: the text's views joined by VIEW_BREAK."""
         return VIEW_BREAK.join([text.translate(table) for table in self._tables])
 
+    def read_length(self, text: str) -> int:
+        """How many characters of `text` the model reads in its first view (separators and
+        punctuation deleted), an emoji with a Chinese name counting as one (it may stand for one)."""
+        if self._first_reading and _SYMBOLS.search(text) is not None:
+            text = text.translate(self._first_reading)
+        return len(text.translate(self._tables[0]))
+
     # --- scoring
 
     def score(self, text: str) -> float:

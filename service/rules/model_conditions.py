@@ -28,4 +28,4 @@ def compile_classifier(
     if spec.below is not None and spec.below <= spec.min_score:
         issues.append(locate(f"{path}.below", f"below {spec.below} must be above min_score {spec.min_score}"))
         return None
-    return ModelScore(model, spec.field, spec.min_score, spec.below)
+    return ModelScore(model, spec.field, spec.min_score, spec.below, spec.min_chars)

@@ -113,6 +113,10 @@ class ClassifierSpec(_Spec, kw_only=True):
     min_score: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
     below: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] | None = None
     field: TextField = "text"
+    # Characters the model must read (its first view: separators and punctuation deleted; an emoji
+    # with a Chinese name counts as one): a model fitted on sentences is not calibrated on a word
+    # or two (女人, 码头 alone).
+    min_chars: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 1
 
 
 class SeenSpec(_Spec, kw_only=True):

@@ -86,6 +86,8 @@ CLEAN = [
     "每天看CNN新闻，PPT发群里了",  # acronyms next to hanzi are no initials of a term
     "中国人总是喜😤欢嘲笑印🔈度人",  # decoration: 🔈 inside the word 印度 is no character of a term
     "🐴🐴",  # emoji alone have no written context to be read in (the model would read 马头)
+    "码头",  # a word or two is too short for the model (min_chars 3): it scored 0.948 alone
+    "女人",
 ]
 
 

@@ -94,3 +94,15 @@ def test_below_must_be_above_min_score(pack: Path) -> None:
     (pack / "rules" / "main.yaml").write_text(RULES.replace("min_score: 0.5", "min_score: 0.5, below: 0.4"),
                                               encoding="utf-8")
     assert "below 0.4 must be above min_score 0.5" in _refusal(pack)
+
+
+def test_min_chars_leaves_texts_too_short_for_the_model(tmp_path: Path) -> None:
+    rules = RULES.replace("{model: toxic, min_score: 0.5}", "{model: toxic, min_score: 0.5, min_chars: 6}")
+    engine = load_pack(model_pack(tmp_path, rules))
+    loose = load_pack(model_pack(tmp_path / "loose"))
+    short = "废物，滚！"  # reads 废物滚: three characters (punctuation is not read)
+    assert loose.classify(ChatEvent(id="a", text=short), NOW).action == "review"
+    assert engine.classify(ChatEvent(id="b", text=short), NOW).matches == ()
+    assert engine.classify(ChatEvent(id="c", text="你就是个废物，滚"), NOW).action == "review"  # 7 read
+    batch = [ChatEvent(id=f"d{i}", text=short if i % 2 else "你就是个废物，滚") for i in range(40)]  # the batch path
+    assert [v.action for v in engine.classify_batch(batch, NOW)] == ["review", "allow"] * 20
