@@ -299,10 +299,12 @@ class FieldMatcher:
             first = bisect_left(positions, span[0])
             return first < len(positions) and positions[first] < span[1]
 
-        views = [text.translate(table) for table in self.stand_ins.tables]
+        # The same view twice is scanned once: an emoji with a short name reads alike in the last
+        # views (🐴 马头: its 3rd to 6th are all 头).
+        views = dict.fromkeys(text.translate(table) for table in self.stand_ins.tables)
         fitted = self.stand_ins.fitted(text, positions)
-        if fitted is not None and fitted not in views:
-            views.append(fitted)
+        if fitted is not None:
+            views[fitted] = None
         for view in views:
             data = view.encode("utf-8", "replace")
             ends = self._main.ends(data)
