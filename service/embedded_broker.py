@@ -42,9 +42,13 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    """In the broker's process, before it runs: the kernel sends it SIGTERM when its parent dies,
-    even by SIGKILL, so a killed `redline dev` never leaves an orphaned broker (Linux; elsewhere
-    the broker stops only with a clean exit)."""
+    """In the broker's process, before it runs: its own process group, so a terminal's ^C (sent
+    to the whole foreground group) reaches only its parent, which drains the stream and then
+    stops the broker — killed at once, it would leave the draining members talking to nothing;
+    and the kernel sends it SIGTERM when its parent dies, even by SIGKILL, so a killed `redline
+    dev` never leaves an orphaned broker (Linux; elsewhere the broker stops only with a clean
+    exit)."""
+    os.setpgid(0, 0)
     if not sys.platform.startswith("linux"):
         return
     libc = ctypes.CDLL(None, use_errno=True)

@@ -116,3 +116,29 @@ def test_the_broker_dies_with_a_killed_dev() -> None:
         if dev.poll() is None:
             dev.kill()
             dev.wait()
+
+
+def test_ctrl_c_in_a_terminal_stops_dev_cleanly() -> None:
+    # A terminal's ^C sends SIGINT to the whole foreground process group: redline dev, its stream
+    # members and the embedded broker at once. The broker must outlive the drain, so the stop is
+    # quiet: no traceback, no connection errors, exit 0.
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "service", "dev", "--port", str(free_port())],
+        cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group, as a shell gives a foreground job
+    )
+    try:
+        assert dev.stdout is not None
+        assert dev.stdout.readline().startswith("redline dev: broker")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not dev.stdout.readline().startswith("[ "):
+            pass  # wait for the first summary line: traffic is flowing through the members
+        os.killpg(dev.pid, signal.SIGINT)
+        _, stderr = dev.communicate(timeout=30)
+        assert dev.returncode == 0, stderr
+        assert "Traceback" not in stderr, stderr
+        assert '"level": "error"' not in stderr, stderr
+    finally:
+        if dev.poll() is None:
+            os.killpg(dev.pid, signal.SIGKILL)
+            dev.wait()
