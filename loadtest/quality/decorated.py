@@ -18,7 +18,7 @@ from pathlib import Path
 
 from loadtest.quality.datasets import load_cold
 from loadtest.quality.model_robustness import decorate
-from loadtest.quality.scoring import acted, classify_texts
+from loadtest.quality.scoring import acted_by_keywords, classify_texts
 from service.engine.classifier import Engine
 from service.rules.loader import load_pack
 from service.settings import bundled_rules_dir
@@ -28,7 +28,7 @@ def keyword_rules(engine: Engine, texts: list[tuple[str, str]]) -> list[list[str
     """Per text, the rules acting on it without a model's part."""
     verdicts = classify_texts(engine, texts)
     return [
-        [m.rule for m in acted(v) if not any(e.field.startswith("classifier.") for e in m.evidence)] for v in verdicts
+        [m.rule for m in acted_by_keywords(v)] for v in verdicts
     ]
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from loadtest.quality.datasets import Row, load_cold
-from loadtest.quality.scoring import acted, classify_texts
+from loadtest.quality.scoring import acted_by_keywords, classify_texts
 from service.rules.loader import load_pack_report
 from service.settings import bundled_rules_dir
 
@@ -65,7 +65,7 @@ def measure(data: Path, rules: Path, limit: int | None = None, split: str = "dev
         variant = Variant(name, set(), set(), {}, {})
         for row, verdict in zip(rows, verdicts, strict=True):
             # The layers' own effect: matches a learned model took part in are left out.
-            matches = [m for m in acted(verdict) if not any(e.field.startswith("classifier.") for e in m.evidence)]
+            matches = acted_by_keywords(verdict)
             if not matches:
                 continue
             (variant.flagged_offensive if row.positive else variant.flagged_safe).add(row.id)

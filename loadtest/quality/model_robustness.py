@@ -27,14 +27,8 @@ import yaml
 from loadtest.quality import perturb
 from loadtest.quality.datasets import load_cold
 from service.engine.textmodel import NgramModel
-from service.rules.tables import (
-    MODEL_EMOJI_WORD_MIN_COUNT,
-    model_emoji_names,
-    model_emoji_readings,
-    model_emoji_words,
-    model_spellings,
-    model_view_table,
-)
+from service.rules.models import text_model
+from service.rules.tables import MODEL_EMOJI_WORD_MIN_COUNT
 
 KINDS = ("homophones", "near_homophones", "emoji", "multi_character", "pinyin_joined", "separators_emoji")
 
@@ -46,11 +40,8 @@ def load_model(manifest_path: Path, emoji_word_min_count: int = MODEL_EMOJI_WORD
     manifest = yaml.safe_load(manifest_path.read_text(encoding="utf-8"))
     data = (manifest_path.parent / manifest["weights"]).read_bytes()
     weights = np.frombuffer(data, dtype="<f2").astype(np.float32)
-    views = tuple(model_view_table(view) for view in manifest["views"])
-    model = NgramModel(manifest["name"], views, manifest["max_order"], manifest["bits"], weights, manifest["bias"],
-                       model_emoji_readings(), model_spellings(),
-                       emoji_names=model_emoji_names() if emoji_word_min_count else {},
-                       emoji_words=model_emoji_words(manifest["views"][0], emoji_word_min_count))
+    model = text_model(manifest["name"], tuple(manifest["views"]), manifest["max_order"], manifest["bits"], weights,
+                       float(manifest["bias"]), emoji_word_min_count=emoji_word_min_count)
     return model, float(manifest["thresholds"]["review"])
 
 

@@ -31,6 +31,11 @@ def acted(verdict: Verdict) -> list[Match]:
     return [m for m in verdict.matches if not m.shadow and m.action != "allow"]
 
 
+def acted_by_keywords(verdict: Verdict) -> list[Match]:
+    """`acted`, without the matches a learned model took part in: the keyword rules alone."""
+    return [m for m in acted(verdict) if not any(e.field.startswith("classifier.") for e in m.evidence)]
+
+
 def shadowed(verdict: Verdict) -> list[Match]:
     return [m for m in verdict.matches if m.shadow and m.action != "allow"]
 

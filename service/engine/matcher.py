@@ -92,7 +92,7 @@ class FieldMatcher:
     _always_folded: frozenset[int] = field(init=False, repr=False)  # patterns whose hits are all folded
     # Two-hanzi literal patterns, by id: a stand-in hit of one that keeps neither character as
     # written must not split a common word (`_splits_a_word`).
-    _pairs: dict[int, str] = field(init=False, repr=False)
+    _two_hanzi: dict[int, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         lengths = {i: p.fixed_length for i, p in enumerate(self.patterns)}
@@ -112,11 +112,11 @@ class FieldMatcher:
         )
         self._homophonic_ids = frozenset(h.pattern_id for h in self._deferred.values())
         self._always_folded = frozenset(i for i, p in enumerate(self.patterns) if p.folded)
-        self._pairs = {}
+        self._two_hanzi = {}
         for i, p in enumerate(self.patterns):
             chars = literal_chars(p.expression) if p.fixed_length == 2 else None
             if chars is not None and len(chars[0]) == 2:
-                self._pairs[i] = chars[0]
+                self._two_hanzi[i] = chars[0]
 
     def _homophone_view(
         self, lengths: dict[int, int | None], single: dict[int, bool], syllables: SyllableEdges | None
@@ -330,13 +330,14 @@ class FieldMatcher:
         reads an emoji that stands between the two characters of a common word (印🔈度: 印度): an
         emoji inside a word is decoration, not a character (a homophone and an emoji together
         would otherwise read 印🔈 as a two-character term)."""
-        pair = self._pairs.get(pattern_id)
+        keyword = self._two_hanzi.get(pattern_id)
         start, stop = span
-        if pair is None or stop - start != 2 or text[start] == pair[0] or text[start + 1] == pair[1]:
+        if keyword is None or stop - start != 2 or text[start] == keyword[0] or text[start + 1] == keyword[1]:
             return False
-        assert self.homophones is not None
+        assert self.homophones is not None  # a stand-in hit: the channel has both
+        assert self.stand_ins is not None
         words = self.homophones.words
-        emoji = self.stand_ins.chars if self.stand_ins is not None else frozenset()
+        emoji = self.stand_ins.chars
         return any(
             0 < position < len(text) - 1
             and text[position] in emoji

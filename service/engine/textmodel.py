@@ -66,11 +66,11 @@ MAX_SPELLED_PER_TEXT: Final = 256  # letters of runs read as pinyin per text
 # Emoji of a text read in context (`_fitted`): the first this many; and how many characters on
 # each side are read to find an emoji's neighbours and the n-grams its reading takes part in.
 MAX_FITTED_EMOJI: Final = 16
+_FITTED_WINDOW: Final = 8
 # Two passes: the second decides each emoji again with its neighbours' readings of the first, so
 # two emoji side by side (🕺📂 for 男的) are read together (dev: multi-character 0.856 → 0.896;
 # a third pass changed nothing).
 FITTED_PASSES: Final = 2
-_FITTED_WINDOW: Final = 8
 # Latin words (single spaces between them) of at least two letters, four in all: maybe pinyin.
 # Written to consume a letter first (the lookbehind then reads the character before it), so `re`
 # skips to the next letter in one C loop: 8x faster over a batch of mostly-hanzi chat.

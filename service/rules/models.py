@@ -17,11 +17,13 @@ from typing import Any, Final, Protocol
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from service.engine.textmodel import NgramModel
 from service.errors import PackIssue
 from service.rules import schema as s
 from service.rules.tables import (
+    MODEL_EMOJI_WORD_MIN_COUNT,
     model_emoji_names,
     model_emoji_readings,
     model_emoji_words,
@@ -116,8 +118,19 @@ def _model(
     if not np.isfinite(values).all() or not np.isfinite(manifest.bias):
         issues.append(document.locate("$.weights", f"weights file {weights_file!r} holds values that are not finite"))
         return None
-    weights = values
-    views = tuple(model_view_table(view) for view in manifest.views)
-    return NgramModel(name, views, manifest.max_order, manifest.bits, weights, float(manifest.bias),
-                      model_emoji_readings(), model_spellings(),
-                      emoji_names=model_emoji_names(), emoji_words=model_emoji_words(manifest.views[0]))
+    return text_model(name, tuple(manifest.views), manifest.max_order, manifest.bits, values, float(manifest.bias))
+
+
+def text_model(
+    name: str, views: tuple[str, ...], max_order: int, bits: int, weights: npt.NDArray[np.float32], bias: float,
+    *, emoji_word_min_count: int = MODEL_EMOJI_WORD_MIN_COUNT,
+) -> NgramModel:
+    """A model over the named views (`tables.MODEL_VIEWS`) with the readings every Redline model
+    has (emoji by their names, in context too; pinyin as hanzi): what a pack loads, `redline
+    train` writes and the quality tools score with. `emoji_word_min_count` 0: no reading in context."""
+    return NgramModel(
+        name, tuple(model_view_table(view) for view in views), max_order, bits, weights, bias,
+        model_emoji_readings(), model_spellings(),
+        emoji_names=model_emoji_names() if emoji_word_min_count else {},
+        emoji_words=model_emoji_words(views[0], emoji_word_min_count),
+    )

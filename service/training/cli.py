@@ -21,14 +21,8 @@ from typing import Any
 import numpy as np
 
 from service.engine.textmodel import NgramModel
-from service.rules.tables import (
-    MODEL_VIEWS,
-    model_emoji_names,
-    model_emoji_readings,
-    model_emoji_words,
-    model_spellings,
-    model_view_table,
-)
+from service.rules.models import text_model
+from service.rules.tables import MODEL_VIEWS, model_view_table
 from service.training import card as cards
 from service.training.augment import cloaked
 from service.training.choose import at_fpr, figures, roc_auc
@@ -96,9 +90,7 @@ def run(args: argparse.Namespace, command: str) -> int:
     data = cards.weights_bytes(fitted.weights)
     # Thresholds and figures come from the model as it ships (float16 weights).
     weights = np.frombuffer(data, dtype="<f2").astype(np.float32)
-    model = NgramModel(args.name, tables, settings.max_order, settings.bits, weights, fitted.bias,
-                       model_emoji_readings(), model_spellings(),
-                       emoji_names=model_emoji_names(), emoji_words=model_emoji_words(views[0]))
+    model = text_model(args.name, views, settings.max_order, settings.bits, weights, fitted.bias)
     dev_scores = model.score_batch(dev.texts)
     rates = {"review": args.review_fpr, "block": args.block_fpr}
     thresholds = {label: at_fpr(dev_scores, dev.labels, rate) for label, rate in rates.items()}

@@ -9,20 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from service.engine.textmodel import TEXT_BREAK, NgramModel
-from service.rules.tables import (
-    model_emoji_names,
-    model_emoji_readings,
-    model_emoji_words,
-    model_spellings,
-    model_view_table,
-)
+from service.rules.models import text_model
 
 
 def _model(views: tuple[str, ...] = ("plain", "homophones"), bits: int = 12, max_order: int = 3) -> NgramModel:
     weights = np.random.default_rng(7).standard_normal(1 << bits).astype(np.float32)
-    return NgramModel("t", tuple(model_view_table(v) for v in views), max_order, bits, weights, -0.25,
-                      model_emoji_readings(), model_spellings(),
-                      emoji_names=model_emoji_names(), emoji_words=model_emoji_words(views[0]))
+    return text_model("t", views, max_order, bits, weights, -0.25)
 
 
 MODEL = _model()
@@ -77,9 +69,7 @@ def _weighted(words: list[str]) -> NgramModel:
     views = ("homophones",)
     weights = np.zeros(1 << 12, dtype=np.float32)
     weights[_model(views).features(words)[0]] = 4.0
-    return NgramModel("w", tuple(model_view_table(v) for v in views), 3, 12, weights, -0.25,
-                      model_emoji_readings(), model_spellings(),
-                      emoji_names=model_emoji_names(), emoji_words=model_emoji_words(views[0]))
+    return text_model("w", views, 3, 12, weights, -0.25)
 
 
 @pytest.mark.parametrize(
