@@ -57,6 +57,9 @@ _WEIGHT_UNIT: Final = 2.0**-_WEIGHT_UNIT_BITS
 # Where emoji live (arrows, symbols, dingbats, the emoji planes): a text without one of these
 # has no emoji reading to try.
 _SYMBOLS: Final = re.compile("[\u2190-\u2bff\U0001f000-\U0001faff]")
+# What a text with a reading holds, at least: an emoji, or two Latin letters in a row (a run
+# that may be pinyin, `_LATIN_RUN`).
+_MAY_HAVE_READINGS: Final = re.compile("[\u2190-\u2bff\U0001f000-\U0001faff]|[A-Za-z]{2}")
 # A written hanzi: the context an emoji is read in (`_fitted`).
 _HANZI: Final = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
 # A word longer than this is not read as pinyin (a cloaked insult is a few syllables; this bounds
@@ -124,8 +127,17 @@ class NgramModel:
     _batch_codes: npt.NDArray[np.uint32] | None = field(init=False, repr=False)
     _marking: tuple[ModelTable, ...] = field(init=False, repr=False)  # deleted → NUL (contributions)
     _shift: np.uint32 = field(init=False, repr=False)
-    _units: npt.NDArray[np.int64] = field(init=False, repr=False)  # the weights in units of 2^-24
+    _units: npt.NDArray[np.int64] = field(init=False, repr=False)  # the weights in units of 2^-24, then a 0
     _multipliers: tuple[np.uint32, ...] = field(init=False, repr=False)
+    _int_multipliers: tuple[int, ...] = field(init=False, repr=False)
+    # `_margin`'s: column k−1 holds the coefficients of a window's characters in the hash of its
+    # first k characters, times _MIX (mod 2^32), so a window times it is every order's bucket
+    # before the shift; the padding after a text (max_order − 1 characters); and for the last
+    # max_order − 1 windows, the no-gram bucket where an n-gram would reach into the padding
+    # (0 elsewhere: an element-wise maximum with a bucket sends it there).
+    _window_hashes: npt.NDArray[np.uint32] = field(init=False, repr=False)
+    _padding: str = field(init=False, repr=False)
+    _past_the_end: npt.NDArray[np.uint32] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_order <= len(_ORDER_MULTIPLIERS) + 1:
@@ -150,9 +162,16 @@ class NgramModel:
         object.__setattr__(self, "_marking", tuple([0 if v is None else v for v in t] for t in tables))
         object.__setattr__(self, "_shift", np.uint32(32 - self.bits))
         units = np.rint(np.ldexp(self.weights.astype(np.float64), _WEIGHT_UNIT_BITS)).astype(np.int64)
-        object.__setattr__(self, "_units", units)
+        object.__setattr__(self, "_units", np.append(units, 0))  # and the no-gram bucket, 2^bits
         object.__setattr__(self, "_longest_spelling", max(map(len, self.spellings), default=0))
         object.__setattr__(self, "_multipliers", tuple(np.uint32(m) for m in _ORDER_MULTIPLIERS))
+        object.__setattr__(self, "_int_multipliers", _ORDER_MULTIPLIERS)
+        object.__setattr__(self, "_window_hashes", _window_hashes(self.max_order))
+        object.__setattr__(self, "_padding", VIEW_BREAK * (self.max_order - 1))
+        past = np.zeros((self.max_order - 1, self.max_order), dtype=np.uint32)
+        for back in range(1, self.max_order):  # the window `back` rows from the end holds `back` characters
+            past[self.max_order - 1 - back, back:] = 1 << self.bits
+        object.__setattr__(self, "_past_the_end", past)
         object.__setattr__(self, "_first_reading", {code: name[0] for code, name in self.emoji_names.items() if name})
 
     def joined(self, text: str) -> str:
@@ -180,6 +199,8 @@ class NgramModel:
         return self._margin(text)
 
     def _has_readings(self, text: str) -> bool:
+        if _MAY_HAVE_READINGS.search(text) is None:  # most texts: one regex search says no
+            return False
         if self.readings and _SYMBOLS.search(text) is not None:
             return True
         return bool(self.spellings) and any(
@@ -249,7 +270,7 @@ class NgramModel:
     def _units_around(self, context: list[tuple[str, str]], middle: str) -> int:
         """The weight units of the n-grams (every view) of before + middle + after that hold a
         character of `middle`: what reading an emoji as `middle` adds, the rest of the text alike."""
-        multipliers = [int(m) for m in self._multipliers]
+        multipliers = self._int_multipliers
         shift = int(self._shift)
         total = 0
         for table, (before, after) in zip(self._tables, context, strict=True):
@@ -297,24 +318,28 @@ class NgramModel:
         )
 
     def _margin(self, text: str) -> float:
+        """One text's margin as one small matrix product: row i of `windows` is the text's
+        characters i … i + max_order − 1 (past the end: padding), row i times `_window_hashes` is
+        the bucket of every n-gram that starts at i (one column per order, Knuth's mix folded in;
+        uint32 wraps the same whichever order the terms are added in), and the n-grams that would
+        reach into the padding are sent to the no-gram bucket. Six NumPy calls per text whatever
+        max_order is: on a few dozen elements a NumPy call costs its overhead, not its work."""
         tables = self._tables
         joined = text.translate(tables[0]) if len(tables) == 1 else VIEW_BREAK.join([text.translate(t) for t in tables])
-        if not joined:  # one view, nothing left in it: no feature
+        size = len(joined)
+        if not size:  # one view, nothing left in it: no feature
             return _margin_of(self.bias, 0, 1)
-        codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
-        size = len(codes)
-        grams = codes
-        parts = [codes]
-        for multiplier in self._multipliers[: self.max_order - 1]:
-            if len(grams) < 2:
-                break
-            grams = grams[:-1] * multiplier
-            grams += codes[size - len(grams) :]
-            parts.append(grams)
-        hashed = np.concatenate(parts)
-        hashed *= _MIX32
+        order = self.max_order
+        buffer = (joined + self._padding).encode("utf-32-le")
+        windows = np.ndarray((size, order), dtype=np.uint32, buffer=buffer, strides=(4, 4))
+        hashed = windows @ self._window_hashes
         hashed >>= self._shift
-        return _margin_of(self.bias, int(self._units.take(hashed).sum()), len(hashed))
+        if order > 1:
+            last = hashed[-min(order - 1, size) :]
+            np.maximum(last, self._past_the_end[-len(last) :], out=last)
+        units = int(np.add.reduce(self._units.take(hashed), axis=None))
+        count = order * size - order * (order - 1) // 2 if size >= order else size * (size + 1) // 2
+        return _margin_of(self.bias, units, count)
 
     def score_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
         """`score` of every text, computed over one array for the whole batch; the texts with an
@@ -481,6 +506,20 @@ class NgramModel:
                 merged.append([start, end, weight * scale])
         merged.sort(key=lambda span: -span[2])
         return _sigmoid(self.bias + total * scale), [Span(int(s), int(e), w) for s, e, w in merged[:limit]]
+
+
+def _window_hashes(max_order: int) -> npt.NDArray[np.uint32]:
+    """The matrix of `NgramModel._margin`: entry (j, k−1) is the coefficient of a window's
+    character j in the rolling hash of its first k characters (g1 = c0, gk = g(k−1)·M(k−2) + c(k−1):
+    the product of M(j) … M(k−2)), times _MIX, mod 2^32; 0 for j ≥ k."""
+    matrix = np.zeros((max_order, max_order), dtype=np.uint32)
+    for order in range(1, max_order + 1):
+        for position in range(order):
+            coefficient = _MIX
+            for multiplier in _ORDER_MULTIPLIERS[position : order - 1]:
+                coefficient = (coefficient * multiplier) & _MASK32
+            matrix[position, order - 1] = coefficient
+    return matrix
 
 
 def _syllables(word: str, spellings: dict[str, str], longest: int) -> list[str] | None:

@@ -19,13 +19,15 @@ def _model(views: tuple[str, ...] = ("plain", "homophones"), bits: int = 12, max
 
 MODEL = _model()
 ONE_VIEW = _model(views=("near_homophones",))
+# Every n-gram order a model file may declare: a single text's windows have one column per order.
+OTHER_ORDERS = tuple(_model(max_order=order) for order in (1, 2, 4, 5))
 TEXTS = st.text(alphabet=st.sampled_from("傻逼沙比你妈的🐴🧧🐊🕖🤲恶心视 *，.abihsAB1\x00\x01\u200b機密"), max_size=30)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(TEXTS, max_size=8))
 def test_batch_scores_equal_single_scores(texts: list[str]) -> None:
-    for model in (MODEL, ONE_VIEW):
+    for model in (MODEL, ONE_VIEW, *OTHER_ORDERS):
         batch = model.score_batch(texts)
         single = [model.score(text) for text in texts]
         assert batch.tolist() == single  # to the last bit: an engine decides on either
