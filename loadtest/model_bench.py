@@ -19,6 +19,7 @@ The events are the sample traffic of `redline dev` (loadtest/engine_bench.py).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import sys
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     model = _model_of(with_model)
     with tempfile.TemporaryDirectory() as scratch:
         without = load_pack(without_models(args.rules, Path(scratch) / "pack"))
+    gc.collect()
+    gc.freeze()  # as `redline serve` and its stream processes do once the pack is loaded
     n = len(events)
     out: dict[str, object] = {
         "events": n,

@@ -119,7 +119,7 @@ class NgramModel:
     emoji_names: dict[int, str] = field(default_factory=dict)
     emoji_words: frozenset[str] = frozenset()
     _first_reading: dict[int, str] = field(init=False, repr=False)  # emoji → its name's first character
-    _longest_spelling: int = field(init=False, repr=False)
+    _spelling_prefixes: frozenset[str] = field(init=False, repr=False)  # of every syllable, itself too
     _tables: tuple[ModelTable, ...] = field(init=False, repr=False)
     _batch_tables: tuple[ModelTable, ...] = field(init=False, repr=False)  # TEXT_BREAK kept
     # The one view's batch table as an array (deleted: _DELETED), when the model reads one view
@@ -163,7 +163,8 @@ class NgramModel:
         object.__setattr__(self, "_shift", np.uint32(32 - self.bits))
         units = np.rint(np.ldexp(self.weights.astype(np.float64), _WEIGHT_UNIT_BITS)).astype(np.int64)
         object.__setattr__(self, "_units", np.append(units, 0))  # and the no-gram bucket, 2^bits
-        object.__setattr__(self, "_longest_spelling", max(map(len, self.spellings), default=0))
+        prefixes = frozenset(syllable[:stop] for syllable in self.spellings for stop in range(1, len(syllable) + 1))
+        object.__setattr__(self, "_spelling_prefixes", prefixes)
         object.__setattr__(self, "_multipliers", tuple(np.uint32(m) for m in _ORDER_MULTIPLIERS))
         object.__setattr__(self, "_int_multipliers", _ORDER_MULTIPLIERS)
         object.__setattr__(self, "_window_hashes", _window_hashes(self.max_order))
@@ -241,7 +242,15 @@ class NgramModel:
             return text
         first_view = self._tables[0]
         current = text.translate(self._first_reading)
-        for position in positions * FITTED_PASSES:
+        # Only an emoji with another within its window is decided again: the others would read
+        # the same neighbours in every pass, and so decide the same.
+        together = [
+            position
+            for here, position in enumerate(positions)
+            if (here and position - positions[here - 1] <= _FITTED_WINDOW)
+            or (here + 1 < len(positions) and positions[here + 1] - position <= _FITTED_WINDOW)
+        ]
+        for position in positions + together * (FITTED_PASSES - 1):
             left = current[max(0, position - _FITTED_WINDOW) : position]
             right = current[position + 1 : position + 1 + _FITTED_WINDOW]
             before, after = left.translate(first_view)[-1:], right.translate(first_view)[:1]
@@ -309,7 +318,7 @@ class NgramModel:
         words = run.group().split(" ")
         if any(len(word) > MAX_SPELLED_LETTERS for word in words):
             return run.group()
-        spelled = [_syllables(word.lower(), self.spellings, self._longest_spelling) for word in words]
+        spelled = [_syllables(word.lower(), self.spellings, self._spelling_prefixes) for word in words]
         if any(parts is None for parts in spelled) or sum(len(p or ()) for p in spelled) < 2:
             return run.group()
         return " ".join(
@@ -522,17 +531,25 @@ def _window_hashes(max_order: int) -> npt.NDArray[np.uint32]:
     return matrix
 
 
-def _syllables(word: str, spellings: dict[str, str], longest: int) -> list[str] | None:
-    """`word` split into the fewest pinyin syllables, or None when it does not split (linear in the
-    word's length: a back-pointer per position, no list copied)."""
+def _syllables(word: str, spellings: dict[str, str], prefixes: frozenset[str]) -> list[str] | None:
+    """`word` split into the fewest pinyin syllables (of equal splits, the one whose syllables
+    end shortest, last first), or None when it does not split. Forward, a back-pointer per
+    position: from each reachable position, only while the letters read so far begin a syllable
+    (`prefixes`), so an English word is given up on within a letter or two of each start."""
     unreachable = len(word) + 1
     count = [0] + [unreachable] * len(word)  # fewest syllables up to each position
     back = [0] * (len(word) + 1)  # where the last syllable up to each position starts
-    for stop in range(1, len(word) + 1):
-        for size in range(1, min(longest, stop) + 1):
-            start = stop - size
-            if count[start] + 1 < count[stop] and word[start:stop] in spellings:
-                count[stop] = count[start] + 1
+    for start in range(len(word)):
+        reached = count[start] + 1
+        if reached > unreachable:
+            continue
+        for stop in range(start + 1, len(word) + 1):
+            piece = word[start:stop]
+            if piece not in prefixes:
+                break
+            # Starts come in ascending order: a tie goes to the later start (the shorter syllable).
+            if reached <= count[stop] and piece in spellings:
+                count[stop] = reached
                 back[stop] = start
     if count[-1] == unreachable:
         return None
