@@ -6,12 +6,13 @@ Each node answers `holds(ctx, evidence)`; text nodes append the spans that made 
 
 from __future__ import annotations
 
-from bisect import bisect_right
+import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import accumulate
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 from urllib.parse import urlsplit
 
 import re2
@@ -33,6 +34,20 @@ class ScanResult:
     original: str
     normalized: NormalizedText
     hits: Hits
+    # Where each unit of the normalised text starts (`word_unit_starts`), once a `near` asks.
+    unit_starts: list[int] | None = None
+
+    def word_unit_starts(self) -> list[int] | None:
+        """The offsets at which the normalised text's units start (a run of Latin letters and
+        digits is one unit, whitespace none, any other character one), or None when every
+        character is a unit of its own (no whitespace, no two Latin letters or digits in a row)."""
+        if self.unit_starts is None:
+            text = self.normalized.text
+            if _SEVERAL_CHARACTER_UNIT.search(text) is None:
+                self.unit_starts = []
+            else:
+                self.unit_starts = [unit.start() for unit in _UNIT.finditer(text)]
+        return self.unit_starts or None
 
 
 @dataclass(slots=True)
@@ -134,7 +149,9 @@ class TextHit:
 
 @dataclass(frozen=True, slots=True)
 class Near:
-    """A span of `a` and a span of `b` with at most `within` characters between them."""
+    """A span of `a` and a span of `b` with at most `within` units between them: characters,
+    except that a word of Latin letters or digits counts as one and whitespace as none, so one
+    `within` reads Chinese (a unit a hanzi) and English (a unit a word) alike."""
 
     channel: int
     a_ids: tuple[int, ...]
@@ -157,19 +174,43 @@ class Near:
         b_spans = _spans(scan.hits, self._b_set)
         if not b_spans:
             return False
-        within = self.within
-        if len(a_spans) * len(b_spans) > _PAIRWISE_MAX:
-            # Thousands of spans on each side (a text packed with both lexicons): every pair would
-            # cost O(a·b). Find the first b that has a partner in O(log a) each, then its partner.
-            has_partner = _PartnerIndex(a_spans, within)
-            b_spans = [next((b for b in b_spans if has_partner(b)), b_spans[0])]
-        for b_span in b_spans:
-            for a_span in a_spans:
-                if max(a_span[0], b_span[0]) - min(a_span[1], b_span[1]) <= within:
-                    evidence.append(ctx.evidence(self.channel, a_span))
-                    evidence.append(ctx.evidence(self.channel, b_span))
-                    return True
-        return False
+        starts = scan.word_unit_starts()  # None: every character is a unit (most Chinese text)
+        if starts is None:
+            pair = _close_pair(a_spans, b_spans, self.within)
+        else:
+            pair = _close_pair(_in_units(a_spans, starts), _in_units(b_spans, starts), self.within)
+        if pair is None:
+            return False
+        evidence.append(ctx.evidence(self.channel, a_spans[pair[0]]))
+        evidence.append(ctx.evidence(self.channel, b_spans[pair[1]]))
+        return True
+
+
+# What a unit of `near`'s distance is: a run of Latin letters and digits, or any other character
+# but whitespace; a text holds a unit of several characters when it holds one of these.
+_UNIT: Final = re.compile(r"[0-9A-Za-z]+|\S")
+_SEVERAL_CHARACTER_UNIT: Final = re.compile(r"\s|[0-9A-Za-z]{2}")
+
+
+def _in_units(spans: list[tuple[int, int]], starts: list[int]) -> list[tuple[int, int]]:
+    """Spans as unit offsets: each end is the number of units that start before it."""
+    return [(bisect_left(starts, start), bisect_left(starts, end)) for start, end in spans]
+
+
+def _close_pair(a_spans: list[tuple[int, int]], b_spans: list[tuple[int, int]], within: int) -> tuple[int, int] | None:
+    """Indices of an a span and a b span with at most `within` between them, or None."""
+    indices = range(len(b_spans))
+    if len(a_spans) * len(b_spans) > _PAIRWISE_MAX:
+        # Thousands of spans on each side (a text packed with both lexicons): every pair would
+        # cost O(a·b). Find the first b that has a partner in O(log a) each, then its partner.
+        has_partner = _PartnerIndex(a_spans, within)
+        indices = range(next((i for i, b in enumerate(b_spans) if has_partner(b)), 0), len(b_spans))[:1]
+    for b_index in indices:
+        b_span = b_spans[b_index]
+        for a_index, a_span in enumerate(a_spans):
+            if max(a_span[0], b_span[0]) - min(a_span[1], b_span[1]) <= within:
+                return a_index, b_index
+    return None
 
 
 # Above this many (a, b) pairs, Near looks partners up instead of trying every pair.

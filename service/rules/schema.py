@@ -61,7 +61,8 @@ class RegexSpec(_Spec, kw_only=True):
 
 
 class NearSpec(_Spec, kw_only=True):
-    """A term of `a` and a term of `b` with at most `within` characters between them."""
+    """A term of `a` and a term of `b` with at most `within` units between them: a unit is a
+    character, but a word of Latin letters or digits is one and whitespace none."""
 
     a: KeywordsSpec | list[str]
     b: KeywordsSpec | list[str]
