@@ -13,6 +13,7 @@ widen the *keyword* instead, once at pack load:
     红包   (emoji)   → 🧧                                 one literal per stand-in
     发红包 (emoji)   → 发🧧
     red packet       → \\bredpacket\\b                    a Latin phrase run together
+    idiot            → \\bidiots\\b                       an English term's last word in the plural
     银行   (homophones) → twins 垠杭 (first readings) and 垠航 (in context: 行 hang), scanned over
                        the matcher's homophone view only
 
@@ -114,6 +115,9 @@ def expand(
     if not has_cjk and " " in plain and all(ch.isascii() and (ch.isalnum() or ch == " ") for ch in plain):
         joined = plain.replace(" ", "")
         extra.append(Variant(_literal(joined), len(joined)))
+    plural = _plural(plain) if not has_cjk else None
+    if plural is not None:
+        extra.append(Variant(_literal(plural), len(plural)))
     used: set[str] = set()
     if emoji:
         for variant, stand_in in _emoji_variants(plain, readings if cjk_only else [], fold):
@@ -122,6 +126,24 @@ def expand(
     if fixed is None and not extra and not twins:
         return NO_EXPANSION
     return Expansion(fixed, tuple(dict.fromkeys(extra)), frozenset(used), tuple(dict.fromkeys(twins)))
+
+
+# An English term's last word in the plural (idiot → idiots, classified document → classified
+# documents, bribe → bribes): a word of at least three letters not already ending in s.
+_LAST_WORD: Final = re.compile(r"(?<![A-Za-z])[A-Za-z]{3,}$")
+
+
+def _plural(term: str) -> str | None:
+    """`term` with its last English word in the regular plural, or None when it has none."""
+    last = _LAST_WORD.search(term)
+    if last is None or term[-1] in "sS":
+        return None
+    word = last.group()
+    if word.endswith(("x", "z", "ch", "sh")):
+        return term + "es"
+    if word[-1] == "y" and word[-2] not in "aeiou":
+        return term[:-1] + "ies"
+    return term + "s"
 
 
 _HANZI_RUN: Final = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]{2,}")

@@ -97,6 +97,11 @@ EXPANSIONS = [
     ("low逼", {"pinyin"}, {"lowbi", r"low\x20bi"}),  # a mixed keyword: its hanzi spelled
     ("low逼", {"leet"}, {r"(?:\b[l1]|\x7c)[o0]w逼"}),  # a mixed keyword: its Latin letters widened
     ("red packet", set(), {r"\bredpacket\b"}),  # a Latin phrase run together (r e d p a c k e t)
+    ("red packet", set(), {r"\bred\x20packets\b"}),  # an English term's last word in the plural
+    ("bribe", set(), {r"\bbribes\b"}),
+    ("sex tape", set(), {r"\bsex\x20tapes\b"}),
+    ("party", set(), {r"\bparties\b"}),
+    ("box", set(), {r"\bboxes\b"}),
     ("红包", {"emoji"}, {"🧧"}),
     ("发红包", {"emoji"}, {"发🧧"}),
     ("money bag", {"emoji"}, {"💰"}),
@@ -115,6 +120,13 @@ def test_expansions(term: str, layers: set[str], expected: set[str]) -> None:
     )
     expressions = {v.expression for v in found.extra} | ({found.fixed.expression} if found.fixed else set())
     assert expected <= expressions
+
+
+def test_no_plural_for_a_word_ending_in_s_a_short_word_or_hanzi() -> None:
+    fold = folder(_normalizer(DEFAULT_TEXT))
+    for term in ("rules", "dm me", "红包", "p0rn"):
+        found = expand(term, fold, leet=False, pinyin=False, homophones=False, emoji=False)
+        assert not any(v.expression.endswith(("s", "s\\b")) for v in found.extra), term
 
 
 def test_leet_stays_off_for_hanzi_and_nothing_widens_without_layers() -> None:

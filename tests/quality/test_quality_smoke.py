@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 import pytest
+import yaml
 
 from loadtest.quality import perturb
 from loadtest.quality.__main__ import evaluate, render
@@ -133,3 +134,16 @@ def test_decoration_inserts_emoji_and_keeps_the_text() -> None:
     assert decorated == decorate(text)  # deterministic: seeded by the text
     assert len(decorated) > len(text)
     assert "".join(c for c in decorated if c in text) == text  # only emoji were added
+
+
+def test_ordinary_english_work_chat_stays_clean(engine: Engine) -> None:
+    # The probe's ordinary messages (trash sorting rules, classified ads, security training on
+    # classified documents…) next to the English red-line terms: none may be acted on.
+    from loadtest.quality.probe import PROBES
+    from loadtest.quality.scoring import acted, classify_texts
+
+    document = yaml.safe_load(PROBES.read_text(encoding="utf-8"))
+    ordinary = [text for probe in document.values() for text in probe["ordinary"]]
+    assert len(ordinary) >= 50
+    verdicts = classify_texts(engine, [(str(i), text) for i, text in enumerate(ordinary)])
+    assert [(text, [m.rule for m in acted(v)]) for text, v in zip(ordinary, verdicts, strict=True) if acted(v)] == []
