@@ -2,9 +2,10 @@
 set (tuning, held out), the offending messages flagged (review or block) under their red line and
 the ordinary messages flagged at all, each miss and false positive listed.
 
-    python -m loadtest.quality.probe [--rules PACK] [--probes FILE]
+    python -m loadtest.quality.probe [--rules PACK] [--probes FILE ...]
 
-The messages are in loadtest/quality/probes/english.yaml, which says how each set was written.
+The messages are in loadtest/quality/probes/ (english.yaml, chinese.yaml; by default both), each
+file saying how its sets were written.
 """
 
 from __future__ import annotations
@@ -16,19 +17,27 @@ from pathlib import Path
 import yaml
 
 from loadtest.quality.scoring import acted, classify_texts
+from service.engine.classifier import Engine
 from service.rules.loader import load_pack
 from service.settings import bundled_rules_dir
 
 PROBES = Path(__file__).parent / "probes" / "english.yaml"
+PROBE_FILES = sorted(PROBES.parent.glob("*.yaml"))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.quality.probe", description=__doc__.splitlines()[0])
     parser.add_argument("--rules", type=Path, default=bundled_rules_dir())
-    parser.add_argument("--probes", type=Path, default=PROBES)
+    parser.add_argument("--probes", type=Path, nargs="+", default=PROBE_FILES)
     args = parser.parse_args(argv)
     engine = load_pack(args.rules)
-    document = yaml.safe_load(args.probes.read_text(encoding="utf-8"))
+    for path in args.probes:
+        _report(engine, path)
+    return 0
+
+
+def _report(engine: Engine, path: Path) -> None:
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
     for name, probe in document.items():
         offending = probe["offending"]
         ordinary = probe["ordinary"]
@@ -40,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         safe = classify_texts(engine, [(f"s{i}", text) for i, text in enumerate(ordinary)])
         flagged = [bool(acted(verdict)) for verdict in safe]
         print(
-            f"{name}: offending flagged under their red line {sum(caught)}/{len(caught)}"
+            f"{path.stem} {name}: offending flagged under their red line {sum(caught)}/{len(caught)}"
             f" ({sum(caught) / len(caught):.0%}); ordinary flagged {sum(flagged)}/{len(flagged)}"
         )
         for item, hit in zip(offending, caught, strict=True):
@@ -49,7 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         for text, verdict, hit in zip(ordinary, safe, flagged, strict=True):
             if hit:
                 print(f"  flagged [{', '.join(m.rule for m in acted(verdict))}] {text}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -136,14 +136,19 @@ def test_decoration_inserts_emoji_and_keeps_the_text() -> None:
     assert "".join(c for c in decorated if c in text) == text  # only emoji were added
 
 
-def test_ordinary_english_work_chat_stays_clean(engine: Engine) -> None:
-    # The probe's ordinary messages (trash sorting rules, classified ads, security training on
-    # classified documents…) next to the English red-line terms: none may be acted on.
-    from loadtest.quality.probe import PROBES
+def test_ordinary_work_chat_of_the_probes_stays_clean(engine: Engine) -> None:
+    # The probes' ordinary messages (trash sorting rules, classified ads, security training on
+    # classified documents, home-grown oranges given away, an election notice…) next to the
+    # red-line terms in both languages: none may be acted on.
+    from loadtest.quality.probe import PROBE_FILES
     from loadtest.quality.scoring import acted, classify_texts
 
-    document = yaml.safe_load(PROBES.read_text(encoding="utf-8"))
-    ordinary = [text for probe in document.values() for text in probe["ordinary"]]
-    assert len(ordinary) >= 50
+    ordinary = [
+        text
+        for path in PROBE_FILES
+        for probe in yaml.safe_load(path.read_text(encoding="utf-8")).values()
+        for text in probe["ordinary"]
+    ]
+    assert len(ordinary) >= 90
     verdicts = classify_texts(engine, [(str(i), text) for i, text in enumerate(ordinary)])
     assert [(text, [m.rule for m in acted(v)]) for text, v in zip(ordinary, verdicts, strict=True) if acted(v)] == []
