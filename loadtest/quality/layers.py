@@ -4,7 +4,7 @@ subset) before a layer is turned on in a pack or for a rule.
     python -m loadtest.quality.layers --data DIR [--split dev|train|train+dev] [--rules PACK] [--json PATH]
 
 For each variant of the pack's `normalize:` (homophones off; on; + stand_ins; + near_homophones;
-+ initials)
++ initials; + split_characters)
 it loads a copy of the pack with that setting for every rule (a rule's own override of these
 layers is removed, its examples are not run), classifies every COLD row of the split, and prints
 the flagged share of the safe rows (label 0) and of the offensive rows, per rule the rows each
@@ -31,11 +31,48 @@ from service.rules.loader import load_pack_report
 from service.settings import bundled_rules_dir
 
 VARIANTS: dict[str, dict[str, bool]] = {
-    "homophones off": {"homophones": False, "stand_ins": False, "near_homophones": False, "initials": False},
-    "homophones": {"homophones": True, "stand_ins": False, "near_homophones": False, "initials": False},
-    "+ stand_ins (emoji)": {"homophones": True, "stand_ins": True, "near_homophones": False, "initials": False},
-    "+ near_homophones": {"homophones": True, "stand_ins": True, "near_homophones": True, "initials": False},
-    "+ initials": {"homophones": True, "stand_ins": True, "near_homophones": True, "initials": True},
+    "homophones off": {
+        "homophones": False,
+        "stand_ins": False,
+        "near_homophones": False,
+        "initials": False,
+        "split_characters": False,
+    },
+    "homophones": {
+        "homophones": True,
+        "stand_ins": False,
+        "near_homophones": False,
+        "initials": False,
+        "split_characters": False,
+    },
+    "+ stand_ins (emoji)": {
+        "homophones": True,
+        "stand_ins": True,
+        "near_homophones": False,
+        "initials": False,
+        "split_characters": False,
+    },
+    "+ near_homophones": {
+        "homophones": True,
+        "stand_ins": True,
+        "near_homophones": True,
+        "initials": False,
+        "split_characters": False,
+    },
+    "+ initials": {
+        "homophones": True,
+        "stand_ins": True,
+        "near_homophones": True,
+        "initials": True,
+        "split_characters": False,
+    },
+    "+ split_characters": {
+        "homophones": True,
+        "stand_ins": True,
+        "near_homophones": True,
+        "initials": True,
+        "split_characters": True,
+    },
 }
 
 
@@ -49,8 +86,11 @@ class Variant:
 
 
 def measure(data: Path, rules: Path, limit: int | None = None, split: str = "dev") -> tuple[list[Row], list[Variant]]:
-    rows = [Row(f"{part}:{r.id}", r.text, r.positive, r.group) for part in split.split("+")
-            for r in load_cold(data, limit, split=part)]
+    rows = [
+        Row(f"{part}:{r.id}", r.text, r.positive, r.group)
+        for part in split.split("+")
+        for r in load_cold(data, limit, split=part)
+    ]
     results: list[Variant] = []
     for name, layers in VARIANTS.items():
         with tempfile.TemporaryDirectory() as scratch:
@@ -93,22 +133,32 @@ def render(rows: list[Row], variants: list[Variant]) -> str:
     safe = sum(not r.positive for r in rows)
     offensive = len(rows) - safe
     text = {r.id: r.text for r in rows}
-    lines = [f"| layers | safe rows flagged (of {safe}) | offensive rows flagged (of {offensive}) | safe rows added |",
-             "|---|---:|---:|---:|"]
+    lines = [
+        f"| layers | safe rows flagged (of {safe}) | offensive rows flagged (of {offensive}) | safe rows added |",
+        "|---|---:|---:|---:|",
+    ]
     previous: Variant | None = None
     listing: list[str] = []
     for variant in variants:
         added = variant.flagged_safe - (previous.flagged_safe if previous else set())
         safe_share = 100 * len(variant.flagged_safe) / safe
         offensive_share = 100 * len(variant.flagged_offensive) / offensive
-        lines.append(f"| {variant.name} | {len(variant.flagged_safe)} ({safe_share:.2f}%) | "
-                     f"{len(variant.flagged_offensive)} ({offensive_share:.2f}%) | {len(added) if previous else '—'} |")
+        lines.append(
+            f"| {variant.name} | {len(variant.flagged_safe)} ({safe_share:.2f}%) | "
+            f"{len(variant.flagged_offensive)} ({offensive_share:.2f}%) | {len(added) if previous else '—'} |"
+        )
         if previous:
             for row_id in sorted(added):
                 listing.append(f"- {variant.name}: {variant.evidence[row_id]} :: {text[row_id][:70]!r}")
         previous = variant
-    return ("\n".join(lines) + "\n\n" + per_rule(variants) + "\n\nSafe rows each layer adds:\n"
-            + ("\n".join(listing) or "(none)") + "\n")
+    return (
+        "\n".join(lines)
+        + "\n\n"
+        + per_rule(variants)
+        + "\n\nSafe rows each layer adds:\n"
+        + ("\n".join(listing) or "(none)")
+        + "\n"
+    )
 
 
 def per_rule(variants: list[Variant]) -> str:

@@ -13,7 +13,10 @@ the kind does not apply (no Latin letters for leetspeak, no hanzi for pinyin…)
 - emoji: the `emoji` package's CLDR names (Chinese and English), and its emoji as separators;
 - leetspeak: the usual a→4 e→3 i→1 o→0 s→5 t→7, except inside dotted host names (m.tb.cn): a
   leet host is another host, not the same link disguised — no reader would type it to get there;
-- pinyin: pypinyin toneless readings, with and without spaces.
+- pinyin: pypinyin toneless readings, with and without spaces;
+- split_characters: one hanzi written as its two parts (婊 女表), from the matcher's own table
+  (service.rules.tables.character_splits): a decomposition is the character's structure, not a
+  choice among substitutes, so there is no other half to hold apart.
 The choice among candidates is seeded by the text, so a run is reproducible.
 """
 
@@ -30,7 +33,7 @@ import emoji
 import opencc
 from pypinyin import Style, lazy_pinyin
 
-from service.rules import substitutions
+from service.rules import substitutions, tables
 
 Perturbation = Callable[[str, random.Random], str]
 
@@ -151,6 +154,17 @@ def emoji_for_character(span: str, rng: random.Random) -> str:
     return _replace_one(span, _held_index("emoji"), rng)
 
 
+def split_characters(span: str, rng: random.Random) -> str:
+    """One hanzi of the span written as its two parts (婊 女表). From the matcher's own table: a
+    decomposition is the character's structure, not a choice among substitutes to hold apart."""
+    return _replace_one(span, _split_index(), rng)
+
+
+@functools.cache
+def _split_index() -> dict[str, tuple[str, ...]]:
+    return {char: (parts,) for char, parts in tables.character_splits().items()}
+
+
 def multi_character(span: str, rng: random.Random) -> str:
     """Every hanzi of a span of at least two replaced, each by a held-out homophone or emoji."""
     if sum(map(is_cjk, span)) < 2:
@@ -243,6 +257,7 @@ KINDS: Final[dict[str, Perturbation]] = {
     "near_homophones": near_homophones,
     "emoji": emoji_for_character,
     "multi_character": multi_character,
+    "split_characters": split_characters,
     "emoji_names": emoji_stand_ins,
 }
 

@@ -210,7 +210,7 @@ def _keyword_ids(
             continue
         found = expand(
             folded, fold, leet=layers.leet, pinyin=layers.pinyin, homophones=layers.homophones, emoji=layers.emoji,
-            near=layers.near_homophones, initials=layers.initials,
+            near=layers.near_homophones, initials=layers.initials, split_characters=layers.split_characters,
         )
         main = found.fixed or Variant(literal_expression(folded), len(folded))
         ids.append(builder.add(main.expression, main.length, all_spans=all_spans, more_twins=found.homophones,

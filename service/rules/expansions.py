@@ -12,6 +12,7 @@ widen the *keyword* instead, once at pack load:
     low逼  (pinyin)  → lowbi, low bi
     红包   (emoji)   → 🧧                                 one literal per stand-in
     发红包 (emoji)   → 发🧧
+    婊子   (split)   → 女表子                              a hanzi written as its two parts
     red packet       → \\bredpacket\\b                    a Latin phrase run together
     idiot            → \\bidiots\\b                       an English term's last word in the plural
     银行   (homophones) → twins 垠杭 (first readings) and 垠航 (in context: 行 hang), scanned over
@@ -46,6 +47,10 @@ MAX_PINYIN_CHARS: Final = 6
 # everywhere in Latin text (sb, dm, pk), three or more rarely are.
 MIN_INITIALS_CHARS: Final = 3
 MAX_INITIALS_CHARS: Final = 8
+# Split characters (婊子 → 女表子, 强奸 → 弓虽奸 / 强女干 / 弓虽女干) for keywords of 2 to this many
+# hanzi: each hanzi that splits, alone, and all of them at once, at most MAX_SPLIT_VARIANTS.
+MAX_SPLIT_CHARS: Final = 6
+MAX_SPLIT_VARIANTS: Final = 8
 MAX_READING_COMBINATIONS: Final = 2
 MAX_EMOJI_VARIANTS: Final = 8
 # Stand-ins by reading (🐔 鸡 ji for 机) only in terms this short: they are how 2–3 character
@@ -93,7 +98,7 @@ NO_EXPANSION: Final = Expansion(None, (), frozenset())
 
 def expand(
     plain: str, fold: Fold, *, leet: bool, pinyin: bool, homophones: bool, emoji: bool, near: bool = False,
-    initials: bool = False,
+    initials: bool = False, split_characters: bool = False,
 ) -> Expansion:
     """Variants of the keyword `plain` (normalised) for a channel whose normalisation is `fold`."""
     has_cjk = any(tables.is_cjk(ch) for ch in plain)
@@ -112,6 +117,8 @@ def expand(
             extra.extend(_pinyin_mixed(plain, readings))
     if initials and cjk_only and MIN_INITIALS_CHARS <= len(plain) <= MAX_INITIALS_CHARS and all(readings):
         extra.extend(_initials(readings))
+    if split_characters and cjk_only and 2 <= len(plain) <= MAX_SPLIT_CHARS:
+        extra.extend(Variant(_literal(split), len(split)) for split in _split(plain))
     if not has_cjk and " " in plain and all(ch.isascii() and (ch.isalnum() or ch == " ") for ch in plain):
         joined = plain.replace(" ", "")
         extra.append(Variant(_literal(joined), len(joined)))
@@ -131,6 +138,16 @@ def expand(
 # An English term's last word in the plural (idiot → idiots, classified document → classified
 # documents, bribe → bribes): a word of at least three letters not already ending in s.
 _LAST_WORD: Final = re.compile(r"(?<![A-Za-z])[A-Za-z]{3,}$")
+
+
+def _split(plain: str) -> list[str]:
+    """`plain` with each hanzi that splits written as its two parts, one at a time, then all."""
+    splits = tables.character_splits()
+    places = [index for index, char in enumerate(plain) if char in splits]
+    found = [plain[:index] + splits[plain[index]] + plain[index + 1 :] for index in places]
+    if len(places) > 1:
+        found.append("".join(splits.get(char, char) for char in plain))
+    return found[:MAX_SPLIT_VARIANTS]
 
 
 def _plural(term: str) -> str | None:

@@ -16,10 +16,11 @@ from service.rules.tables import TABLE_SIZE, skeleton_table, translate_table
 @dataclass(frozen=True)
 class Layers:
     """Normalisation layers (docs/rules.md, "Evasion layers"). width … traditional fold the text
-    1:1 (one normaliser per distinct setting); leet, pinyin, initials and emoji widen keywords into variants
-    at load (service.rules.expansions), so rules that differ only in those share one normalised
-    text and one database. homophones gives a channel's patterns twins that the matcher scans over
-    a homophone-folded view of the same text (rules that differ in it get their own channel)."""
+    1:1 (one normaliser per distinct setting); leet, pinyin, initials, split_characters and emoji
+    widen keywords into variants at load (service.rules.expansions), so rules that differ only in
+    those share one normalised text and one database. homophones gives a channel's patterns twins
+    that the matcher scans over a homophone-folded view of the same text (rules that differ in it
+    get their own channel)."""
 
     width: bool = True
     case: bool = True
@@ -29,6 +30,7 @@ class Layers:
     leet: bool = True
     pinyin: bool = True
     initials: bool = False  # opt-in per pack or rule: 3+ letters of pinyin initials (nmsl for 你妈死了)
+    split_characters: bool = False  # opt-in per pack or rule: a hanzi written as its parts (女表 for 婊)
     emoji: bool = True
     homophones: bool = False  # opt-in per pack or rule; the default pack turns it on (docs/quality.md)
     near_homophones: bool = False  # with homophones: fuzzy-pinyin pairs read alike too (opt-in)
@@ -46,7 +48,9 @@ class Layers:
         """The switches that decide a channel: what changes the normalised text, and homophones.
         near_homophones does not: a rule's near-homophone twins are written over the channel's
         homophone view (ChannelBuilder.add), so rules with and without it share one scan."""
-        return dataclasses.replace(self, leet=False, pinyin=False, initials=False, emoji=False, near_homophones=False)
+        return dataclasses.replace(
+            self, leet=False, pinyin=False, initials=False, split_characters=False, emoji=False, near_homophones=False
+        )
 
 
 _LAYER_NAMES: Final = tuple(f.name for f in dataclasses.fields(Layers))

@@ -39,6 +39,7 @@ class NormalizeSpec(_Spec, kw_only=True):
     leet: bool | None = None
     pinyin: bool | None = None
     initials: bool | None = None  # nmsl, cnm: a Chinese keyword spelled by its syllables' initials
+    split_characters: bool | None = None  # 女表子 for 婊子, 弓虽女干 for 强奸: a hanzi written as its two parts
     homophones: bool | None = None
     near_homophones: bool | None = None  # with homophones: fuzzy pinyin too (n/l, h/f, en/eng…)
     stand_ins: bool | None = None  # with homophones: emoji read as their name's characters (🐴 → 妈)

