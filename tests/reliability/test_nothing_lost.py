@@ -9,7 +9,8 @@ in flight at each fault.
 - `tansu` (at_least_once): tansu with S3 storage (moto on loopback), so the broker can be killed and
   restarted without losing its log or the group's commits. Duplicates are expected and reported; a
   missing id fails the test, and so does a duplicate that differs from its first verdict, unless
-  it is a counted (rumour) event, decided again against the count of that moment.
+  it is a counted event (the rumours below, and the sample traffic's own rumour texts), decided
+  again against the count of that moment.
 - `kafka-eos` (exactly_once): Apache Kafka of the test's own (its log directory survives the
   restart). Read read_committed, as a downstream consumer of exactly-once output must: no missing
   and no duplicate verdict, no missing and no duplicate dead letter; aborted verdicts in the log
