@@ -14,7 +14,9 @@ in flight at each fault.
 - `kafka-eos` (exactly_once): Apache Kafka of the test's own (its log directory survives the
   restart). Read read_committed, as a downstream consumer of exactly-once output must: no missing
   and no duplicate verdict, no missing and no duplicate dead letter; aborted verdicts in the log
-  prove the faults struck open transactions. Counters: six rumours are each posted in eight
+  prove the faults struck open transactions (member 1 is held still with SIGSTOP until records of
+  its open transactions are in the log, then killed: a kill between two transactions proved
+  nothing, and one fresh-clone run saw 0 aborted verdicts). Counters: six rumours are each posted in eight
   distinct chats across the steps, so every rumour's sightings must count 1, 2, …, 8 in whatever
   order its owner sees them: exactly four of its eight verdicts (counts 5 to 8) match the
   five-chat rule. A lost sighting gives fewer, one counted twice (or a verdict decided against a
@@ -45,11 +47,14 @@ from tests.brokers.apache_kafka import ApacheKafka
 from tests.brokers.plugin import ApacheKafkaFactory
 from tests.kafka_helpers import (
     OPEN_TRANSACTIONS,
+    STREAM_ASSIGNED,
     ServiceProcess,
     StartService,
     StreamBroker,
     Topics,
     aborted_records,
+    assignment_of,
+    freeze_in_open_transaction,
     read_to_end,
 )
 from tests.reliability.accounting import DeadLetterLedger, VerdictLedger, produce_tagged, read_all
@@ -106,6 +111,14 @@ def rumour_records(first_sent_at: datetime) -> list[SampleRecord]:
                      "sender": {"id": f"rumour-sender-{chat}"}, "text": text, "sent_at": sent_at.isoformat()}
             records.append(SampleRecord(chat_id.encode(), json.dumps(value, ensure_ascii=False).encode(), event_id))
     return records
+
+
+def latest_share(service: ServiceProcess) -> list[int]:
+    """The input partitions `service` consumes now: its last stream assignment logged so far."""
+    service.log_tail()  # moves every line logged so far into service.log
+    assigned = [line for line in service.log if STREAM_ASSIGNED in line]
+    assert assigned, "the member never logged a stream assignment"
+    return assignment_of(assigned[-1])
 
 
 def counted_events(records: list[SampleRecord]) -> set[str]:
@@ -172,7 +185,12 @@ async def test_every_event_has_a_verdict_and_every_poison_record_a_dead_letter_t
         )
         await halfway.wait()
         if index == 3:
-            first.process.kill()  # type: ignore[union-attr]  # no drain, no commit, no LeaveGroup
+            assert first.process is not None
+            if broker.exactly_once:
+                # The kill proves something only if it strikes an open transaction: hold the
+                # member still until records of its open transactions are in the log.
+                await freeze_in_open_transaction(first.process.pid, broker, topics.output, latest_share(first))
+            first.process.kill()  # no drain, no commit, no LeaveGroup
             assert first.wait() == -signal.SIGKILL
             replacement = member()  # joins while the dead member's session has not expired yet
             faults.append("SIGKILL of member 1; member 3 joins (rebalance)")
