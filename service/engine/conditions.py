@@ -44,10 +44,10 @@ class ScanResult:
         if self.unit_starts is None:
             text = self.normalized.text
             if _SEVERAL_CHARACTER_UNIT.search(text) is None:
-                self.unit_starts = []
+                self.unit_starts = _EVERY_CHARACTER
             else:
                 self.unit_starts = [unit.start() for unit in _UNIT.finditer(text)]
-        return self.unit_starts or None
+        return None if self.unit_starts is _EVERY_CHARACTER else self.unit_starts
 
 
 @dataclass(slots=True)
@@ -190,6 +190,9 @@ class Near:
 # but whitespace; a text holds a unit of several characters when it holds one of these.
 _UNIT: Final = re.compile(r"[0-9A-Za-z]+|\S")
 _SEVERAL_CHARACTER_UNIT: Final = re.compile(r"\s|[0-9A-Za-z]{2}")
+# `ScanResult.unit_starts` once known to be every character (compared by identity: a text of
+# whitespace only has units too — none — and its list is empty as well).
+_EVERY_CHARACTER: Final[list[int]] = []
 
 
 def _in_units(spans: list[tuple[int, int]], starts: list[int]) -> list[tuple[int, int]]:
