@@ -30,49 +30,20 @@ from loadtest.quality.scoring import acted_by_keywords, classify_texts
 from service.rules.loader import load_pack_report
 from service.settings import bundled_rules_dir
 
+# The variants in the order each layer was added: each turns on the layers of the one before and
+# its own, for every rule (the name, the layer it adds).
+_STEPS: tuple[tuple[str, str | None], ...] = (
+    ("homophones off", None),
+    ("homophones", "homophones"),
+    ("+ stand_ins (emoji)", "stand_ins"),
+    ("+ near_homophones", "near_homophones"),
+    ("+ initials", "initials"),
+    ("+ split_characters", "split_characters"),
+)
+_LAYERS = tuple(layer for _, layer in _STEPS if layer is not None)
 VARIANTS: dict[str, dict[str, bool]] = {
-    "homophones off": {
-        "homophones": False,
-        "stand_ins": False,
-        "near_homophones": False,
-        "initials": False,
-        "split_characters": False,
-    },
-    "homophones": {
-        "homophones": True,
-        "stand_ins": False,
-        "near_homophones": False,
-        "initials": False,
-        "split_characters": False,
-    },
-    "+ stand_ins (emoji)": {
-        "homophones": True,
-        "stand_ins": True,
-        "near_homophones": False,
-        "initials": False,
-        "split_characters": False,
-    },
-    "+ near_homophones": {
-        "homophones": True,
-        "stand_ins": True,
-        "near_homophones": True,
-        "initials": False,
-        "split_characters": False,
-    },
-    "+ initials": {
-        "homophones": True,
-        "stand_ins": True,
-        "near_homophones": True,
-        "initials": True,
-        "split_characters": False,
-    },
-    "+ split_characters": {
-        "homophones": True,
-        "stand_ins": True,
-        "near_homophones": True,
-        "initials": True,
-        "split_characters": True,
-    },
+    name: {layer: index <= step for index, layer in enumerate(_LAYERS, start=1)}
+    for step, (name, _) in enumerate(_STEPS)
 }
 
 

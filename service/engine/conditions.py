@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import accumulate
@@ -202,12 +202,12 @@ def _in_units(spans: list[tuple[int, int]], starts: list[int]) -> list[tuple[int
 
 def _close_pair(a_spans: list[tuple[int, int]], b_spans: list[tuple[int, int]], within: int) -> tuple[int, int] | None:
     """Indices of an a span and a b span with at most `within` between them, or None."""
-    indices = range(len(b_spans))
+    indices: Iterable[int] = range(len(b_spans))
     if len(a_spans) * len(b_spans) > _PAIRWISE_MAX:
         # Thousands of spans on each side (a text packed with both lexicons): every pair would
         # cost O(a·b). Find the first b that has a partner in O(log a) each, then its partner.
         has_partner = _PartnerIndex(a_spans, within)
-        indices = range(next((i for i, b in enumerate(b_spans) if has_partner(b)), 0), len(b_spans))[:1]
+        indices = [next((i for i, b in enumerate(b_spans) if has_partner(b)), 0)]
     for b_index in indices:
         b_span = b_spans[b_index]
         for a_index, a_span in enumerate(a_spans):

@@ -59,7 +59,7 @@ _WEIGHT_UNIT: Final = 2.0**-_WEIGHT_UNIT_BITS
 _SYMBOLS: Final = re.compile("[\u2190-\u2bff\U0001f000-\U0001faff]")
 # What a text with a reading holds, at least: an emoji, or two Latin letters in a row (a run
 # that may be pinyin, `_LATIN_RUN`).
-_MAY_HAVE_READINGS: Final = re.compile("[\u2190-\u2bff\U0001f000-\U0001faff]|[A-Za-z]{2}")
+_MAY_HAVE_READINGS: Final = re.compile(_SYMBOLS.pattern + "|[A-Za-z]{2}")
 # A written hanzi: the context an emoji is read in (`_fitted`).
 _HANZI: Final = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
 # A word longer than this is not read as pinyin (a cloaked insult is a few syllables; this bounds
@@ -129,7 +129,6 @@ class NgramModel:
     _shift: np.uint32 = field(init=False, repr=False)
     _units: npt.NDArray[np.int64] = field(init=False, repr=False)  # the weights in units of 2^-24, then a 0
     _multipliers: tuple[np.uint32, ...] = field(init=False, repr=False)
-    _int_multipliers: tuple[int, ...] = field(init=False, repr=False)
     # `_margin`'s: column k−1 holds the coefficients of a window's characters in the hash of its
     # first k characters, times _MIX (mod 2^32), so a window times it is every order's bucket
     # before the shift; the padding after a text (max_order − 1 characters); and for the last
@@ -166,7 +165,6 @@ class NgramModel:
         prefixes = frozenset(syllable[:stop] for syllable in self.spellings for stop in range(1, len(syllable) + 1))
         object.__setattr__(self, "_spelling_prefixes", prefixes)
         object.__setattr__(self, "_multipliers", tuple(np.uint32(m) for m in _ORDER_MULTIPLIERS))
-        object.__setattr__(self, "_int_multipliers", _ORDER_MULTIPLIERS)
         object.__setattr__(self, "_window_hashes", _window_hashes(self.max_order))
         object.__setattr__(self, "_padding", VIEW_BREAK * (self.max_order - 1))
         past = np.zeros((self.max_order - 1, self.max_order), dtype=np.uint32)
@@ -279,7 +277,7 @@ class NgramModel:
     def _units_around(self, context: list[tuple[str, str]], middle: str) -> int:
         """The weight units of the n-grams (every view) of before + middle + after that hold a
         character of `middle`: what reading an emoji as `middle` adds, the rest of the text alike."""
-        multipliers = self._int_multipliers
+        multipliers = _ORDER_MULTIPLIERS
         shift = int(self._shift)
         total = 0
         for table, (before, after) in zip(self._tables, context, strict=True):
