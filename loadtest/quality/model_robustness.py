@@ -30,7 +30,10 @@ from service.engine.textmodel import NgramModel
 from service.rules.models import text_model
 from service.rules.tables import MODEL_EMOJI_WORD_MIN_COUNT
 
-KINDS = ("homophones", "near_homophones", "emoji", "multi_character", "pinyin_joined", "separators_emoji")
+KINDS = (
+    "homophones", "near_homophones", "emoji", "multi_character", "pinyin_joined", "pinyin_spaced", "pinyin_initials",
+    "separators_emoji",
+)
 
 
 DECORATION_SHARE = 0.15

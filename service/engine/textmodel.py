@@ -66,6 +66,8 @@ _HANZI: Final = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
 # the syllable split of a hostile run of letters).
 MAX_SPELLED_LETTERS: Final = 48
 MAX_SPELLED_PER_TEXT: Final = 256  # letters of runs read as pinyin per text
+_MAX_WORD_SYLLABLES: Final = 4  # the longest word `pinyin_words` holds, in syllables
+_UNKNOWN_SYLLABLE_COST: Final = 30.0  # −log of a share below any attested word's (~e^-17 at least)
 # Emoji of a text read in context (`_fitted`): the first this many; and how many characters on
 # each side are read to find an emoji's neighbours and the n-grams its reading takes part in.
 MAX_FITTED_EMOJI: Final = 16
@@ -112,6 +114,12 @@ class NgramModel:
     # Toneless pinyin syllable → a hanzi read so: a run of Latin letters that reads entirely as
     # pinyin (shabi, sha bi) is also scored as those hanzi, and the text keeps the highest score.
     spellings: dict[str, str] = field(default_factory=dict)
+    # Toneless pinyin of a word, syllables joined by ' → (the word, its cost: −log of its share of
+    # a corpus): a run of pinyin is read as the words of least total cost (nvren 女人, not 女 and
+    # the first hanzi read ren), as a pinyin input method reads it. Without an entry for a
+    # syllable, `spellings` gives its hanzi.
+    pinyin_words: dict[str, tuple[str, float]] = field(default_factory=dict)
+    hanzi_syllables: dict[str, str] = field(default_factory=dict)  # common hanzi → its first reading, toneless
     # Emoji → its Chinese name, and common two-character words as the first view reads them (by
     # sound): a text with emoji is also read with each emoji as the character of its name that
     # makes one of these words with a neighbour and adds most to the score — 🐊心 as 恶心 (鳄 e),
@@ -310,19 +318,65 @@ class NgramModel:
 
     def _spell(self, run: re.Match[str]) -> str:
         """A run of Latin words as hanzi when every word reads as pinyin syllables (each syllable
-        becomes its hanzi and spaces, keeping the length), else the run unchanged."""
+        becomes its hanzi and spaces, keeping the length), else the run unchanged. A run of one
+        syllable is read only where it touches a hanzi (hei人, 他ma的): alone it is as likely an
+        English word or a name."""
         if _NOT_PINYIN.search(run.group()) is not None:
             return run.group()
         words = run.group().split(" ")
         if any(len(word) > MAX_SPELLED_LETTERS for word in words):
             return run.group()
         spelled = [_syllables(word.lower(), self.spellings, self._spelling_prefixes) for word in words]
-        if any(parts is None for parts in spelled) or sum(len(p or ()) for p in spelled) < 2:
+        if any(parts is None for parts in spelled):
             return run.group()
+        syllables = [syllable for parts in spelled for syllable in parts or ()]
+        text = run.string
+        start, end = run.span()
+        # A hanzi the run touches is read with it (nan人 as 男人, hei人 as 黑人): a word may span
+        # it, as long as it is that hanzi there.
+        before = text[start - 1] if start and text[start - 1] in self.hanzi_syllables else ""
+        after = text[end] if end < len(text) and text[end] in self.hanzi_syllables else ""
+        if len(syllables) < 2 and not (before or after):
+            return run.group()
+        sounds, fixed = list(syllables), [""] * len(syllables)
+        if before:
+            sounds, fixed = [self.hanzi_syllables[before], *sounds], [before, *fixed]
+        if after:
+            sounds, fixed = [*sounds, self.hanzi_syllables[after]], [*fixed, after]
+        read = self._words_of(sounds, fixed)
+        hanzi = iter(read[1:] if before else read)
         return " ".join(
-            "".join(self.spellings[syllable] + " " * (len(syllable) - 1) for syllable in parts or ())
-            for parts in spelled
+            "".join(next(hanzi) + " " * (len(syllable) - 1) for syllable in parts or ()) for parts in spelled
         )
+
+    def _words_of(self, syllables: list[str], fixed: list[str]) -> str:
+        """The hanzi `syllables` most likely stand for: split into the words of `pinyin_words` of
+        least total cost (a syllable without an entry: its `spellings` hanzi at a high cost); where
+        `fixed` names a hanzi, a word must hold that hanzi there (it is written, not spelled)."""
+        words = self.pinyin_words
+        best: list[tuple[float, int, str]] = [(0.0, 0, "")]  # per prefix: cost, where its last word starts, the word
+        for stop in range(1, len(syllables) + 1):
+            written = fixed[stop - 1]
+            if written:  # a written hanzi alone, at its cost as a word (no choice to make)
+                cost = words.get(written, (written, _UNKNOWN_SYLLABLE_COST))[1]
+                found = (best[stop - 1][0] + cost, stop - 1, written)
+            else:
+                found = (best[stop - 1][0] + _UNKNOWN_SYLLABLE_COST, stop - 1, self.spellings[syllables[stop - 1]])
+            for start in range(max(0, stop - _MAX_WORD_SYLLABLES), stop):
+                entry = words.get("'".join(syllables[start:stop]))
+                if entry is None or best[start][0] + entry[1] >= found[0]:
+                    continue
+                word = entry[0]
+                if all(not want or want == char for want, char in zip(fixed[start:stop], word, strict=True)):
+                    found = (best[start][0] + entry[1], start, word)
+            best.append(found)
+        pieces: list[str] = []
+        stop = len(syllables)
+        while stop > 0:
+            _, start, word = best[stop]
+            pieces.append(word)
+            stop = start
+        return "".join(reversed(pieces))
 
     def _margin(self, text: str) -> float:
         """One text's margin as one small matrix product: row i of `windows` is the text's
@@ -527,6 +581,12 @@ def _window_hashes(max_order: int) -> npt.NDArray[np.uint32]:
                 coefficient = (coefficient * multiplier) & _MASK32
             matrix[position, order - 1] = coefficient
     return matrix
+
+
+def _touches_hanzi(run: re.Match[str]) -> bool:
+    text = run.string
+    start, end = run.span()
+    return (start > 0 and _HANZI.match(text, start - 1) is not None) or _HANZI.match(text, end) is not None
 
 
 def _syllables(word: str, spellings: dict[str, str], prefixes: frozenset[str]) -> list[str] | None:

@@ -24,9 +24,11 @@ from service.errors import PackIssue
 from service.rules import schema as s
 from service.rules.tables import (
     MODEL_EMOJI_WORD_MIN_COUNT,
+    hanzi_syllables,
     model_emoji_names,
     model_emoji_readings,
     model_emoji_words,
+    model_pinyin_words,
     model_spellings,
     model_view_table,
 )
@@ -130,7 +132,7 @@ def text_model(
     train` writes and the quality tools score with. `emoji_word_min_count` 0: no reading in context."""
     return NgramModel(
         name, tuple(model_view_table(view) for view in views), max_order, bits, weights, bias,
-        model_emoji_readings(), model_spellings(),
+        model_emoji_readings(), model_spellings(), model_pinyin_words(), hanzi_syllables(),
         emoji_names=model_emoji_names() if emoji_word_min_count else {},
         emoji_words=model_emoji_words(views[0], emoji_word_min_count),
     )

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
+import math
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -552,9 +553,70 @@ def model_emoji_words(view: str, min_count: int = MODEL_EMOJI_WORD_MIN_COUNT) ->
 
 @functools.lru_cache(maxsize=1)
 def model_spellings() -> dict[str, str]:
-    """Toneless pinyin syllable → the first common hanzi (GB2312 order) whose first reading it is:
-    a model reads a run of pinyin (shabi) as these hanzi (its views then fold them)."""
-    return {syllable: group[0] for syllable, group in homophone_groups().items() if syllable.isascii()}
+    """Toneless pinyin syllable → the most frequent common hanzi whose first reading it is (ties:
+    GB2312 order): a model reads a run of pinyin (shabi) as these hanzi, its views then fold them.
+    The most frequent, because that is what a syllable written out most often stands for and what
+    a view folds least: de is 的 (a view keeps 的 apart from 德, which GB2312 lists first)."""
+    return _pinyin_readings()[0]
+
+
+@functools.lru_cache(maxsize=1)
+def hanzi_syllables() -> dict[str, str]:
+    """Common hanzi → its first reading, toneless (the syllable `homophone_groups` files it under)."""
+    return {
+        char: syllable for syllable, group in homophone_groups().items() if syllable.isascii() for char in group
+    }
+
+
+def model_pinyin_words() -> dict[str, tuple[str, float]]:
+    """Toneless pinyin of a word, syllables joined by ' (nv'ren) → the most attested jieba word of
+    common hanzi read so (each character by its first reading), with a cost: −log of the word's
+    share of all counts (a reading's cost is its words' sum). How a model reads a run of pinyin
+    as the words a writer most likely meant (nvren 女人, exin 恶心, huairen 坏人), not syllable by
+    syllable. A one-syllable key holds the character `model_spellings` gives, at its count as a
+    word of its own (at least 1); each common hanzi is a key too, with itself at that cost."""
+    return _pinyin_readings()[1]
+
+
+# A line of jieba's dictionary holding a hanzi alone, and its count.
+_CHARACTER_LINE: Final = re.compile(r"^([\u3400-\u4dbf\u4e00-\u9fff]) (\d+)", re.MULTILINE)
+
+
+@functools.lru_cache(maxsize=1)
+def _pinyin_readings() -> tuple[dict[str, str], dict[str, tuple[str, float]]]:
+    """`model_spellings` and `model_pinyin_words`, from jieba's dictionary: its common words
+    (`_dictionary_counts`, read for the matcher already) and its hanzi alone. A character's
+    frequency is its count alone plus the count of every common word it is written in, once per
+    occurrence; the rare words' counts (1–9) are left out of every count and of the total."""
+    source = importlib.resources.files("jieba").joinpath("dict.txt").read_text(encoding="utf-8")
+    readings = hanzi_syllables()
+    alone = {line[1]: int(line[2]) for line in _CHARACTER_LINE.finditer(source)}
+    frequency = dict(alone)
+    best: dict[str, tuple[str, int]] = {}  # key of two or more syllables → its most attested word
+    for word, count in _dictionary_counts().items():
+        for char in word:
+            frequency[char] = frequency.get(char, 0) + count
+        syllables = [readings.get(char) for char in word]
+        if None in syllables:
+            continue
+        key = "'".join(syllables)  # type: ignore[arg-type]
+        if count > best.get(key, ("", 0))[1]:
+            best[key] = (word, count)
+    total = sum(alone.values()) + sum(_dictionary_counts().values())
+    spellings = {
+        syllable: max(group, key=lambda char: frequency.get(char, 0))  # max keeps the first of a tie
+        for syllable, group in homophone_groups().items()
+        if syllable.isascii()
+    }
+
+    def cost(count: int) -> float:
+        return math.log(total / max(count, 1))
+
+    words = {key: (word, cost(count)) for key, (word, count) in best.items()}
+    words.update({syllable: (char, cost(alone.get(char, 1))) for syllable, char in spellings.items()})
+    # A hanzi written beside the pinyin (`NgramModel._words_of`) is a word alone at its own cost.
+    words.update({char: (char, cost(alone.get(char, 1))) for char in readings})
+    return spellings, words
 
 
 @functools.lru_cache(maxsize=1)

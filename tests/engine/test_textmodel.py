@@ -114,13 +114,36 @@ def test_empty_batches_and_texts(model: NgramModel) -> None:
     assert model.contributions("")[1] == []
 
 
+@pytest.mark.parametrize(
+    ("text", "reading"),
+    [
+        ("nvren", "女人"),  # the word, not the most frequent hanzi of each syllable (女 and 人 are those too)
+        ("exin", "恶心"),  # syllable by syllable: 额 and 新
+        ("huairen", "坏人"),
+        ("hao de", "好的"),  # de is 的, the hanzi it stands for most often
+        ("这叫hei人", "这叫黑人"),  # one syllable touching a hanzi is read
+        ("四川nan人", "四川男人"),  # with the written hanzi beside it: 男人, not 南 (more frequent alone)
+        ("他ma的", "他妈的"),
+    ],
+)
+def test_pinyin_is_read_as_the_words_a_writer_most_likely_meant(text: str, reading: str) -> None:
+    model = _model(views=("homophones",))
+    assert model._readings_of(text)[-1].replace(" ", "") == reading
+
+
+@pytest.mark.parametrize("text", ["ban", "ok", "go home", "我们 ban 个卡", "hello world"])
+def test_one_syllable_alone_or_english_is_not_read_as_pinyin(text: str) -> None:
+    model = _model(views=("homophones",))
+    assert model._readings_of(text) == [text]
+
+
 def test_a_run_of_pinyin_is_also_read_as_hanzi() -> None:
     folded = _model(views=("homophones",))
     # The text as it is, or its pinyin read as hanzi (沙比 and 傻逼 fold alike): the higher score.
     assert folded.score("你个shabi") >= folded.score("你个傻逼") - 1e-9
     assert folded.score("你个sha bi") == pytest.approx(folded.score("你个shabi"))
     assert folded._readings_of("hello world") == ["hello world"]  # not pinyin: no other reading
-    assert folded._readings_of("ni ge sha bi")[1].split() == ["妮", "哥", "莎", "逼"]  # first of each group
+    assert folded._readings_of("ta shi sha bi")[1].split() == ["他", "是", "杀", "比"]  # the most frequent hanzi
     score, spans = folded.contributions("你个shabi")
     assert score == pytest.approx(folded.score("你个shabi"))
     assert all(0 <= s.start < s.end <= len("你个shabi") for s in spans)
