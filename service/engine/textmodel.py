@@ -583,12 +583,6 @@ def _window_hashes(max_order: int) -> npt.NDArray[np.uint32]:
     return matrix
 
 
-def _touches_hanzi(run: re.Match[str]) -> bool:
-    text = run.string
-    start, end = run.span()
-    return (start > 0 and _HANZI.match(text, start - 1) is not None) or _HANZI.match(text, end) is not None
-
-
 def _syllables(word: str, spellings: dict[str, str], prefixes: frozenset[str]) -> list[str] | None:
     """`word` split into the fewest pinyin syllables (of equal splits, the one whose syllables
     end shortest, last first), or None when it does not split. Forward, a back-pointer per
