@@ -25,6 +25,7 @@ every numpy version; nothing here reads a file or a clock.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -72,6 +73,9 @@ _UNKNOWN_SYLLABLE_COST: Final = 30.0  # −log of a share below any attested wor
 # each side are read to find an emoji's neighbours and the n-grams its reading takes part in.
 MAX_FITTED_EMOJI: Final = 16
 _FITTED_WINDOW: Final = 8
+# An emoji is also read as its whole Chinese name (🤢 as 恶心, 👩 as 女人: the word it stands
+# for) when the name has at most this many characters (`_named`); chosen on COLD dev.
+MAX_NAMED_CHARS: Final = 2
 # Two passes: the second decides each emoji again with its neighbours' readings of the first, so
 # two emoji side by side (🕺📂 for 男的) are read together (dev: multi-character 0.856 → 0.896;
 # a third pass changed nothing).
@@ -216,7 +220,8 @@ class NgramModel:
 
     def _readings_of(self, text: str) -> list[str]:
         """`text` as it is, under each emoji reading and with its pinyin read as hanzi (repeats
-        left out). Every reading has the text's length, so spans of one are spans of the text."""
+        left out). Every reading but the one with emoji read as their whole names (`_named`) has
+        the text's length, so spans of one are spans of the text."""
         found = [text]
         if self.readings and _SYMBOLS.search(text) is not None:
             for reading in self.readings:
@@ -227,11 +232,36 @@ class NgramModel:
                 fitted = self._fitted(text)
                 if fitted not in found:
                     found.append(fitted)
+                named = self._named(text)[0]
+                if named not in found:
+                    found.append(named)
         if self.spellings and any(_NOT_PINYIN.search(run.group()) is None for run in _LATIN_RUN.finditer(text)):
             spelled = self._spelled(text)
             if spelled not in found:
                 found.append(spelled)
         return found
+
+    def _named(self, text: str) -> tuple[str, list[int]]:
+        """`text` with each emoji whose Chinese name has at most MAX_NAMED_CHARS characters read as
+        that whole name (the first MAX_FITTED_EMOJI emoji), and for each character of the reading
+        the index in `text` it comes from (a name's characters: its emoji's)."""
+        names = self.emoji_names
+        pieces: list[str] = []
+        origins: list[int] = []
+        position = 0
+        for match in itertools.islice(_SYMBOLS.finditer(text), MAX_FITTED_EMOJI):
+            name = names.get(ord(match.group()))
+            if not name or len(name) > MAX_NAMED_CHARS:
+                continue
+            start = match.start()
+            pieces.append(text[position:start])
+            origins.extend(range(position, start))
+            pieces.append(name)
+            origins.extend([start] * len(name))
+            position = start + 1
+        pieces.append(text[position:])
+        origins.extend(range(position, len(text)))
+        return "".join(pieces), origins
 
     def _fitted(self, text: str) -> str:
         """`text` with its emoji (the first MAX_FITTED_EMOJI) read in context, left to right: each
@@ -521,8 +551,12 @@ class NgramModel:
     def contributions(self, text: str, limit: int = 3) -> tuple[float, list[Span]]:
         """The score and up to `limit` spans of `text` whose n-grams added most to it: the
         2 × `limit` heaviest positive n-grams, overlapping ones merged, the heaviest spans first."""
+        origins: list[int] | None = None  # where each character of the reading read comes from
         if self._has_readings(text):
-            text = max(self._readings_of(text), key=self._margin)  # same length: spans stay the text's
+            read = max(self._readings_of(text), key=self._margin)
+            if len(read) != len(text):  # the emoji read as their names: spans mapped back
+                read, origins = self._named(text)
+            text = read  # the other readings have the text's length: spans stay the text's
         # The joined views as code points, and the original index of each (-1: a view break): each
         # view translated 1:1 with deleted characters as NUL, which the views never hold.
         code_parts: list[npt.NDArray[np.uint32]] = []
@@ -558,6 +592,8 @@ class NgramModel:
         scale = 1.0 / float(np.sqrt(count))
         # The heaviest n-grams, overlapping ones merged: a few focused spans, not the whole text.
         heaviest = sorted(per_gram, key=lambda g: -g[2])[: 2 * limit]
+        if origins is not None:  # positions of the reading → of the text (a name's → its emoji's)
+            heaviest = [(origins[start], origins[end - 1] + 1, weight) for start, end, weight in heaviest]
         merged: list[list[float]] = []
         for start, end, weight in sorted(heaviest):
             if merged and start < merged[-1][1]:

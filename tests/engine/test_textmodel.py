@@ -21,7 +21,8 @@ MODEL = _model()
 ONE_VIEW = _model(views=("near_homophones",))
 # Every n-gram order a model file may declare: a single text's windows have one column per order.
 OTHER_ORDERS = tuple(_model(max_order=order) for order in (1, 2, 4, 5))
-TEXTS = st.text(alphabet=st.sampled_from("傻逼沙比你妈的🐴🧧🐊🕖🤲恶心视 *，.abihsAB1\x00\x01\u200b機密"), max_size=30)
+ALPHABET = "傻逼沙比你妈的🐴🧧🐊🕖🤲🤢👩恶心视 *，.abihsAB1\x00\x01\u200b機密"
+TEXTS = st.text(alphabet=st.sampled_from(ALPHABET), max_size=30)
 
 
 @settings(max_examples=200, deadline=None)
@@ -147,3 +148,16 @@ def test_a_run_of_pinyin_is_also_read_as_hanzi() -> None:
     score, spans = folded.contributions("你个shabi")
     assert score == pytest.approx(folded.score("你个shabi"))
     assert all(0 <= s.start < s.end <= len("你个shabi") for s in spans)
+
+
+def test_an_emoji_is_also_read_as_its_whole_short_name() -> None:
+    model = _model(views=("homophones",))
+    text = "这种男人很🤢"  # 🤢's Chinese name is 恶心
+    assert "这种男人很恶心" in model._readings_of(text)
+    assert model._named("好👍")[0] == "好👍"  # 拇指向上: too long a name to be read whole
+    assert model.score_batch([text, "今天开会"])[0] == model.score(text)
+    score, spans = model.contributions(text)
+    assert score == pytest.approx(model.score(text))
+    assert all(0 <= s.start < s.end <= len(text) for s in spans)  # spans of the text, not of the reading
+    reading, origins = model._named("👨很🤢了")
+    assert reading == "男人很恶心了" and origins == [0, 0, 1, 2, 2, 3]
