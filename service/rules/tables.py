@@ -331,11 +331,16 @@ _DICTIONARY_LINE: Final = re.compile(
 )
 
 
+def _jieba_dictionary() -> str:
+    """jieba's dictionary (MIT): a line per word, its count and part of speech (~8 MB, not kept)."""
+    return importlib.resources.files("jieba").joinpath("dict.txt").read_text(encoding="utf-8")
+
+
 @functools.lru_cache(maxsize=1)
 def _dictionary_counts() -> dict[str, int]:
     """jieba's hanzi words of 2 to COMMON_WORD_MAX_CHARS characters with at least
     COMMON_WORD_MIN_COUNT occurrences (its words are simplified: 22 of 94k are not)."""
-    source = importlib.resources.files("jieba").joinpath("dict.txt").read_text(encoding="utf-8")
+    source = _jieba_dictionary()
     # finditer, not findall: the 330k matching lines would otherwise all exist at once.
     counts = ((line[1], int(line[2])) for line in _DICTIONARY_LINE.finditer(source))
     return {word: count for word, count in counts if count >= COMMON_WORD_MIN_COUNT}
@@ -376,10 +381,15 @@ _DICTIONARY_CHARACTER: Final = re.compile(r"^([\u3400-\u4dbf\u4e00-\u9fff]) (\d+
 
 
 @functools.lru_cache(maxsize=1)
+def _characters_alone() -> dict[str, int]:
+    """Hanzi → its count as a word of its own in jieba's dictionary."""
+    return {line[1]: int(line[2]) for line in _DICTIONARY_CHARACTER.finditer(_jieba_dictionary())}
+
+
+@functools.lru_cache(maxsize=1)
 def common_characters() -> frozenset[str]:
     """The COMMON_CHARACTERS most frequent one-character words of jieba's dictionary."""
-    source = importlib.resources.files("jieba").joinpath("dict.txt").read_text(encoding="utf-8")
-    counted = sorted(((int(line[2]), line[1]) for line in _DICTIONARY_CHARACTER.finditer(source)), reverse=True)
+    counted = sorted(((count, char) for char, count in _characters_alone().items()), reverse=True)
     return frozenset(char for _, char in counted[:COMMON_CHARACTERS])
 
 
@@ -592,17 +602,6 @@ def model_pinyin_words() -> dict[str, tuple[str, float]]:
     return _pinyin_readings()[1]
 
 
-# A line of jieba's dictionary holding a hanzi alone, and its count.
-_CHARACTER_LINE: Final = re.compile(r"^([\u3400-\u4dbf\u4e00-\u9fff]) (\d+)", re.MULTILINE)
-
-
-@functools.lru_cache(maxsize=1)
-def _characters_alone() -> dict[str, int]:
-    """Hanzi → its count as a word of its own in jieba's dictionary."""
-    source = importlib.resources.files("jieba").joinpath("dict.txt").read_text(encoding="utf-8")
-    return {line[1]: int(line[2]) for line in _CHARACTER_LINE.finditer(source)}
-
-
 @functools.lru_cache(maxsize=1)
 def character_frequency() -> dict[str, int]:
     """Hanzi → how often it is written in the corpus jieba's dictionary was counted on: its count
@@ -624,10 +623,9 @@ def _pinyin_readings() -> tuple[dict[str, str], dict[str, tuple[str, float]]]:
     frequency = character_frequency()
     best: dict[str, tuple[str, int]] = {}  # key of two or more syllables → its most attested word
     for word, count in _dictionary_counts().items():
-        syllables = [readings.get(char) for char in word]
-        if None in syllables:
+        if not all(char in readings for char in word):
             continue
-        key = "'".join(syllables)  # type: ignore[arg-type]
+        key = "'".join(readings[char] for char in word)
         if count > best.get(key, ("", 0))[1]:
             best[key] = (word, count)
     total = sum(alone.values()) + sum(_dictionary_counts().values())
