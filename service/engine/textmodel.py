@@ -552,6 +552,7 @@ class NgramModel:
         """The score and up to `limit` spans of `text` whose n-grams added most to it: the
         2 × `limit` heaviest positive n-grams, overlapping ones merged, the heaviest spans first."""
         origins: list[int] | None = None  # where each character of the reading read comes from
+        written = text
         if self._has_readings(text):
             read = max(self._readings_of(text), key=self._margin)
             if len(read) != len(text):  # the emoji read as their names: spans mapped back
@@ -602,6 +603,12 @@ class NgramModel:
             else:
                 merged.append([start, end, weight * scale])
         merged.sort(key=lambda span: -span[2])
+        if origins is None and text != written:
+            for span in merged:  # a spelled syllable's hanzi stands on its first letter: the span takes the rest
+                end = int(span[1])
+                while end < len(text) and text[end] == " " and written[end].isascii() and written[end].isalpha():
+                    end += 1
+                span[1] = end
         return _sigmoid(self.bias + total * scale), [Span(int(s), int(e), w) for s, e, w in merged[:limit]]
 
 

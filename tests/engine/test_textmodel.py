@@ -132,6 +132,18 @@ def test_pinyin_is_read_as_the_words_a_writer_most_likely_meant(text: str, readi
     assert model._readings_of(text)[-1].replace(" ", "") == reading
 
 
+def test_evidence_of_a_spelled_word_spans_all_its_letters() -> None:
+    # A model that leans only on 坏人's n-grams: the text is read with huairen as 坏人.
+    weights = np.full(1 << 12, -0.5, dtype=np.float32)
+    buckets, _ = _model(views=("homophones",)).features(["坏人"])
+    weights[buckets] = 3.0
+    model = text_model("t", ("homophones",), 3, 12, weights, -0.25)
+    text = "都是huairen"
+    _, spans = model.contributions(text)
+    # The reading puts 坏 on h and 人 on r; the evidence is the word as written, not "huair".
+    assert [text[s.start : s.end] for s in spans] == ["huairen"]
+
+
 @pytest.mark.parametrize("text", ["ban", "ok", "go home", "我们 ban 个卡", "hello world"])
 def test_one_syllable_alone_or_english_is_not_read_as_pinyin(text: str) -> None:
     model = _model(views=("homophones",))
