@@ -58,9 +58,9 @@ _WEIGHT_UNIT: Final = 2.0**-_WEIGHT_UNIT_BITS
 # Where emoji live (arrows, symbols, dingbats, the emoji planes): a text without one of these
 # has no emoji reading to try.
 _SYMBOLS: Final = re.compile("[\u2190-\u2bff\U0001f000-\U0001faff]")
-# What a text with a reading holds, at least: an emoji, or two Latin letters in a row (a run
-# that may be pinyin, `_LATIN_RUN`).
-_MAY_HAVE_READINGS: Final = re.compile(_SYMBOLS.pattern + "|[A-Za-z]{2}")
+# What a text with a reading holds, at least: an emoji, two Latin letters in a row or a letter
+# that is a syllable alone (a run that may be pinyin, `_LATIN_RUN`).
+_MAY_HAVE_READINGS: Final = re.compile(_SYMBOLS.pattern + "|[A-Za-z]{2}|[aeoAEO]")
 # A written hanzi: the context an emoji is read in (`_fitted`).
 _HANZI: Final = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
 # A word longer than this is not read as pinyin (a cloaked insult is a few syllables; this bounds
@@ -80,10 +80,11 @@ MAX_NAMED_CHARS: Final = 2
 # two emoji side by side (🕺📂 for 男的) are read together (dev: multi-character 0.856 → 0.896;
 # a third pass changed nothing).
 FITTED_PASSES: Final = 2
-# Latin words (single spaces between them) of at least two letters, four in all: maybe pinyin.
+# Latin words (single spaces between them), the first of at least two letters or one of the
+# one-letter syllables a, e, o (e心 for 恶心, e de nv ren): maybe pinyin.
 # Written to consume a letter first (the lookbehind then reads the character before it), so `re`
 # skips to the next letter in one C loop: 8x faster over a batch of mostly-hanzi chat.
-_LATIN_RUN: Final = re.compile(r"[A-Za-z](?<![A-Za-z]{2})[A-Za-z]+(?: [A-Za-z]+)*(?![A-Za-z])")
+_LATIN_RUN: Final = re.compile(r"[A-Za-z](?<![A-Za-z]{2})(?:[A-Za-z]+|(?<=[aeoAEO]))(?: [A-Za-z]+)*(?![A-Za-z])")
 # Letter pairs toneless pinyin never holds: a consonant other than n, g, r (which end syllables)
 # followed by another (but zh, ch, sh), or ending a word. Most English words have one (Meeting,
 # moved): their runs are rejected by one regex search instead of a syllable split.

@@ -125,6 +125,8 @@ def test_empty_batches_and_texts(model: NgramModel) -> None:
         ("这叫hei人", "这叫黑人"),  # one syllable touching a hanzi is read
         ("四川nan人", "四川男人"),  # with the written hanzi beside it: 男人, not 南 (more frequent alone)
         ("他ma的", "他妈的"),
+        ("真e心", "真恶心"),  # a one-letter syllable beside a hanzi
+        ("可e de nv ren", "可恶的女人"),  # and beginning a run
     ],
 )
 def test_pinyin_is_read_as_the_words_a_writer_most_likely_meant(text: str, reading: str) -> None:
@@ -144,7 +146,7 @@ def test_evidence_of_a_spelled_word_spans_all_its_letters() -> None:
     assert [text[s.start : s.end] for s in spans] == ["huairen"]
 
 
-@pytest.mark.parametrize("text", ["ban", "ok", "go home", "我们 ban 个卡", "hello world"])
+@pytest.mark.parametrize("text", ["ban", "ok", "go home", "我们 ban 个卡", "hello world", "Plan A 已通过", "a b c"])
 def test_one_syllable_alone_or_english_is_not_read_as_pinyin(text: str) -> None:
     model = _model(views=("homophones",))
     assert model._readings_of(text) == [text]
