@@ -1,6 +1,6 @@
-"""English paraphrases of the red lines and ordinary English work chat, classified by a pack: per
-set (tuning, held out), the offending messages flagged (review or block) under their red line and
-the ordinary messages flagged at all, each miss and false positive listed.
+"""Paraphrases of the red lines and ordinary work chat (English, Chinese), classified by a pack:
+per set (tuning, held out), the offending messages flagged (review or block) under their red line
+and the ordinary messages flagged at all, each miss and false positive listed.
 
     python -m loadtest.quality.probe [--rules PACK] [--probes FILE ...]
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -21,8 +22,13 @@ from service.engine.classifier import Engine
 from service.rules.loader import load_pack
 from service.settings import bundled_rules_dir
 
-PROBES = Path(__file__).parent / "probes" / "english.yaml"
-PROBE_FILES = sorted(PROBES.parent.glob("*.yaml"))
+PROBE_FILES = sorted((Path(__file__).parent / "probes").glob("*.yaml"))
+
+
+def probe_sets(path: Path) -> dict[str, dict[str, list[Any]]]:
+    """A probe file's sets by name, each with its `offending` items and `ordinary` messages."""
+    sets: dict[str, dict[str, list[Any]]] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return sets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(engine: Engine, path: Path) -> None:
-    document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    for name, probe in document.items():
+    for name, probe in probe_sets(path).items():
         offending = probe["offending"]
         ordinary = probe["ordinary"]
         verdicts = classify_texts(engine, [(f"o{i}", item["text"]) for i, item in enumerate(offending)])

@@ -135,11 +135,6 @@ def expand(
     return Expansion(fixed, tuple(dict.fromkeys(extra)), frozenset(used), tuple(dict.fromkeys(twins)))
 
 
-# An English term's last word in the plural (idiot → idiots, classified document → classified
-# documents, bribe → bribes): a word of at least three letters not already ending in s.
-_LAST_WORD: Final = re.compile(r"(?<![A-Za-z])[A-Za-z]{3,}$")
-
-
 def _split(plain: str) -> list[str]:
     """`plain` with each hanzi that splits written as its two parts, one at a time, then all."""
     splits = tables.character_splits()
@@ -148,6 +143,11 @@ def _split(plain: str) -> list[str]:
     if len(places) > 1:
         found.append("".join(splits.get(char, char) for char in plain))
     return found[:MAX_SPLIT_VARIANTS]
+
+
+# An English term's last word in the plural (idiot → idiots, classified document → classified
+# documents, bribe → bribes): a word of at least three letters not already ending in s.
+_LAST_WORD: Final = re.compile(r"(?<![A-Za-z])[A-Za-z]{3,}$")
 
 
 def _plural(term: str) -> str | None:

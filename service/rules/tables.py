@@ -575,7 +575,6 @@ def model_emoji_words(view: str, min_count: int = MODEL_EMOJI_WORD_MIN_COUNT) ->
     return frozenset(word for word, count in counts.items() if len(word) == 2 and count >= min_count)
 
 
-@functools.lru_cache(maxsize=1)
 def model_spellings() -> dict[str, str]:
     """Toneless pinyin syllable → the most frequent common hanzi whose first reading it is (ties:
     GB2312 order): a model reads a run of pinyin (shabi) as these hanzi, its views then fold them.

@@ -10,7 +10,6 @@ import random
 from pathlib import Path
 
 import pytest
-import yaml
 
 from loadtest.quality import perturb
 from loadtest.quality.__main__ import evaluate, render
@@ -140,15 +139,10 @@ def test_ordinary_work_chat_of_the_probes_stays_clean(engine: Engine) -> None:
     # The probes' ordinary messages (trash sorting rules, classified ads, security training on
     # classified documents, home-grown oranges given away, an election notice…) next to the
     # red-line terms in both languages: none may be acted on.
-    from loadtest.quality.probe import PROBE_FILES
+    from loadtest.quality.probe import PROBE_FILES, probe_sets
     from loadtest.quality.scoring import acted, classify_texts
 
-    ordinary = [
-        text
-        for path in PROBE_FILES
-        for probe in yaml.safe_load(path.read_text(encoding="utf-8")).values()
-        for text in probe["ordinary"]
-    ]
+    ordinary = [text for path in PROBE_FILES for probe in probe_sets(path).values() for text in probe["ordinary"]]
     assert len(ordinary) >= 90
     verdicts = classify_texts(engine, [(str(i), text) for i, text in enumerate(ordinary)])
     assert [(text, [m.rule for m in acted(v)]) for text, v in zip(ordinary, verdicts, strict=True) if acted(v)] == []
