@@ -67,6 +67,11 @@ _HANZI: Final = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
 # the syllable split of a hostile run of letters).
 MAX_SPELLED_LETTERS: Final = 48
 MAX_SPELLED_PER_TEXT: Final = 256  # letters of runs read as pinyin per text
+# A run of Latin words is split into syllables once and remembered (`NgramModel._run_cache`):
+# chat repeats its Latin words (ok, PPT, Reminder), and a split costs microseconds in Python.
+# Bounded, and emptied when full, so unseen words sent on purpose cost memory no more than this.
+MAX_CACHED_RUNS: Final = 4096
+MAX_CACHED_RUN_CHARS: Final = 64
 _MAX_WORD_SYLLABLES: Final = 4  # the longest word `pinyin_words` holds, in syllables
 _UNKNOWN_SYLLABLE_COST: Final = 30.0  # −log of a share below any attested word's (~e^-17 at least)
 # Emoji of a text read in context (`_fitted`): the first this many; and how many characters on
@@ -92,6 +97,10 @@ _NOT_PINYIN: Final = re.compile(
     r"[bdfhjklmpqtwxy][bcdfghjklmnpqrstwxyz]|[zcs][bcdfgjklmnpqrstwxyz]|[bcdfhjklmpqstwxyz](?![a-z])",
     re.IGNORECASE,
 )
+
+
+# A run of Latin words as pinyin: per word, its syllables.
+Syllables = tuple[tuple[str, ...], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +142,7 @@ class NgramModel:
     emoji_words: frozenset[str] = frozenset()
     _first_reading: dict[int, str] = field(init=False, repr=False)  # emoji → its name's first character
     _spelling_prefixes: frozenset[str] = field(init=False, repr=False)  # of every syllable, itself too
+    _run_cache: dict[str, Syllables | None] = field(init=False, repr=False)  # `_run_syllables`'
     _tables: tuple[ModelTable, ...] = field(init=False, repr=False)
     _batch_tables: tuple[ModelTable, ...] = field(init=False, repr=False)  # TEXT_BREAK kept
     # The one view's batch table as an array (deleted: _DELETED), when the model reads one view
@@ -177,6 +187,7 @@ class NgramModel:
         object.__setattr__(self, "_units", np.append(units, 0))  # and the no-gram bucket, 2^bits
         prefixes = frozenset(syllable[:stop] for syllable in self.spellings for stop in range(1, len(syllable) + 1))
         object.__setattr__(self, "_spelling_prefixes", prefixes)
+        object.__setattr__(self, "_run_cache", {})
         object.__setattr__(self, "_multipliers", tuple(np.uint32(m) for m in _ORDER_MULTIPLIERS))
         object.__setattr__(self, "_window_hashes", _window_hashes(self.max_order))
         object.__setattr__(self, "_padding", VIEW_BREAK * (self.max_order - 1))
@@ -215,9 +226,7 @@ class NgramModel:
             return False
         if self.readings and _SYMBOLS.search(text) is not None:
             return True
-        return bool(self.spellings) and any(
-            _NOT_PINYIN.search(run.group()) is None for run in _LATIN_RUN.finditer(text)
-        )
+        return bool(self.spellings) and next(self._pinyin_runs(text), None) is not None
 
     def _readings_of(self, text: str) -> list[str]:
         """`text` as it is, under each emoji reading and with its pinyin read as hanzi (repeats
@@ -236,7 +245,7 @@ class NgramModel:
                 named = self._named(text)[0]
                 if named not in found:
                     found.append(named)
-        if self.spellings and any(_NOT_PINYIN.search(run.group()) is None for run in _LATIN_RUN.finditer(text)):
+        if self.spellings:
             spelled = self._spelled(text)
             if spelled not in found:
                 found.append(spelled)
@@ -332,43 +341,79 @@ class NgramModel:
         return total
 
     def _spelled(self, text: str) -> str:
-        """`text` with its runs of pinyin read as hanzi, the first MAX_SPELLED_PER_TEXT letters of
-        runs at most (the rest as written): a long hostile text costs no more than a short one."""
+        """`text` with its runs of pinyin read as hanzi (`_pinyin_runs`; the others as written)."""
         pieces: list[str] = []
         position = 0
-        budget = MAX_SPELLED_PER_TEXT
-        for run in _LATIN_RUN.finditer(text):
-            if budget <= 0:
-                break
-            budget -= len(run.group())
+        for run, spelled in self._pinyin_runs(text):
             pieces.append(text[position : run.start()])
-            pieces.append(self._spell(run) if budget >= 0 else run.group())
+            pieces.append(self._spell(run, spelled))
             position = run.end()
+        if not pieces:
+            return text
         pieces.append(text[position:])
         return "".join(pieces)
 
-    def _spell(self, run: re.Match[str]) -> str:
-        """A run of Latin words as hanzi when every word reads as pinyin syllables (each syllable
-        becomes its hanzi and spaces, keeping the length), else the run unchanged. A run of one
-        syllable is read only where it touches a hanzi (hei人, 他ma的): alone it is as likely an
-        English word or a name."""
-        if _NOT_PINYIN.search(run.group()) is not None:
-            return run.group()
-        words = run.group().split(" ")
+    def _pinyin_runs(self, text: str) -> Iterator[tuple[re.Match[str], Syllables]]:
+        """The runs of Latin words in `text` read as pinyin, with their syllables: of the runs
+        within the first MAX_SPELLED_PER_TEXT letters of runs (a long hostile text costs no more
+        than a short one), each whose words all split into syllables, when it has two syllables
+        at least or touches a hanzi (hei人, 他ma的): one syllable alone is as likely an English
+        word or a name."""
+        budget = MAX_SPELLED_PER_TEXT
+        for run in _LATIN_RUN.finditer(text):
+            budget -= run.end() - run.start()
+            if budget < 0:
+                return
+            spelled = self._run_syllables(run.group())
+            if spelled is None:
+                continue
+            if len(spelled) > 1 or len(spelled[0]) > 1 or self._touched(run):
+                yield run, spelled
+
+    def _touched(self, run: re.Match[str]) -> bool:
+        """Whether a hanzi with a reading stands right before or after `run`."""
+        text, (start, end) = run.string, run.span()
+        return (start > 0 and text[start - 1] in self.hanzi_syllables) or (
+            end < len(text) and text[end] in self.hanzi_syllables
+        )
+
+    def _run_syllables(self, run: str) -> Syllables | None:
+        """The syllables of each word of a run of Latin words when every word splits into
+        pinyin syllables, else None; remembered by run (`_run_cache`)."""
+        cache = self._run_cache
+        if run in cache:
+            return cache[run]
+        found = self._split_run(run)
+        if len(run) <= MAX_CACHED_RUN_CHARS:
+            if len(cache) >= MAX_CACHED_RUNS:
+                cache.clear()
+            cache[run] = found
+        return found
+
+    def _split_run(self, run: str) -> Syllables | None:
+        if len(run) > MAX_SPELLED_PER_TEXT or _NOT_PINYIN.search(run) is not None:
+            return None
+        words = run.lower().split(" ")
         if any(len(word) > MAX_SPELLED_LETTERS for word in words):
-            return run.group()
-        spelled = [_syllables(word.lower(), self.spellings, self._spelling_prefixes) for word in words]
-        if any(parts is None for parts in spelled):
-            return run.group()
-        syllables = [syllable for parts in spelled for syllable in parts or ()]
+            return None
+        spelled: list[tuple[str, ...]] = []
+        for word in words:
+            parts = _syllables(word, self.spellings, self._spelling_prefixes)
+            if parts is None:
+                return None
+            spelled.append(tuple(parts))
+        return tuple(spelled)
+
+    def _spell(self, run: re.Match[str], spelled: Syllables) -> str:
+        """A run of pinyin (`_pinyin_runs`) as hanzi: each syllable becomes a hanzi and spaces,
+        keeping the run's length."""
+        syllables = [syllable for parts in spelled for syllable in parts]
         text = run.string
         start, end = run.span()
         # A hanzi the run touches is read with it (nan人 as 男人, hei人 as 黑人): a word may span
         # it, as long as it is that hanzi there.
         before = text[start - 1] if start and text[start - 1] in self.hanzi_syllables else ""
         after = text[end] if end < len(text) and text[end] in self.hanzi_syllables else ""
-        if len(syllables) < 2 and not (before or after):
-            return run.group()
         sounds, fixed = list(syllables), [""] * len(syllables)
         if before:
             sounds, fixed = [self.hanzi_syllables[before], *sounds], [before, *fixed]
@@ -376,9 +421,7 @@ class NgramModel:
             sounds, fixed = [*sounds, self.hanzi_syllables[after]], [*fixed, after]
         read = self._words_of(sounds, fixed)
         hanzi = iter(read[1:] if before else read)
-        return " ".join(
-            "".join(next(hanzi) + " " * (len(syllable) - 1) for syllable in parts or ()) for parts in spelled
-        )
+        return " ".join("".join(next(hanzi) + " " * (len(syllable) - 1) for syllable in parts) for parts in spelled)
 
     def _words_of(self, syllables: list[str], fixed: list[str]) -> str:
         """The hanzi `syllables` most likely stand for: split into the words of `pinyin_words` of
@@ -458,7 +501,9 @@ class NgramModel:
         if self.readings:
             positions.extend(match.start() for match in _SYMBOLS.finditer(batch))
         if self.spellings:
-            positions.extend(m.start() for m in _LATIN_RUN.finditer(batch) if _NOT_PINYIN.search(m.group()) is None)
+            positions.extend(
+                m.start() for m in _LATIN_RUN.finditer(batch) if self._run_syllables(m.group()) is not None
+            )
         if not positions:
             return []
         starts = np.cumsum([0] + [len(text) + 1 for text in texts[:-1]])

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from service.engine import textmodel
 from service.engine.textmodel import TEXT_BREAK, NgramModel
 from service.rules.models import text_model
 
@@ -150,6 +151,23 @@ def test_evidence_of_a_spelled_word_spans_all_its_letters() -> None:
 def test_one_syllable_alone_or_english_is_not_read_as_pinyin(text: str) -> None:
     model = _model(views=("homophones",))
     assert model._readings_of(text) == [text]
+
+
+def test_runs_split_into_syllables_are_remembered_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model(views=("homophones",))
+    monkeypatch.setattr(textmodel, "MAX_CACHED_RUNS", 2)
+    reading = model._readings_of("你个shabi")
+    assert model._run_cache == {"shabi": (("sha", "bi"),)}
+    assert model._readings_of("你个shabi") == reading  # from the cache, the same
+    model._readings_of("Reminder:")  # not pinyin, remembered as such
+    assert model._run_cache == {"shabi": (("sha", "bi"),), "Reminder": None}
+    model._readings_of("nihao")  # full: emptied first
+    assert model._run_cache == {"nihao": (("ni", "hao"),)}
+    long_run = " ".join(["ba"] * (textmodel.MAX_CACHED_RUN_CHARS // 3 + 1))  # words of one syllable
+    assert model._has_readings(long_run)
+    assert long_run not in model._run_cache  # split every time, not remembered
+    beyond = "ba " * (textmodel.MAX_SPELLED_PER_TEXT // 3 + 1)
+    assert not model._has_readings(beyond.strip())  # past the letters a text may have read as pinyin
 
 
 def test_a_run_of_pinyin_is_also_read_as_hanzi() -> None:
