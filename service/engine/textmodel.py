@@ -218,7 +218,7 @@ class NgramModel:
         """bias + Σ weights / sqrt(n-grams): the score before the sigmoid (the highest over the
         emoji readings when the text holds an emoji)."""
         if self._has_readings(text):
-            return max(self._margin(reading) for reading in self._readings_of(text))
+            return max(self._margins(self._readings_of(text)))
         return self._margin(text)
 
     def _has_readings(self, text: str) -> bool:
@@ -337,7 +337,7 @@ class NgramModel:
                     stop = start + order
                     gram = codes[start] if order == 1 else (gram * multipliers[order - 2] + codes[stop - 1]) & _MASK32
                     if stop > low and start < high:
-                        total += int(self._units[((gram * _MIX) & _MASK32) >> shift])
+                        total += self._units.item(((gram * _MIX) & _MASK32) >> shift)
         return total
 
     def _spelled(self, text: str) -> str:
@@ -476,6 +476,51 @@ class NgramModel:
         count = order * size - order * (order - 1) // 2 if size >= order else size * (size + 1) // 2
         return _margin_of(self.bias, units, count)
 
+    def _margins(self, texts: Sequence[str]) -> list[float]:
+        """`_margin` of each of a few texts (one text's readings) from one window matrix: the
+        texts' views one after another, max_order − 1 padding characters after each, and the
+        n-grams that would reach into padding sent to the no-gram bucket, as `_margin` sends
+        them; the sum of each text's rows is its own. The calls are `_margin`'s, made once for
+        all the readings instead of once for each."""
+        if len(texts) == 1:
+            return [self._margin(texts[0])]
+        tables = self._tables
+        joined = [
+            text.translate(tables[0]) if len(tables) == 1 else VIEW_BREAK.join([text.translate(t) for t in tables])
+            for text in texts
+        ]
+        empty = _margin_of(self.bias, 0, 1)  # no character left in any view: no feature
+        present = [index for index, view in enumerate(joined) if view]
+        margins = [empty] * len(texts)
+        if not present:
+            return margins
+        order = self.max_order
+        reach = order - 1
+        starts: list[int] = []  # each present text's first row
+        no_gram: list[int] = []  # flat indices of the n-grams that reach into padding
+        row = 0
+        for index in present:
+            size = len(joined[index])
+            starts.append(row * order)
+            end = row + size
+            for back in range(1, min(reach, size) + 1):  # the last rows: their longer n-grams
+                no_gram.extend(range((end - back) * order + back, (end - back + 1) * order))
+            no_gram.extend(range(end * order, (end + reach) * order))  # the padding rows after it
+            row = end + reach
+        del no_gram[len(no_gram) - reach * order :]  # the last text's: no rows (its padding ends the buffer)
+        buffer = (self._padding.join([joined[index] for index in present]) + self._padding).encode("utf-32-le")
+        windows = np.ndarray((row - reach, order), dtype=np.uint32, buffer=buffer, strides=(4, 4))
+        hashed = windows @ self._window_hashes
+        hashed >>= self._shift
+        if no_gram:
+            hashed.reshape(-1)[no_gram] = 1 << self.bits
+        sums = np.add.reduceat(self._units.take(hashed).reshape(-1), starts).tolist()
+        for index, units in zip(present, sums, strict=True):
+            size = len(joined[index])
+            count = order * size - order * (order - 1) // 2 if size >= order else size * (size + 1) // 2
+            margins[index] = _margin_of(self.bias, units, count)
+        return margins
+
     def score_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
         """`score` of every text, computed over one array for the whole batch; the texts with an
         emoji or a run of pinyin are scored again under their readings, as one more batch."""
@@ -600,7 +645,9 @@ class NgramModel:
         origins: list[int] | None = None  # where each character of the reading read comes from
         written = text
         if self._has_readings(text):
-            read = max(self._readings_of(text), key=self._margin)
+            readings = self._readings_of(text)
+            margins = self._margins(readings)
+            read = readings[margins.index(max(margins))]  # the first of the highest, as max() picks
             if len(read) != len(text):  # the emoji read as their names: spans mapped back
                 read, origins = self._named(text)
             text = read  # the other readings have the text's length: spans stay the text's

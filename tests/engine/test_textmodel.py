@@ -39,6 +39,16 @@ def test_batch_scores_equal_single_scores(texts: list[str]) -> None:
         assert all(abs(model.contributions(t)[0] - s) < 1e-6 for t, s in zip(texts, single, strict=True))
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(TEXTS, min_size=1, max_size=6))
+def test_a_texts_readings_scored_together_score_as_each_alone(texts: list[str]) -> None:
+    # `margin` scores a text's readings from one window matrix; each must be its own margin.
+    for model in (MODEL, ONE_VIEW, *OTHER_ORDERS):
+        assert model._margins(texts) == [model._margin(text) for text in texts]
+        for text in texts:  # a text said to have no reading has none
+            assert model._has_readings(text) or model._readings_of(text) == [text]
+
+
 def test_a_text_holding_the_batch_separator_is_scored_alone() -> None:
     texts = ["你妈的", f"a{TEXT_BREAK}b", "傻逼"]
     assert np.allclose(MODEL.score_batch(texts), [MODEL.score(t) for t in texts])
