@@ -466,8 +466,9 @@ class NgramModel:
             return _margin_of(self.bias, 0, 1)
         order = self.max_order
         buffer = (joined + self._padding).encode("utf-32-le")
-        windows = np.ndarray((size, order), dtype=np.uint32, buffer=buffer, strides=(4, 4))
-        hashed = windows @ self._window_hashes
+        # Positional arguments, and dot rather than @: 0.4 µs less per text, on a ~6 µs call.
+        windows = np.ndarray((size, order), np.uint32, buffer, 0, (4, 4))
+        hashed = windows.dot(self._window_hashes)
         hashed >>= self._shift
         if order > 1:
             last = hashed[-min(order - 1, size) :]
@@ -509,8 +510,8 @@ class NgramModel:
             row = end + reach
         del no_gram[len(no_gram) - reach * order :]  # the last text's: no rows (its padding ends the buffer)
         buffer = (self._padding.join([joined[index] for index in present]) + self._padding).encode("utf-32-le")
-        windows = np.ndarray((row - reach, order), dtype=np.uint32, buffer=buffer, strides=(4, 4))
-        hashed = windows @ self._window_hashes
+        windows = np.ndarray((row - reach, order), np.uint32, buffer, 0, (4, 4))
+        hashed = windows.dot(self._window_hashes)
         hashed >>= self._shift
         if no_gram:
             hashed.reshape(-1)[no_gram] = 1 << self.bits
