@@ -32,7 +32,7 @@ from service.rules.tables import MODEL_EMOJI_WORD_MIN_COUNT
 
 KINDS = (
     "homophones", "near_homophones", "emoji", "multi_character", "pinyin_joined", "pinyin_spaced", "pinyin_initials",
-    "emoji_names", "separators_emoji",
+    "emoji_names", "separators_emoji", "split_characters",
 )
 
 

@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+import hyperscan
 import numpy as np
 import numpy.typing as npt
 
@@ -140,6 +141,11 @@ class NgramModel:
     # 🕖视 as 歧视 (七 qi), whatever the meant character's place in the name (`_fitted`).
     emoji_names: dict[int, str] = field(default_factory=dict)
     emoji_words: frozenset[str] = frozenset()
+    # Two adjacent hanzi → the character they are the parts of (女表 婊, 弓虽 强): a text holding
+    # such a pair is also read with the character written whole (`_unsplit`), as a writer who
+    # split it to slip past a filter meant it. Found by one Hyperscan scan (`_pairs`).
+    split_pairs: dict[str, str] = field(default_factory=dict)
+    _pairs: hyperscan.Database | None = field(init=False, repr=False)  # the pairs' UTF-8, literal
     _first_reading: dict[int, str] = field(init=False, repr=False)  # emoji → its name's first character
     _spelling_prefixes: frozenset[str] = field(init=False, repr=False)  # of every syllable, itself too
     _run_cache: dict[str, Syllables | None] = field(init=False, repr=False)  # `_run_syllables`'
@@ -196,6 +202,23 @@ class NgramModel:
             past[self.max_order - 1 - back, back:] = 1 << self.bits
         object.__setattr__(self, "_past_the_end", past)
         object.__setattr__(self, "_first_reading", {code: name[0] for code, name in self.emoji_names.items() if name})
+        object.__setattr__(self, "_pairs", _pair_database(self.split_pairs))
+
+    def __getstate__(self) -> dict[str, object]:
+        # A Hyperscan database does not pickle: it travels serialised, as the pattern databases do
+        # (a pack is compiled in a child process).
+        state = dict(self.__dict__)
+        state["_pairs"] = None if self._pairs is None else hyperscan.dumpb(self._pairs)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        serialised = state["_pairs"]
+        if serialised is not None:
+            assert isinstance(serialised, bytes)
+            database = hyperscan.loadb(serialised, hyperscan.HS_MODE_BLOCK)
+            database.scratch = hyperscan.Scratch(database)
+            state["_pairs"] = database
+        self.__dict__.update(state)
 
     def joined(self, text: str) -> str:
         """What the n-grams are read from: the text's views joined by VIEW_BREAK."""
@@ -222,6 +245,8 @@ class NgramModel:
         return self._margin(text)
 
     def _has_readings(self, text: str) -> bool:
+        if self._pairs is not None and self._has_pair(text):
+            return True
         if _MAY_HAVE_READINGS.search(text) is None:  # most texts: one regex search says no
             return False
         if self.readings and _SYMBOLS.search(text) is not None:
@@ -249,7 +274,52 @@ class NgramModel:
             spelled = self._spelled(text)
             if spelled not in found:
                 found.append(spelled)
+        if self._pairs is not None:
+            whole = self._unsplit(text)
+            if whole not in found:
+                found.append(whole)
         return found
+
+    def _has_pair(self, text: str) -> bool:
+        """Whether `text` holds a split pair: one scan stopped at the first (0.4 µs on a chat line)."""
+        if self._pairs is None or text.isascii():
+            return False
+        try:
+            self._pairs.scan(text.encode("utf-8"), match_event_handler=_stop)
+        except hyperscan.ScanTerminated:
+            return True
+        return False
+
+    def _split_ends(self, data: bytes) -> list[int]:
+        """The end byte offsets in `data` (UTF-8) of the split pairs it holds."""
+        ends: list[int] = []
+        if self._pairs is not None and len(data) >= 6:  # two hanzi: 6 bytes at least
+
+            def on_match(_pattern_id: int, _from: int, to: int, _flags: int, _context: object) -> None:
+                ends.append(to)
+
+            self._pairs.scan(data, match_event_handler=on_match)
+        return ends
+
+    def _unsplit(self, text: str) -> str:
+        """`text` with each split pair (left to right, not overlapping) read as its character,
+        followed by a space that every view deletes: the reading keeps the text's length, so its
+        spans are the text's."""
+        pairs = self.split_pairs
+        pieces: list[str] = []
+        start = index = 0
+        while index < len(text) - 1:
+            whole = pairs.get(text[index : index + 2])
+            if whole is None:
+                index += 1
+                continue
+            pieces.append(text[start:index])
+            pieces.append(whole + " ")
+            index = start = index + 2
+        if not pieces:
+            return text
+        pieces.append(text[start:])
+        return "".join(pieces)
 
     def _named(self, text: str) -> tuple[str, list[int]]:
         """`text` with each emoji whose Chinese name has at most MAX_NAMED_CHARS characters read as
@@ -540,20 +610,36 @@ class NgramModel:
         return np.array([_sigmoid(margin) for margin in margins.tolist()], dtype=np.float64)
 
     def _texts_with_readings(self, texts: Sequence[str]) -> list[int]:
-        """Indices of the texts that hold an emoji or a run that may be pinyin: one regex pass
-        over the whole batch, its hits mapped to their texts."""
+        """Indices of the texts that hold an emoji, a run that may be pinyin or a split pair: one
+        regex pass and one Hyperscan scan over the whole batch, their hits mapped to their texts."""
         batch = TEXT_BREAK.join(texts)
-        positions: list[int] = []
+        positions: list[int] = []  # character offsets in `batch`
         if self.readings:
             positions.extend(match.start() for match in _SYMBOLS.finditer(batch))
         if self.spellings:
             positions.extend(
                 m.start() for m in _LATIN_RUN.finditer(batch) if self._run_syllables(m.group()) is not None
             )
-        if not positions:
+        found: set[int] = set()
+        if positions:
+            starts = np.cumsum([0] + [len(text) + 1 for text in texts[:-1]])
+            found.update((np.searchsorted(starts, positions, side="right") - 1).tolist())
+        if self._pairs is not None:
+            found.update(self._texts_with_pairs(texts, batch))
+        return sorted(found)
+
+    def _texts_with_pairs(self, texts: Sequence[str], batch: str) -> list[int]:
+        """Indices of the texts that hold a split pair, `batch` their join: a pair is two hanzi,
+        never a break, so its text is the number of breaks before it."""
+        if batch.count(TEXT_BREAK) != len(texts) - 1:  # a text holds the break itself: one by one
+            return [index for index, text in enumerate(texts) if self._has_pair(text)]
+        data = batch.encode("utf-8")
+        ends = self._split_ends(data)
+        if not ends:
             return []
-        starts = np.cumsum([0] + [len(text) + 1 for text in texts[:-1]])
-        return sorted(set((np.searchsorted(starts, positions, side="right") - 1).tolist()))
+        breaks = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == ord(TEXT_BREAK))
+        texts_of: list[int] = np.searchsorted(breaks, ends).tolist()
+        return texts_of
 
     def _batch_margins(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
         """The margins of the texts as they are (no reading), per n-gram order: the weight at
@@ -698,12 +784,30 @@ class NgramModel:
                 merged.append([start, end, weight * scale])
         merged.sort(key=lambda span: -span[2])
         if origins is None and text != written:
-            for span in merged:  # a spelled syllable's hanzi stands on its first letter: the span takes the rest
+            # A spelled syllable's hanzi stands on its first letter, a split character on its
+            # first part, spaces on the rest: the span takes what was written there.
+            for span in merged:
                 end = int(span[1])
-                while end < len(text) and text[end] == " " and written[end].isascii() and written[end].isalpha():
+                while end < len(text) and text[end] == " " and written[end] != " ":
                     end += 1
                 span[1] = end
         return _sigmoid(self.bias + total * scale), [Span(int(s), int(e), w) for s, e, w in merged[:limit]]
+
+
+def _stop(_pattern_id: int, _from: int, _to: int, _flags: int, _context: object) -> bool:
+    return True  # a Hyperscan match handler that ends the scan at the first match
+
+
+def _pair_database(pairs: dict[str, str]) -> hyperscan.Database | None:
+    """The split pairs as one literal Hyperscan database over UTF-8 (None: no pair)."""
+    if not pairs:
+        return None
+    expressions = [pair.encode("utf-8") for pair in pairs]
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    database.compile(
+        expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions), literal=True
+    )
+    return database
 
 
 def _window_hashes(max_order: int) -> npt.NDArray[np.uint32]:

@@ -30,6 +30,7 @@ from service.rules.tables import (
     model_emoji_words,
     model_pinyin_words,
     model_spellings,
+    model_split_pairs,
     model_view_table,
 )
 
@@ -128,11 +129,13 @@ def text_model(
     *, emoji_word_min_count: int = MODEL_EMOJI_WORD_MIN_COUNT,
 ) -> NgramModel:
     """A model over the named views (`tables.MODEL_VIEWS`) with the readings every Redline model
-    has (emoji by their names, in context too; pinyin as hanzi): what a pack loads, `redline
-    train` writes and the quality tools score with. `emoji_word_min_count` 0: no reading in context."""
+    has (emoji by their names, in context too; pinyin as hanzi; a character split into its parts
+    as itself): what a pack loads, `redline train` writes and the quality tools score with.
+    `emoji_word_min_count` 0: no reading in context."""
     return NgramModel(
         name, tuple(model_view_table(view) for view in views), max_order, bits, weights, bias,
         model_emoji_readings(), model_spellings(), model_pinyin_words(), hanzi_syllables(),
         emoji_names=model_emoji_names() if emoji_word_min_count else {},
         emoji_words=model_emoji_words(views[0], emoji_word_min_count),
+        split_pairs=model_split_pairs(),
     )

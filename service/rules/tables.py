@@ -466,6 +466,24 @@ def character_splits() -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=1)
+def model_split_pairs() -> dict[str, str]:
+    """Two adjacent hanzi → the character they are the parts of (女表 婊, 弓虽 强, 马蚤 骚): what a
+    model reads back as one character (`character_splits` the other way). A pair that is a common
+    word itself (女子, 口口, 木木) is left out: written so, it most likely means that word; of
+    characters that split alike, the one written most often is read."""
+    words = common_words()
+    frequency = character_frequency()
+    meant: dict[str, str] = {}
+    for char, parts in sorted(character_splits().items()):
+        if parts in words:
+            continue
+        known = meant.get(parts)
+        if known is None or frequency.get(char, 0) > frequency.get(known, 0):
+            meant[parts] = char
+    return meant
+
+
+@functools.lru_cache(maxsize=1)
 def emoji_names() -> dict[str, tuple[str, ...]]:
     """CLDR short name (Chinese, or English in lower case with spaces) → emoji standing for it.
 

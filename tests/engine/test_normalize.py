@@ -142,6 +142,18 @@ def test_a_split_never_uses_a_one_stroke_part_and_writes_a_radical_as_written() 
     assert all(len(parts) == 2 and parts[0] != char != parts[1] for char, parts in splits.items())
 
 
+def test_a_model_reads_a_split_pair_back_unless_it_is_a_common_word() -> None:
+    pairs = tables.model_split_pairs()
+    assert pairs["女表"] == "婊" and pairs["弓虽"] == "强" and pairs["亻尔"] == "你"
+    assert "女子" not in pairs and "女子" in tables.common_words()  # written so, it means women
+    splits = tables.character_splits()
+    assert all(splits[char] == pair for pair, char in pairs.items())
+    # Of characters written with the same parts, the one written most often.
+    frequency = tables.character_frequency()
+    for pair, char in pairs.items():
+        assert all(frequency.get(other, 0) <= frequency.get(char, 0) for other, p in splits.items() if p == pair)
+
+
 def test_leet_stays_off_for_hanzi_and_nothing_widens_without_layers() -> None:
     fold = folder(_normalizer(DEFAULT_TEXT))
     assert expand("QQ群", fold, leet=True, pinyin=True, homophones=True, emoji=True).fixed is None

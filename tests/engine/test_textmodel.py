@@ -3,6 +3,8 @@ explanation points into the original text."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -22,7 +24,7 @@ MODEL = _model()
 ONE_VIEW = _model(views=("near_homophones",))
 # Every n-gram order a model file may declare: a single text's windows have one column per order.
 OTHER_ORDERS = tuple(_model(max_order=order) for order in (1, 2, 4, 5))
-ALPHABET = "傻逼沙比你妈的🐴🧧🐊🕖🤲🤢👩恶心视 *，.abihsAB1\x00\x01\u200b機密"
+ALPHABET = "傻逼沙比你妈的🐴🧧🐊🕖🤲🤢👩恶心视 *，.abihsAB1\x00\x01\u200b機密女表亻尔"
 TEXTS = st.text(alphabet=st.sampled_from(ALPHABET), max_size=30)
 
 
@@ -178,6 +180,36 @@ def test_runs_split_into_syllables_are_remembered_within_a_bound(monkeypatch: py
     assert long_run not in model._run_cache  # split every time, not remembered
     beyond = "ba " * (textmodel.MAX_SPELLED_PER_TEXT // 3 + 1)
     assert not model._has_readings(beyond.strip())  # past the letters a text may have read as pinyin
+
+
+def test_a_character_written_as_its_parts_is_also_read_whole() -> None:
+    model = _model(views=("homophones",))
+    assert model._readings_of("你个女表子") == ["你个女表子", "你个婊 子"]  # the length kept: spans stay the text's
+    assert model._readings_of("弓虽女干犯")[-1] == "强 奸 犯"
+    assert model._readings_of("女子足球") == ["女子足球"]  # a common word: not read as 好
+    assert not model._has_readings("今天开会") and model._has_readings("亻尔妈的")
+    texts = ["亻尔妈的", f"a{TEXT_BREAK}女表", "今天开会", "弓虽"]  # a break inside a text: one by one
+    assert model.score_batch(texts).tolist() == [model.score(text) for text in texts]
+    assert model._texts_with_readings(["今天", "你个女表子", "开会", "弓虽女干"]) == [1, 3]
+
+
+def test_evidence_of_a_split_character_spans_both_parts() -> None:
+    # A model that leans only on 婊's n-grams: the text is read with 女表 as 婊.
+    weights = np.full(1 << 12, -0.5, dtype=np.float32)
+    buckets, _ = _model(views=("homophones",)).features(["婊"])
+    weights[buckets] = 3.0
+    model = text_model("t", ("homophones",), 3, 12, weights, -0.25)
+    text = "你个女表"
+    _, spans = model.contributions(text)
+    assert [text[s.start : s.end] for s in spans] == ["女表"]
+
+
+def test_a_model_pickles_with_its_pair_database() -> None:
+    # A pack is compiled in a child process and pickled back: the Hyperscan database travels serialised.
+    model = _model(views=("homophones",))
+    copy = pickle.loads(pickle.dumps(model))
+    assert copy._readings_of("你个女表子") == model._readings_of("你个女表子")
+    assert copy.score("弓虽女干") == model.score("弓虽女干")
 
 
 def test_a_run_of_pinyin_is_also_read_as_hanzi() -> None:
