@@ -4,8 +4,10 @@ Features. Each text is read through one or more *views*, each a `str.translate` 
 pack load (service.rules.tables.model_view_table): width, case, script and invisible characters
 folded as the normaliser does, separators, punctuation and emoji deleted, and — for the
 `homophones` view — every common hanzi folded to its reading group, so 沙比 and 傻逼 share
-features. A text with emoji or pinyin is also scored under readings (each emoji as a character of
-its CLDR name, in context or k-th; pinyin as hanzi) and keeps the highest score. The n-grams
+features. A text with emoji, pinyin or a character split into its parts is also scored under
+readings (each emoji as a character of its CLDR name, in context or k-th, or as its whole short
+name; pinyin as hanzi; 女表 as 婊) and keeps the highest score; a text's readings are scored from
+one window matrix (`_margins`). The n-grams
 (1..`max_order` characters) of every view are hashed (multiplicative hashing on code points, view
 and order salted) into 2^bits buckets; the score is sigmoid(bias + Σ weights[bucket] / sqrt(n-gram
 count)). The views are joined into one string per text (`joined`), so one text is one small array.

@@ -147,16 +147,23 @@ def test_pinyin_is_read_as_the_words_a_writer_most_likely_meant(text: str, readi
     assert model._readings_of(text)[-1].replace(" ", "") == reading
 
 
-def test_evidence_of_a_spelled_word_spans_all_its_letters() -> None:
-    # A model that leans only on 坏人's n-grams: the text is read with huairen as 坏人.
+@pytest.mark.parametrize(
+    ("word", "text", "evidence"),
+    [
+        # The reading puts 坏 on h and 人 on r; the evidence is the word as written, not "huair".
+        ("坏人", "都是huairen", "huairen"),
+        # The reading puts 婊 on 女 and a space on 表; the evidence is both parts, not 女.
+        ("婊", "你个女表", "女表"),
+    ],
+)
+def test_evidence_of_a_reading_spans_what_was_written(word: str, text: str, evidence: str) -> None:
+    # A model that leans only on `word`'s n-grams: the text is read with `word` in it.
     weights = np.full(1 << 12, -0.5, dtype=np.float32)
-    buckets, _ = _model(views=("homophones",)).features(["坏人"])
+    buckets, _ = _model(views=("homophones",)).features([word])
     weights[buckets] = 3.0
     model = text_model("t", ("homophones",), 3, 12, weights, -0.25)
-    text = "都是huairen"
     _, spans = model.contributions(text)
-    # The reading puts 坏 on h and 人 on r; the evidence is the word as written, not "huair".
-    assert [text[s.start : s.end] for s in spans] == ["huairen"]
+    assert [text[s.start : s.end] for s in spans] == [evidence]
 
 
 @pytest.mark.parametrize("text", ["ban", "ok", "go home", "我们 ban 个卡", "hello world", "Plan A 已通过", "a b c"])
@@ -191,17 +198,6 @@ def test_a_character_written_as_its_parts_is_also_read_whole() -> None:
     texts = ["亻尔妈的", f"a{TEXT_BREAK}女表", "今天开会", "弓虽"]  # a break inside a text: one by one
     assert model.score_batch(texts).tolist() == [model.score(text) for text in texts]
     assert model._texts_with_readings(["今天", "你个女表子", "开会", "弓虽女干"]) == [1, 3]
-
-
-def test_evidence_of_a_split_character_spans_both_parts() -> None:
-    # A model that leans only on 婊's n-grams: the text is read with 女表 as 婊.
-    weights = np.full(1 << 12, -0.5, dtype=np.float32)
-    buckets, _ = _model(views=("homophones",)).features(["婊"])
-    weights[buckets] = 3.0
-    model = text_model("t", ("homophones",), 3, 12, weights, -0.25)
-    text = "你个女表"
-    _, spans = model.contributions(text)
-    assert [text[s.start : s.end] for s in spans] == ["女表"]
 
 
 def test_a_model_pickles_with_its_pair_database() -> None:
