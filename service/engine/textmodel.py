@@ -27,6 +27,7 @@ every numpy version; nothing here reads a file or a clock.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import re
@@ -70,6 +71,7 @@ _HANZI: Final = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
 # the syllable split of a hostile run of letters).
 MAX_SPELLED_LETTERS: Final = 48
 MAX_SPELLED_PER_TEXT: Final = 256  # letters of runs read as pinyin per text
+MAX_SPLIT_PAIRS: Final = 64  # characters written as their parts read whole per text (`_unsplit`)
 # A run of Latin words is split into syllables once and remembered (`NgramModel._run_cache`):
 # chat repeats its Latin words (ok, PPT, Reminder), and a split costs microseconds in Python.
 # Bounded, and emptied when full, so unseen words sent on purpose cost memory no more than this.
@@ -287,37 +289,47 @@ class NgramModel:
         if self._pairs is None or text.isascii():
             return False
         try:
-            self._pairs.scan(text.encode("utf-8"), match_event_handler=_stop)
+            self._pairs.scan(text.encode("utf-8", "replace"), match_event_handler=_stop)
         except hyperscan.ScanTerminated:
             return True
         return False
 
-    def _split_ends(self, data: bytes) -> list[int]:
-        """The end byte offsets in `data` (UTF-8) of the split pairs it holds."""
+    def _split_ends(self, data: bytes, limit: int | None = None) -> list[int]:
+        """The end byte offsets in `data` (UTF-8) of the split pairs it holds, ascending (the
+        first `limit` of them: the scan stops there)."""
         ends: list[int] = []
         if self._pairs is not None and len(data) >= 6:  # two hanzi: 6 bytes at least
 
-            def on_match(_pattern_id: int, _from: int, to: int, _flags: int, _context: object) -> None:
+            def on_match(_pattern_id: int, _from: int, to: int, _flags: int, _context: object) -> bool:
                 ends.append(to)
+                return len(ends) == limit
 
-            self._pairs.scan(data, match_event_handler=on_match)
+            with contextlib.suppress(hyperscan.ScanTerminated):  # stopped at `limit`
+                self._pairs.scan(data, match_event_handler=on_match)
         return ends
 
     def _unsplit(self, text: str) -> str:
-        """`text` with each split pair (left to right, not overlapping) read as its character,
-        followed by a space that every view deletes: the reading keeps the text's length, so its
-        spans are the text's."""
-        pairs = self.split_pairs
+        """`text` with its split pairs (the first MAX_SPLIT_PAIRS, left to right, not
+        overlapping) read as their characters, each followed by a space that every view deletes:
+        the reading keeps the text's length, so its spans are the text's. Found by the scan, not
+        by reading the text in Python: a long hostile text costs what the scan costs."""
+        data = text.encode("utf-8", "replace")  # a lone surrogate: one "?", one character still
         pieces: list[str] = []
-        start = index = 0
-        while index < len(text) - 1:
-            whole = pairs.get(text[index : index + 2])
-            if whole is None:
-                index += 1
+        taken = 0  # pairs read
+        start = 0  # where the text not yet copied starts (characters)
+        decoded_bytes = decoded_chars = 0
+        # Pairs that overlap end one character apart, so each pair read skips one end at most.
+        for end in self._split_ends(data, limit=2 * MAX_SPLIT_PAIRS):
+            decoded_chars += len(data[decoded_bytes:end].decode("utf-8"))  # a pair ends on a character
+            decoded_bytes = end
+            if decoded_chars - 2 < start:  # overlaps the pair read before it
                 continue
-            pieces.append(text[start:index])
-            pieces.append(whole + " ")
-            index = start = index + 2
+            pieces.append(text[start : decoded_chars - 2])
+            pieces.append(self.split_pairs[text[decoded_chars - 2 : decoded_chars]] + " ")
+            start = decoded_chars
+            taken += 1
+            if taken == MAX_SPLIT_PAIRS:
+                break
         if not pieces:
             return text
         pieces.append(text[start:])
@@ -557,11 +569,7 @@ class NgramModel:
         all the readings instead of once for each."""
         if len(texts) == 1:
             return [self._margin(texts[0])]
-        tables = self._tables
-        joined = [
-            text.translate(tables[0]) if len(tables) == 1 else VIEW_BREAK.join([text.translate(t) for t in tables])
-            for text in texts
-        ]
+        joined = [self.joined(text) for text in texts]
         empty = _margin_of(self.bias, 0, 1)  # no character left in any view: no feature
         present = [index for index, view in enumerate(joined) if view]
         margins = [empty] * len(texts)
@@ -635,7 +643,7 @@ class NgramModel:
         never a break, so its text is the number of breaks before it."""
         if batch.count(TEXT_BREAK) != len(texts) - 1:  # a text holds the break itself: one by one
             return [index for index, text in enumerate(texts) if self._has_pair(text)]
-        data = batch.encode("utf-8")
+        data = batch.encode("utf-8", "replace")
         ends = self._split_ends(data)
         if not ends:
             return []

@@ -200,6 +200,15 @@ def test_a_character_written_as_its_parts_is_also_read_whole() -> None:
     assert model._texts_with_readings(["今天", "你个女表子", "开会", "弓虽女干"]) == [1, 3]
 
 
+def test_a_text_of_many_split_pairs_reads_a_bounded_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model(views=("homophones",))
+    monkeypatch.setattr(textmodel, "MAX_SPLIT_PAIRS", 3)
+    text = "女表" * 1000
+    assert model._unsplit(text) == "婊 " * 3 + "女表" * 997  # the scan stopped, the rest as written
+    assert len(model._split_ends(text.encode(), limit=6)) == 6
+    assert model._unsplit("女表表女表") == "婊 表婊 "  # not overlapping, left to right
+
+
 def test_a_model_pickles_with_its_pair_database() -> None:
     # A pack is compiled in a child process and pickled back: the Hyperscan database travels serialised.
     model = _model(views=("homophones",))
