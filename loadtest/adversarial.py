@@ -7,7 +7,8 @@ Each kind is a shape an attacker would try against a multi-pattern matcher with 
 long runs of pinyin-looking letters (every hit sits inside or at the edge of one run), the pack's
 own keywords packed end to end (a hit at every position), their prefixes (near misses), their
 homophones (candidates for the homophone layer), runs of emoji, separators, spelled-out letters,
-alternating scripts, combining marks and zero-width characters. Texts are built from the pack's
+alternating scripts, combining marks, zero-width characters and characters written as their parts
+(the model's split-pair reading). Texts are built from the pack's
 tables and lexicons, deterministically (seeded), for any field (`text`, `file.name`, `link.url`).
 
 The test `tests/engine/test_linear_cost.py` asserts with these that cost grows linearly (ratios
@@ -89,6 +90,7 @@ class Kinds:
         folds = tables.homophone_groups()
         self.homophones = ["".join(_homophone(c, folds) for c in w) for w in self.hanzi_words]
         self.emoji = sorted({e for chars in tables.emoji_names().values() for e in chars})
+        self.split_pairs = sorted(tables.model_split_pairs())
 
     def table(self) -> dict[str, Generator]:
         return {
@@ -100,6 +102,7 @@ class Kinds:
             "keyword_homophones": lambda n, rng: _fill(_cycle(self.homophones, rng), n),
             "one_keyword_repeated": lambda n, rng: _fill(iter(lambda: self.hanzi_words[0], None), n),
             "emoji_run": lambda n, rng: _fill(_cycle(self.emoji, rng), n),
+            "split_pairs_packed": lambda n, rng: _fill(_cycle(self.split_pairs, rng), n),
             "emoji_between_hanzi": lambda n, rng: _fill(
                 (c + rng.choice(self.emoji) for w in _cycle(self.hanzi_words, rng) for c in w), n
             ),

@@ -151,6 +151,8 @@ class NgramModel:
     split_pairs: dict[str, str] = field(default_factory=dict)
     _pairs: hyperscan.Database | None = field(init=False, repr=False)  # the pairs' UTF-8, literal
     _first_reading: dict[int, str] = field(init=False, repr=False)  # emoji → its name's first character
+    # Emoji → each distinct character of its name and that character under the first view (`_fitted`).
+    _name_reads: dict[int, tuple[tuple[str, str], ...]] = field(init=False, repr=False)
     _spelling_prefixes: frozenset[str] = field(init=False, repr=False)  # of every syllable, itself too
     _run_cache: dict[str, Syllables | None] = field(init=False, repr=False)  # `_run_syllables`'
     _tables: tuple[ModelTable, ...] = field(init=False, repr=False)
@@ -206,6 +208,12 @@ class NgramModel:
             past[self.max_order - 1 - back, back:] = 1 << self.bits
         object.__setattr__(self, "_past_the_end", past)
         object.__setattr__(self, "_first_reading", {code: name[0] for code, name in self.emoji_names.items() if name})
+        first_view = self._tables[0]
+        name_reads = {
+            code: tuple((char, char.translate(first_view)) for char in dict.fromkeys(name))
+            for code, name in self.emoji_names.items()
+        }
+        object.__setattr__(self, "_name_reads", name_reads)
         object.__setattr__(self, "_pairs", _pair_database(self.split_pairs))
 
     def __getstate__(self) -> dict[str, object]:
@@ -364,10 +372,10 @@ class NgramModel:
         margin; an emoji that makes no word stays as it is (the views delete it: decoration). An
         emoji not yet decided reads as its name's first character. Each emoji becomes one
         character, so the reading keeps the text's length."""
-        names = self.emoji_names
+        name_reads = self._name_reads
         if _HANZI.search(text) is None:  # no written context: 🐴🐴 alone is read as no word
             return text
-        positions = [m.start() for m in _SYMBOLS.finditer(text) if ord(m.group()) in names][:MAX_FITTED_EMOJI]
+        positions = [m.start() for m in _SYMBOLS.finditer(text) if ord(m.group()) in name_reads][:MAX_FITTED_EMOJI]
         if not positions:
             return text
         first_view = self._tables[0]
@@ -386,8 +394,7 @@ class NgramModel:
             before, after = left.translate(first_view)[-1:], right.translate(first_view)[:1]
             best, best_units = text[position], 0
             context: list[tuple[str, str]] | None = None  # each view's characters before and after
-            for char in dict.fromkeys(names[ord(text[position])]):
-                meant = char.translate(first_view)
+            for char, meant in name_reads[ord(text[position])]:
                 if before + meant not in self.emoji_words and meant + after not in self.emoji_words:
                     continue
                 if context is None:
