@@ -99,12 +99,14 @@ def assert_batch_equals_single(engine: Engine, events: Sequence[ChatEvent]) -> N
 
 # Text that cloaks and breaks: keywords and their pieces, separators a normaliser removes between
 # hanzi, zero-width and full-width characters, emoji stand-ins, pinyin, traditional characters,
-# newlines and the characters next to which a join sits (the separator itself is a newline).
+# newlines and the characters next to which a join sits (the separator itself is a newline), and
+# what the model reads otherwise (a character written as its parts, pinyin, emoji).
 _PIECES = [
     "机密", "機密", "机", "密", "傻逼", "傻", "逼", "沙比", "红包", "紅包", "红", "包", "投票", "发", "🧧", "🐴",
     "你妈", "shabi", "sha bi", "hongbao", "jimi", "IDIOT", "ｉｄｉｏｔ", "secret", "开头", "结尾", "ab", "cd",
     " ", "*", "，", ".", "-", "\u200b", "\ufeff", "\n", "\r\n", "\t", "\x00", "\x01", "★", "¥99", "a", "z",
     "保密培训", "不要说", "微商", "代购", "加我", "taobao.com", "绝密", "内部资料", "黑人", "素质低", "垃圾",
+    "女表", "亻尔", "弓虽", "Reminder", "e心", "👍",  # split characters, English past the pinyin test, emoji
 ]
 texts = st.lists(st.sampled_from(_PIECES), max_size=12).map("".join) | st.text(max_size=40)
 # A huge text: a few pieces repeated to 20k-80k characters (a 1 MiB text is test_long_texts'
