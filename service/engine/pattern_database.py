@@ -100,11 +100,11 @@ class PatternDatabase:
                 self._edges[pattern_id] = self.syllables
             elif edges is not None:
                 self._edges[pattern_id] = edges
-        self._literals = _compiled(literals, literal=True)
-        self._regexes = _compiled(regexes, literal=False)
-        self._anchored = _compiled(anchored, literal=False)
+        self._literals = compiled(literals, literal=True)
+        self._regexes = compiled(regexes, literal=False)
+        self._anchored = compiled(anchored, literal=False)
         try:
-            self._anchored_probe = _compiled(probes, literal=False)
+            self._anchored_probe = compiled(probes, literal=False)
         except PatternCompileError:
             self._anchored_probe = None
 
@@ -122,9 +122,7 @@ class PatternDatabase:
             serialised = state[name]
             if serialised is not None:
                 assert isinstance(serialised, bytes)
-                database = hyperscan.loadb(serialised, hyperscan.HS_MODE_BLOCK)
-                database.scratch = hyperscan.Scratch(database)  # loadb gives none; scanning needs one
-                state[name] = database
+                state[name] = loaded(serialised)
         self.__dict__.update(state)
 
     def ends(self, data: bytes) -> list[Report]:
@@ -250,7 +248,9 @@ class PatternDatabase:
 _DATABASES: Final = ("_literals", "_regexes", "_anchored", "_anchored_probe")
 
 
-def _compiled(patterns: list[tuple[int, bytes]], *, literal: bool) -> hyperscan.Database | None:
+def compiled(patterns: list[tuple[int, bytes]], *, literal: bool) -> hyperscan.Database | None:
+    """(id, expression) pairs as one block-mode database (None: no pattern); `literal` compiles
+    the expressions as byte strings (the pure-literal compiler), otherwise as UTF-8 regexes."""
     if not patterns:
         return None
     database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
@@ -264,4 +264,11 @@ def _compiled(patterns: list[tuple[int, bytes]], *, literal: bool) -> hyperscan.
         )
     except hyperscan.error as exc:
         raise PatternCompileError(-1, str(exc)) from exc
+    return database
+
+
+def loaded(serialised: bytes) -> hyperscan.Database:
+    """A database from `hyperscan.dumpb`, ready to scan (loadb gives none; scanning needs one)."""
+    database = hyperscan.loadb(serialised, hyperscan.HS_MODE_BLOCK)
+    database.scratch = hyperscan.Scratch(database)
     return database

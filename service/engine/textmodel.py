@@ -39,6 +39,8 @@ import hyperscan
 import numpy as np
 import numpy.typing as npt
 
+from service.engine.pattern_database import compiled, loaded
+
 # A model view's `str.translate` table: a character may become several (an emoji read as its name).
 ModelTable = list[int | str | None]
 
@@ -214,7 +216,8 @@ class NgramModel:
             for code, name in self.emoji_names.items()
         }
         object.__setattr__(self, "_name_reads", name_reads)
-        object.__setattr__(self, "_pairs", _pair_database(self.split_pairs))
+        pairs = [(index, pair.encode("utf-8")) for index, pair in enumerate(self.split_pairs)]
+        object.__setattr__(self, "_pairs", compiled(pairs, literal=True))
 
     def __getstate__(self) -> dict[str, object]:
         # A Hyperscan database does not pickle: it travels serialised, as the pattern databases do
@@ -227,9 +230,7 @@ class NgramModel:
         serialised = state["_pairs"]
         if serialised is not None:
             assert isinstance(serialised, bytes)
-            database = hyperscan.loadb(serialised, hyperscan.HS_MODE_BLOCK)
-            database.scratch = hyperscan.Scratch(database)
-            state["_pairs"] = database
+            state["_pairs"] = loaded(serialised)
         self.__dict__.update(state)
 
     def joined(self, text: str) -> str:
@@ -257,7 +258,7 @@ class NgramModel:
         return self._margin(text)
 
     def _has_readings(self, text: str) -> bool:
-        if self._pairs is not None and self._has_pair(text):
+        if self._has_pair(text):
             return True
         if _MAY_HAVE_READINGS.search(text) is None:  # most texts: one regex search says no
             return False
@@ -458,15 +459,15 @@ class NgramModel:
             spelled = self._run_syllables(run.group())
             if spelled is None:
                 continue
-            if len(spelled) > 1 or len(spelled[0]) > 1 or self._touched(run):
+            if len(spelled) > 1 or len(spelled[0]) > 1 or any(self._touching(run)):
                 yield run, spelled
 
-    def _touched(self, run: re.Match[str]) -> bool:
-        """Whether a hanzi with a reading stands right before or after `run`."""
+    def _touching(self, run: re.Match[str]) -> tuple[str, str]:
+        """The hanzi with a reading right before and right after `run` ("" where there is none)."""
         text, (start, end) = run.string, run.span()
-        return (start > 0 and text[start - 1] in self.hanzi_syllables) or (
-            end < len(text) and text[end] in self.hanzi_syllables
-        )
+        before = text[start - 1] if start and text[start - 1] in self.hanzi_syllables else ""
+        after = text[end] if end < len(text) and text[end] in self.hanzi_syllables else ""
+        return before, after
 
     def _run_syllables(self, run: str) -> Syllables | None:
         """The syllables of each word of a run of Latin words when every word splits into
@@ -499,12 +500,9 @@ class NgramModel:
         """A run of pinyin (`_pinyin_runs`) as hanzi: each syllable becomes a hanzi and spaces,
         keeping the run's length."""
         syllables = [syllable for parts in spelled for syllable in parts]
-        text = run.string
-        start, end = run.span()
         # A hanzi the run touches is read with it (nan人 as 男人, hei人 as 黑人): a word may span
         # it, as long as it is that hanzi there.
-        before = text[start - 1] if start and text[start - 1] in self.hanzi_syllables else ""
-        after = text[end] if end < len(text) and text[end] in self.hanzi_syllables else ""
+        before, after = self._touching(run)
         sounds, fixed = list(syllables), [""] * len(syllables)
         if before:
             sounds, fixed = [self.hanzi_syllables[before], *sounds], [before, *fixed]
@@ -565,8 +563,7 @@ class NgramModel:
             last = hashed[-min(order - 1, size) :]
             np.maximum(last, self._past_the_end[-len(last) :], out=last)
         units = int(np.add.reduce(self._units.take(hashed), axis=None))
-        count = order * size - order * (order - 1) // 2 if size >= order else size * (size + 1) // 2
-        return _margin_of(self.bias, units, count)
+        return _margin_of(self.bias, units, _gram_count(size, order))
 
     def _margins(self, texts: Sequence[str]) -> list[float]:
         """`_margin` of each of a few texts (one text's readings) from one window matrix: the
@@ -604,9 +601,7 @@ class NgramModel:
             hashed.reshape(-1)[no_gram] = 1 << self.bits
         sums = np.add.reduceat(self._units.take(hashed).reshape(-1), starts).tolist()
         for index, units in zip(present, sums, strict=True):
-            size = len(joined[index])
-            count = order * size - order * (order - 1) // 2 if size >= order else size * (size + 1) // 2
-            margins[index] = _margin_of(self.bias, units, count)
+            margins[index] = _margin_of(self.bias, units, _gram_count(len(joined[index]), order))
         return margins
 
     def score_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float64]:
@@ -783,8 +778,7 @@ class NgramModel:
             if len(heavy) > 2 * limit:
                 heavy = heavy[np.argpartition(-weights[heavy], 2 * limit)[: 2 * limit]]
             per_gram.extend((int(first[i]), int(last[i]) + 1, float(weights[i])) for i in heavy)
-        chars = codes
-        count = sum(max(0, len(chars) - order + 1) for order in range(1, self.max_order + 1))
+        count = _gram_count(len(codes), self.max_order)
         if count == 0:
             return _sigmoid(self.bias), []
         scale = 1.0 / float(np.sqrt(count))
@@ -813,18 +807,6 @@ class NgramModel:
 
 def _stop(_pattern_id: int, _from: int, _to: int, _flags: int, _context: object) -> bool:
     return True  # a Hyperscan match handler that ends the scan at the first match
-
-
-def _pair_database(pairs: dict[str, str]) -> hyperscan.Database | None:
-    """The split pairs as one literal Hyperscan database over UTF-8 (None: no pair)."""
-    if not pairs:
-        return None
-    expressions = [pair.encode("utf-8") for pair in pairs]
-    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-    database.compile(
-        expressions=expressions, ids=list(range(len(expressions))), elements=len(expressions), literal=True
-    )
-    return database
 
 
 def _window_hashes(max_order: int) -> npt.NDArray[np.uint32]:
@@ -877,6 +859,11 @@ def _offset(value: int | str | None, offset: int) -> int | str | None:
     if isinstance(value, int):
         return value + offset
     return "".join(chr(ord(char) + offset) for char in value)
+
+
+def _gram_count(size: int, max_order: int) -> int:
+    """How many n-grams of 1 … max_order characters a view of `size` characters holds."""
+    return max_order * size - max_order * (max_order - 1) // 2 if size >= max_order else size * (size + 1) // 2
 
 
 def _margin_of(bias: float, units: int, count: int) -> float:
