@@ -279,7 +279,7 @@ def test_default_release_guards_check_and_admin_routes(default_release: Release)
     reload_url = f"{url}/rules/reload"
     with_check_key = httpx.post(reload_url, headers={"authorization": f"Bearer {keys['api-keys']}"}, timeout=30)
     assert with_check_key.status_code == 403
-    admin = httpx.post(reload_url, headers={"authorization": f"Bearer {keys['admin-keys']}"}, timeout=30)
+    admin = httpx.post(reload_url, headers={"authorization": f"Bearer {keys['admin-keys']}"}, timeout=120)
     assert admin.status_code == 200, admin.text
     # probes and metrics stay open: the kubelet and Prometheus carry no key
     for path in ("/healthz", "/readyz", "/metrics"):
