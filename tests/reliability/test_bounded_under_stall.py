@@ -20,7 +20,7 @@ import httpx
 from service.embedded_broker import EmbeddedBroker, free_port
 from service.sample_traffic import SampleTraffic
 from service.settings import bundled_rules_dir
-from tests.kafka_helpers import StartService, Topics, produce
+from tests.kafka_helpers import STREAM_ASSIGNED, StartService, Topics, produce
 from tests.reliability.accounting import VerdictLedger, read_all
 
 MAX_IN_FLIGHT = 2
@@ -48,7 +48,7 @@ async def test_a_stalled_broker_pauses_the_stream_within_its_window_and_memory(
             REDLINE_BATCH_MAX_RECORDS="500", REDLINE_PRODUCER_REQUEST_TIMEOUT_MS="3000",
             REDLINE_RETRY_BACKOFF_MAX_SECONDS="1", REDLINE_RULES=str(bundled_rules_dir()),
         ))
-        service.wait_for_log("partitions assigned")
+        service.wait_for_log(STREAM_ASSIGNED)
         assert service.process is not None
         pid = service.process.pid
         # The default pack classifies slower than the test produces: a backlog builds up behind it.

@@ -18,7 +18,7 @@ from service.embedded_broker import free_port
 from service.events import Verdict, decode_verdict
 from service.sample_traffic import SampleRecord, SampleTraffic
 from service.settings import bundled_rules_dir
-from tests.kafka_helpers import REPO, StartService, Topics, produce
+from tests.kafka_helpers import REPO, STREAM_ASSIGNED, StartService, Topics, produce
 from tests.reliability.accounting import VerdictLedger, read_all
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -42,7 +42,7 @@ async def test_cli_http_and_stream_give_identical_verdicts(
     events = _events(400)
     port = free_port()
     server = service_factory(topics.env(kafka_bootstrap, port, REDLINE_RULES=str(bundled_rules_dir())))
-    server.wait_for_log("partitions assigned")
+    server.wait_for_log(STREAM_ASSIGNED)
 
     cli = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "service", "check", "--rules", str(bundled_rules_dir()), cwd=REPO,

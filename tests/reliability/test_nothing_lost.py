@@ -163,8 +163,8 @@ async def test_every_event_has_a_verdict_and_every_poison_record_a_dead_letter_t
         return members[-1]
 
     first, second = member(), member()
-    first.wait_for_log("partitions assigned")
-    second.wait_for_log("partitions assigned")
+    first.wait_for_log(STREAM_ASSIGNED)
+    second.wait_for_log(STREAM_ASSIGNED)
     replacement: ServiceProcess | None = None
     visitor: ServiceProcess | None = None
     faults: list[str] = []
@@ -205,7 +205,7 @@ async def test_every_event_has_a_verdict_and_every_poison_record_a_dead_letter_t
         elif index == 15:
             assert visitor is not None
             # It must have joined: a SIGTERM during its start-up (pack compile) would just end it.
-            visitor.wait_for_log("partitions assigned")
+            visitor.wait_for_log(STREAM_ASSIGNED)
             visitor.signal(signal.SIGTERM)
             assert visitor.wait(timeout_seconds=30) == 0, _logs([visitor])
             faults.append("SIGTERM of member 4: leaves (rebalance)")
@@ -219,7 +219,7 @@ async def test_every_event_has_a_verdict_and_every_poison_record_a_dead_letter_t
     assert dead.missing == set(), f"{len(dead.missing)} poison records not dead-lettered"
 
     assert replacement is not None
-    replacement.wait_for_log("partitions assigned")
+    replacement.wait_for_log(STREAM_ASSIGNED)
     replacement.signal(signal.SIGTERM)
     assert replacement.wait(timeout_seconds=30) == 0, _logs([replacement])
     if broker.exactly_once:  # every writer stopped: read each topic whole, as a downstream consumer would

@@ -15,7 +15,7 @@ from pathlib import Path
 from service.embedded_broker import free_port
 from service.events import decode_verdict
 from service.sample_traffic import SampleTraffic
-from tests.kafka_helpers import StartService, Topics, produce_paced, rules_dir
+from tests.kafka_helpers import STREAM_ASSIGNED, StartService, Topics, produce_paced, rules_dir
 from tests.reliability.accounting import read_all
 
 RELOADS = 3
@@ -30,7 +30,7 @@ async def test_sighup_under_load_swaps_packs_between_batches(
     service = service_factory(topics.env(kafka_bootstrap, free_port(), REDLINE_RULES=str(pack),
                                          REDLINE_BATCH_MAX_RECORDS="200"))
     digests = [service.wait_for_log("rule pack loaded")]
-    service.wait_for_log("partitions assigned")
+    service.wait_for_log(STREAM_ASSIGNED)
 
     producing = asyncio.create_task(produce_paced(kafka_bootstrap, topics.input, records, chunk=300,
                                                   pause_seconds=0.05))

@@ -54,7 +54,7 @@ async def test_kill_9_mid_stream_then_restart_leaves_no_event_without_verdict(
     # in flight (with batches of 200 a faster engine once finished all 30,000 before the kill).
     env = topics.env(broker, free_port(), **TINY_BATCHES, **OPEN_TRANSACTIONS)
     first = service_factory(env)
-    first.wait_for_log("partitions assigned")
+    first.wait_for_log(STREAM_ASSIGNED)
     await produce(broker, topics.input, records)  # faster than the service consumes
     await read_topic(broker, topics.output, 2000)  # the stream is flowing
     assert first.process is not None
@@ -125,7 +125,7 @@ async def test_sigterm_drains_commits_and_exits_zero(
 ) -> None:
     records = SampleTraffic(seed=23, malformed_ratio=0.0).records(10_000)
     service = service_factory(topics.env(broker, free_port(), **SMALL_BATCHES))
-    service.wait_for_log("partitions assigned")
+    service.wait_for_log(STREAM_ASSIGNED)
     producing = asyncio.create_task(produce_paced(broker, topics.input, records))
     await read_topic(broker, topics.output, 2000)
     service.signal(signal.SIGTERM)
