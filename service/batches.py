@@ -12,6 +12,7 @@ holds at once: a stream fetch (`REDLINE_BATCH_MAX_RECORDS`), a `/check/batch` bo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Final
 
@@ -21,6 +22,25 @@ from service.events import ChatEvent
 # stream, `redline check`, `redline replay`): ~15 ms of ordinary chat, at most ~130 ms of the
 # costliest hostile text between two yields.
 SLICE_CHARS: Final = 64 * 1024
+
+# What a door's loop gets back after a slice (`give_back`). One iteration (`sleep(0)`) lets a
+# task whose timer fell due send its request, not read the answer: behind slices of hostile text
+# (one 64 Ki event: ~0.4 s, over 1 s on a loaded 2-core machine) a consumer heartbeat took three
+# slices, and the broker expired the member (seen in CI: 7 rebalances in one heavy fetch). After
+# a long slice the loop runs for a short pause instead, a small share of the slice's time, in
+# which loopback round trips complete; after a short one (ordinary chat) `sleep(0)` stays.
+LONG_SLICE_SECONDS: Final = 0.05
+PAUSE_SHARE: Final = 0.05
+MAX_PAUSE_SECONDS: Final = 0.05
+
+
+async def give_back(held_seconds: float) -> None:
+    """Give the loop back after a slice that held it `held_seconds`: one iteration after a short
+    slice, a pause of PAUSE_SHARE of it (at most MAX_PAUSE_SECONDS) after a long one."""
+    if held_seconds < LONG_SLICE_SECONDS:
+        await asyncio.sleep(0)
+    else:
+        await asyncio.sleep(min(MAX_PAUSE_SECONDS, held_seconds * PAUSE_SHARE))
 
 
 def scanned_chars(event: ChatEvent) -> int:

@@ -4,12 +4,13 @@ cost only; every other slice holds at most `max_chars` scanned characters."""
 
 from __future__ import annotations
 
+import asyncio
 from itertools import pairwise
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.batches import scanned_chars, slices_by_chars
+from service.batches import MAX_PAUSE_SECONDS, give_back, scanned_chars, slices_by_chars
 from service.events import ChatEvent, File, Link
 
 MIB = 1024 * 1024
@@ -49,3 +50,36 @@ def test_slices_cover_the_events_in_order_within_the_bound(sizes: list[int], lim
     # Greedy: a slice ends only where the next event would have taken it over the bound.
     for part, following in pairwise(slices):
         assert sum(sizes[i] for i in part) + sizes[following.start] > limit
+
+
+async def test_after_a_long_slice_the_loop_completes_a_loopback_round_trip() -> None:
+    # What a consumer heartbeat needs between two slices of hostile text: its request sent and the
+    # answer read. One iteration (`sleep(0)`) sends it only; the pause after a long slice does both.
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.readexactly(4))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+
+    async def round_trip() -> bytes:
+        writer.write(b"beat")
+        return await reader.readexactly(4)
+
+    try:
+        answered = asyncio.get_running_loop().create_task(round_trip())
+        await give_back(held_seconds=1.0)  # a slice that held the loop a second
+        assert answered.done() and answered.result() == b"beat"
+    finally:
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_the_pause_after_a_slice_is_bounded() -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await give_back(held_seconds=3600.0)
+    assert loop.time() - started < MAX_PAUSE_SECONDS + 1.0  # a share of the slice, capped

@@ -9,7 +9,6 @@ the DLQ; the commit window commits its offsets once all of them were acknowledge
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
@@ -23,7 +22,7 @@ from aiokafka import TopicPartition
 
 from service import metrics
 from service.admission import EventLimits
-from service.batches import SLICE_CHARS
+from service.batches import SLICE_CHARS, give_back
 from service.engine.classifier import Engine
 from service.kafka.batch_loop import BatchLoop, LoopObserver
 from service.kafka.connection import Clients
@@ -87,8 +86,9 @@ class StreamProcessor:
         engine, now = self.runtime.engine, datetime.now(UTC)
         processed = []
         for piece in slices:
+            started = time.perf_counter()
             processed.append(self._classify(piece, engine, now))
-            await asyncio.sleep(0)
+            await give_back(time.perf_counter() - started)
         return self._outbox(processed)
 
     def _classify(self, decoded: Decoded, engine: Engine, now: datetime) -> Processed:
