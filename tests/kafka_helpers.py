@@ -184,7 +184,9 @@ class ServiceProcess:
         threading.Thread(target=pump, daemon=True).start()
         return self
 
-    def wait_for_log(self, text: str, timeout_seconds: float = 60.0) -> str:
+    # 120 s: a member compiles the default pack first (5-9 s alone on 2 cores, many times that
+    # beside a broker and other members on a loaded machine); the bound only ends a failing test.
+    def wait_for_log(self, text: str, timeout_seconds: float = 120.0) -> str:
         deadline = time.monotonic() + timeout_seconds
         while True:
             remaining = deadline - time.monotonic()
