@@ -195,6 +195,12 @@ async def test_every_event_has_a_verdict_and_every_poison_record_a_dead_letter_t
             replacement = member()  # joins while the dead member's session has not expired yet
             faults.append("SIGKILL of member 1; member 3 joins (rebalance)")
         elif index == 7:
+            # Member 2 leaves only once member 3 consumes: the group is never left without a live
+            # member. On a loaded machine member 3 took 47 s to compile its pack, the broker restart
+            # (step 12) found no member alive, and offsets committed within a second before it
+            # read as older ones after it (docs/reliability.md): a case of its own, not this one.
+            assert replacement is not None
+            replacement.wait_for_log(STREAM_ASSIGNED)
             second.signal(signal.SIGTERM)
             assert '"complete": true' in second.wait_for_log("stream drained")
             assert second.wait() == 0, _logs([second])
@@ -218,8 +224,7 @@ async def test_every_event_has_a_verdict_and_every_poison_record_a_dead_letter_t
     assert verdicts.missing == set(), f"{len(verdicts.missing)} events without a verdict\n" + _logs(members)
     assert dead.missing == set(), f"{len(dead.missing)} poison records not dead-lettered"
 
-    assert replacement is not None
-    replacement.wait_for_log(STREAM_ASSIGNED)
+    assert replacement is not None  # consuming since step 7
     replacement.signal(signal.SIGTERM)
     assert replacement.wait(timeout_seconds=30) == 0, _logs([replacement])
     if broker.exactly_once:  # every writer stopped: read each topic whole, as a downstream consumer would
