@@ -372,13 +372,23 @@ async def freeze_in_open_transaction(pid: int, broker: StreamBroker, output: str
     for _ in range(50):
         os.kill(pid, signal.SIGSTOP)
         await asyncio.sleep(0.3)  # a commit it sent before the stop completes meanwhile
-        ends = await stable_ends(broker, output)
-        open_records = sum(high - stable for partition, (stable, high) in ends.items() if partition in partitions)
+        open_records = await _open_records(broker, output, partitions)
         if open_records:
-            return open_records
+            # On a loaded machine a commit can take longer than that (one CI run killed a member
+            # whose commit then completed: 0 aborted). The stopped member writes nothing, so
+            # records still open a moment later are a transaction it has not committed.
+            await asyncio.sleep(0.5)
+            if await _open_records(broker, output, partitions) == open_records:
+                return open_records
         os.kill(pid, signal.SIGCONT)
         await asyncio.sleep(0.2)
     raise AssertionError("never froze with records of an open transaction in the log")
+
+
+async def _open_records(broker: StreamBroker, output: str, partitions: list[int]) -> int:
+    """Records of `output`'s `partitions` past their last stable offset: open transactions'."""
+    ends = await stable_ends(broker, output)
+    return sum(high - stable for partition, (stable, high) in ends.items() if partition in partitions)
 
 
 async def fence(bootstrap: str, transactional_id: str) -> None:
