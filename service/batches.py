@@ -19,16 +19,17 @@ from typing import Final
 from service.events import ChatEvent
 
 # Scanned characters per engine batch call where a door has no reason to choose otherwise (the
-# stream, `redline check`, `redline replay`): ~15 ms of ordinary chat, at most ~130 ms of the
-# costliest hostile text between two yields.
+# stream, `redline check`, `redline replay`): ~15 ms of ordinary chat; of the costliest hostile
+# text ~0.4 s (docs/reliability.md, measured with the learned model) between two yields.
 SLICE_CHARS: Final = 64 * 1024
 
 # What a door's loop gets back after a slice (`give_back`). One iteration (`sleep(0)`) lets a
 # task whose timer fell due send its request, not read the answer: behind slices of hostile text
 # (one 64 Ki event: ~0.4 s, over 1 s on a loaded 2-core machine) a consumer heartbeat took three
-# slices, and the broker expired the member (seen in CI: 7 rebalances in one heavy fetch). After
-# a long slice the loop runs for a short pause instead, a small share of the slice's time, in
-# which loopback round trips complete; after a short one (ordinary chat) `sleep(0)` stays.
+# slices, and the broker expired the member (a suite run on a slow machine: 7 assignments in
+# one heavy fetch). After a long slice the loop runs for a short pause instead, a small share of
+# the slice's time, in which loopback round trips complete; after a short one (ordinary chat)
+# `sleep(0)` stays.
 LONG_SLICE_SECONDS: Final = 0.05
 PAUSE_SHARE: Final = 0.05
 MAX_PAUSE_SECONDS: Final = 0.05
