@@ -51,6 +51,25 @@ def test_a_texts_readings_scored_together_score_as_each_alone(texts: list[str]) 
             assert model._has_readings(text) or model._readings_of(text) == [text]
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(TEXTS, min_size=1, max_size=6))
+def test_chat_lines_sum_their_weights_as_long_texts_do(texts: list[str]) -> None:
+    # A short text's weights are summed in Python, a long one's in NumPy: the same integers.
+    for model in (MODEL, ONE_VIEW, *OTHER_ORDERS):
+        summed_in_python = [model._margin(text) for text in texts], model._margins(texts)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(textmodel, "_SUMMED_IN_PYTHON", -1)
+            assert ([model._margin(text) for text in texts], model._margins(texts)) == summed_in_python
+
+
+def test_a_text_longer_than_a_chat_line_scores_as_the_batch_path_scores_it() -> None:
+    long = "你妈的傻逼*" * 30  # over _SUMMED_IN_PYTHON characters in either view
+    assert len(MODEL.joined(long)) > textmodel._SUMMED_IN_PYTHON
+    for model in (MODEL, ONE_VIEW, *OTHER_ORDERS):
+        assert model.score_batch([long, "傻逼"]).tolist() == [model.score(long), model.score("傻逼")]
+        assert model._margins([long, long + "🐴"]) == [model._margin(long), model._margin(long + "🐴")]
+
+
 def test_a_text_holding_the_batch_separator_is_scored_alone() -> None:
     texts = ["你妈的", f"a{TEXT_BREAK}b", "傻逼"]
     assert np.allclose(MODEL.score_batch(texts), [MODEL.score(t) for t in texts])
