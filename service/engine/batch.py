@@ -78,7 +78,8 @@ def find_batch(
     for entry in scored:
         getter = FIELD_GETTERS[entry.field]
         values = [getter(event) for event in events]
-        present = [index for index, value in enumerate(values) if value]
+        shortest = entry.shortest
+        present = [index for index, value in enumerate(values) if len(value) >= shortest]
         if not present:
             continue
         scores = entry.model.score_batch([values[index] for index in present])

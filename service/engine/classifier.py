@@ -194,7 +194,7 @@ class Engine:
         scores: Scores = {}
         for entry in self.scored:
             text = FIELD_GETTERS[entry.field](event)
-            if not text:
+            if len(text) < entry.shortest:
                 continue
             score = scores[entry.key] = entry.model.score(text)
             for threshold, rules in entry.thresholds:

@@ -54,6 +54,10 @@ class ScoredRules:
     model: NgramModel
     field: str
     thresholds: tuple[tuple[float, tuple[int, ...]], ...]  # ascending
+    # The fewest characters a text needs for a score of it to make one of the rules true (from
+    # the least `min_chars` of their conditions, `NgramModel.shortest_text`): a shorter one is not
+    # scored (a chat's 好的, ok, 👍 under min_chars 3). An empty text never is.
+    shortest: int = 1
 
     @property
     def key(self) -> tuple[str, str]:

@@ -252,6 +252,13 @@ class NgramModel:
         """What the n-grams are read from: the text's views joined by VIEW_BREAK."""
         return VIEW_BREAK.join([text.translate(table) for table in self._tables])
 
+    def shortest_text(self, chars: int) -> int:
+        """The fewest characters (at least 1) a text must have for `read_length` to reach `chars`:
+        the first view writes at most `widest` characters for one, an emoji reads as one. (At
+        load, once per rule: the table is read here rather than kept.)"""
+        widest = max([1, *(len(value) for value in self._tables[0] if isinstance(value, str))])
+        return max(1, -(-chars // widest))
+
     def read_length(self, text: str) -> int:
         """How many characters of `text` the model reads in its first view (separators and
         punctuation deleted), an emoji with a Chinese name counting as one (it may stand for one)."""

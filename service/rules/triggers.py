@@ -23,7 +23,9 @@ ALL_KINDS: Final[frozenset[EventKind]] = frozenset((t, linked) for t in EVENT_TY
 
 Triggers = dict[tuple[int, int], tuple[int, ...]]  # (channel, pattern id) → rule indexes
 Untriggered = dict[EventKind, tuple[int, ...]]  # event kind → rules evaluated without a hit
-Score = tuple[NgramModel, str, float]  # a model's score of a field reaches this threshold
+# A model's score of a field reaches this threshold, on a text it reads at least this many
+# characters of (the condition's min_chars).
+Score = tuple[NgramModel, str, float, int]
 
 
 @dataclass(frozen=True)
@@ -37,19 +39,27 @@ def trigger_index(rules: Sequence[CompiledRule]) -> TriggerIndex:
     triggers: dict[tuple[int, int], list[int]] = {}
     untriggered: dict[EventKind, list[int]] = {kind: [] for kind in ALL_KINDS}
     scored: dict[tuple[NgramModel, str], dict[float, list[int]]] = {}
+    shortest: dict[tuple[NgramModel, str], int] = {}  # ScoredRules.shortest: from the least min_chars
     for index, rule in enumerate(rules):
         trigger = _trigger(rule.condition)
         for key in trigger.hits:
             triggers.setdefault(key, []).append(index)
         for kind in sorted(trigger.kinds):
             untriggered[kind].append(index)
-        for model, field, threshold in trigger.scores:
+        for model, field, threshold, min_chars in trigger.scores:
             scored.setdefault((model, field), {}).setdefault(threshold, []).append(index)
+            least = model.shortest_text(min_chars)
+            shortest[model, field] = min(shortest.get((model, field), least), least)
     return TriggerIndex(
         {key: tuple(v) for key, v in triggers.items()},
         {key: tuple(v) for key, v in untriggered.items() if v},
         tuple(
-            ScoredRules(model, field, tuple((threshold, tuple(sorted(set(r)))) for threshold, r in sorted(by.items())))
+            ScoredRules(
+                model,
+                field,
+                tuple((threshold, tuple(sorted(set(r)))) for threshold, r in sorted(by.items())),
+                shortest[model, field],
+            )
             for (model, field), by in scored.items()
         ),
     )
@@ -86,7 +96,7 @@ def _trigger(node: c.Condition) -> _Trigger:
     if isinstance(node, c.Near):
         return _Trigger(frozenset((node.channel, i) for i in node.a_ids), frozenset())
     if isinstance(node, ModelScore):
-        return _Trigger(frozenset(), frozenset(), frozenset({(node.model, node.field, node.min_score)}))
+        return _Trigger(frozenset(), frozenset(), frozenset({(node.model, node.field, node.min_score, node.min_chars)}))
     if isinstance(node, c.TypeIs):
         return _kinds(lambda kind: kind[0] in node.types)
     if isinstance(node, c.MediaHashNear):

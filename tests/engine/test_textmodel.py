@@ -70,6 +70,15 @@ def test_a_text_longer_than_a_chat_line_scores_as_the_batch_path_scores_it() -> 
         assert model._margins([long, long + "🐴"]) == [model._margin(long), model._margin(long + "🐴")]
 
 
+@settings(max_examples=200, deadline=None)
+@given(TEXTS)
+def test_shortest_text_bounds_read_length(text: str) -> None:
+    # The engine does not score a text shorter than `shortest_text` of a rule's min_chars: a bound.
+    for model in (MODEL, ONE_VIEW):
+        length = model.read_length(text)
+        assert len(text) >= model.shortest_text(length) or length == 0  # min_chars is at least 1
+
+
 def test_a_text_holding_the_batch_separator_is_scored_alone() -> None:
     texts = ["你妈的", f"a{TEXT_BREAK}b", "傻逼"]
     assert np.allclose(MODEL.score_batch(texts), [MODEL.score(t) for t in texts])

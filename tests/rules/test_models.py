@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from service.engine.batch import find_batch
 from service.errors import PackError
 from service.events import ChatEvent
 from service.rules.loader import load_pack
@@ -106,3 +107,25 @@ def test_min_chars_leaves_texts_too_short_for_the_model(tmp_path: Path) -> None:
     assert engine.classify(ChatEvent(id="c", text="你就是个废物，滚"), NOW).action == "review"  # 7 read
     batch = [ChatEvent(id=f"d{i}", text=short if i % 2 else "你就是个废物，滚") for i in range(40)]  # the batch path
     assert [v.action for v in engine.classify_batch(batch, NOW)] == ["review", "allow"] * 20
+
+
+def test_a_text_too_short_for_every_model_rule_is_not_scored(tmp_path: Path) -> None:
+    # Both paths skip the score of a text shorter than the least min_chars of the rules a score
+    # can trigger (a bound from its length: the views write one character for one here).
+    rules = RULES.replace("{model: toxic, min_score: 0.5}", "{model: toxic, min_score: 0.5, min_chars: 4}")
+    engine = load_pack(model_pack(tmp_path, rules))
+    (entry,) = engine.scored
+    assert entry.shortest == 4
+    scored = {text: engine._scores(ChatEvent(id="a", text=text), set()) for text in ("废物滚", "废物，滚", "")}
+    assert scored == {"废物滚": {}, "废物，滚": {entry.key: pytest.approx(entry.model.score("废物，滚"))}, "": {}}
+    texts = ["废物滚", "废物，滚", "你就是个废物，滚"] * 10  # a batch: the batch path
+    events = [ChatEvent(id=f"b{i}", text=text) for i, text in enumerate(texts)]
+    findings = find_batch(events, engine._plan, len(engine.channels), engine.untriggered, engine.scored)
+    assert [entry.key in (findings.scores_of(i) or {}) for i in range(3)] == [False, True, True]
+    # A pack whose rules ask different lengths skips only what none of them can read.
+    second = rules + (
+        "  - id: improper_remarks.model_short\n    category: improper_remarks\n    severity: low\n"
+        "    action: review\n    when:\n      classifier: {model: toxic, min_score: 0.6, min_chars: 2}\n"
+        "    examples: {match: [你就是个废物，滚], no_match: [大家明天开会]}\n")
+    (entry,) = load_pack(model_pack(tmp_path / "two", second)).scored
+    assert entry.shortest == 2
