@@ -12,6 +12,8 @@ Prints one JSON line (CPU µs per event, `time.process_time`, median and min of 
 - `classify_batch_with_model` / `classify_batch_without_model`: `Engine.classify_batch` over
   batches of 5,000 events (what a stream fetch is decided by), and the difference (the learned
   stage on the stream, amortised);
+- `learned_stage_short_lines`: the same difference as `learned_stage_per_event` on short chat
+  lines alone (好的, 收到, 👍, ok: fewer characters than the model rules' `min_chars`);
 - the model's file size and the resident size of its weights and view tables.
 The events are the sample traffic of `redline dev` (loadtest/engine_bench.py).
 """
@@ -35,9 +37,12 @@ import yaml
 from loadtest.engine_bench import NOW, sample_events
 from service.engine.model_score import ModelScore
 from service.engine.textmodel import NgramModel
-from service.events import decode_event
+from service.events import ChatEvent, decode_event
 from service.rules.loader import load_pack
 from service.settings import bundled_rules_dir
+
+# Work chat's acknowledgements: too short for the default pack's model rules (min_chars 3).
+SHORT_LINES = ("好的", "收到", "👍", "ok")
 
 
 def _each(call: Callable[[Any], object], items: Sequence[Any]) -> list[object]:
@@ -108,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     out["classify_with_model"] = classify_with
     out["classify_without_model"] = classify_without
     out["learned_stage_per_event"] = round(classify_with["median"] - classify_without["median"], 2)
+    short = [ChatEvent(id=f"s{i}", text=text) for i in range(n // 4) for text in SHORT_LINES]
+    short_with = _cpu_us(args.runs, len(short), lambda: [with_model.classify(e, NOW) for e in short])
+    short_without = _cpu_us(args.runs, len(short), lambda: [without.classify(e, NOW) for e in short])
+    out["learned_stage_short_lines"] = round(short_with["median"] - short_without["median"], 2)
     fetches = [events[i : i + 5000] for i in range(0, n, 5000)]
     batch_with = _cpu_us(args.runs, n, lambda: [with_model.classify_batch(f, NOW) for f in fetches])
     batch_without = _cpu_us(args.runs, n, lambda: [without.classify_batch(f, NOW) for f in fetches])
