@@ -169,17 +169,19 @@ class NgramModel:
     _batch_codes: npt.NDArray[np.uint32] | None = field(init=False, repr=False)
     _marking: tuple[ModelTable, ...] = field(init=False, repr=False)  # deleted → NUL (contributions)
     _shift: np.uint32 = field(init=False, repr=False)
-    _units: npt.NDArray[np.int64] = field(init=False, repr=False)  # the weights in units of 2^-24, then a 0
+    _units: npt.NDArray[np.int64] = field(init=False, repr=False)  # the weights in units of 2^-24
     _multipliers: tuple[np.uint32, ...] = field(init=False, repr=False)
     # `_margin`'s: column k−1 holds the coefficients of a window's characters in the hash of its
     # first k characters, times _MIX (mod 2^32), so a window times it is every order's bucket
-    # before the shift; the padding after a text (max_order − 1 characters); and for the last
-    # max_order − 1 windows, the no-gram bucket where an n-gram would reach into the padding
-    # (0 elsewhere: an element-wise maximum with a bucket sends it there).
+    # before the shift; the padding after a text (max_order − 1 characters); and the n-grams of
+    # the last max_order − 1 windows that reach into the padding, as places in the text's flat
+    # row-major window matrix counted from its end, by how many of those last rows the text has
+    # (one shorter than max_order − 1 has fewer): row −back, columns back … max_order − 1. Their
+    # weights are taken with the others and subtracted from the text's sum.
     _window_hashes: npt.NDArray[np.uint32] = field(init=False, repr=False)
     _padding: str = field(init=False, repr=False)
-    _past_the_end: npt.NDArray[np.uint32] = field(init=False, repr=False)
     _beyond_the_end: tuple[tuple[int, ...], ...] = field(init=False, repr=False)
+    _widest: int = field(init=False, repr=False)  # the most characters the first view writes for one
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_order <= len(_ORDER_MULTIPLIERS) + 1:
@@ -204,26 +206,21 @@ class NgramModel:
         object.__setattr__(self, "_marking", tuple([0 if v is None else v for v in t] for t in tables))
         object.__setattr__(self, "_shift", np.uint32(32 - self.bits))
         units = np.rint(np.ldexp(self.weights.astype(np.float64), _WEIGHT_UNIT_BITS)).astype(np.int64)
-        object.__setattr__(self, "_units", np.append(units, 0))  # and the no-gram bucket, 2^bits
+        object.__setattr__(self, "_units", units)
         prefixes = frozenset(syllable[:stop] for syllable in self.spellings for stop in range(1, len(syllable) + 1))
         object.__setattr__(self, "_spelling_prefixes", prefixes)
         object.__setattr__(self, "_run_cache", {})
         object.__setattr__(self, "_multipliers", tuple(np.uint32(m) for m in _ORDER_MULTIPLIERS))
         object.__setattr__(self, "_window_hashes", _window_hashes(self.max_order))
         object.__setattr__(self, "_padding", VIEW_BREAK * (self.max_order - 1))
-        past = np.zeros((self.max_order - 1, self.max_order), dtype=np.uint32)
-        for back in range(1, self.max_order):  # the window `back` rows from the end holds `back` characters
-            past[self.max_order - 1 - back, back:] = 1 << self.bits
-        object.__setattr__(self, "_past_the_end", past)
-        # The same n-grams as places in a short text's flat row-major window matrix counted from
-        # its end, by how many of the last rows are short (a text shorter than max_order − 1 has
-        # fewer): row −back, columns back … max_order − 1.
         order = self.max_order
         beyond = tuple(
             tuple(column - back * order for back in range(1, rows + 1) for column in range(back, order))
             for rows in range(order)
         )
         object.__setattr__(self, "_beyond_the_end", beyond)
+        written = [len(value) for value in self._tables[0] if isinstance(value, str)]
+        object.__setattr__(self, "_widest", max([1, *written]))
         object.__setattr__(self, "_first_reading", {code: name[0] for code, name in self.emoji_names.items() if name})
         first_view = self._tables[0]
         name_reads = {
@@ -254,10 +251,8 @@ class NgramModel:
 
     def shortest_text(self, chars: int) -> int:
         """The fewest characters (at least 1) a text must have for `read_length` to reach `chars`:
-        the first view writes at most `widest` characters for one, an emoji reads as one. (At
-        load, once per rule: the table is read here rather than kept.)"""
-        widest = max([1, *(len(value) for value in self._tables[0] if isinstance(value, str))])
-        return max(1, -(-chars // widest))
+        the first view writes at most `_widest` characters for one, an emoji reads as one."""
+        return max(1, -(-chars // self._widest))
 
     def read_length(self, text: str) -> int:
         """How many characters of `text` the model reads in its first view (separators and
@@ -581,28 +576,26 @@ class NgramModel:
         windows = np.ndarray((size, order), np.uint32, buffer, 0, (4, 4))
         hashed = windows.dot(self._window_hashes)
         hashed >>= self._shift
-        if size > _SUMMED_IN_PYTHON:
-            if order > 1:
-                last = hashed[-min(order - 1, size) :]
-                np.maximum(last, self._past_the_end[-len(last) :], out=last)
-            units = int(np.add.reduce(self._units.take(hashed), axis=None))
+        taken = self._units.take(hashed).ravel()
+        past = self._beyond_the_end[min(order - 1, size)]  # the n-grams reaching into the padding
+        # A chat line's few dozen weights are summed as Python integers (two NumPy calls fewer),
+        # a longer text's by NumPy: exact either way, so both give the same margin.
+        if size <= _SUMMED_IN_PYTHON:
+            weights = taken.tolist()
+            units = sum(weights)
+            for place in past:
+                units -= weights[place]
         else:
-            # A chat line: its few dozen weights summed as Python integers, less the n-grams that
-            # reach into the padding (fixed places counted from the end), instead of redirecting
-            # those to the no-gram bucket and reducing in NumPy — two NumPy calls fewer (~2 µs of
-            # ~10). Exact either way, so both give the same margin.
-            taken = self._units.take(hashed).ravel().tolist()
-            units = sum(taken)
-            for place in self._beyond_the_end[min(order - 1, size)]:
-                units -= taken[place]
+            units = int(np.add.reduce(taken))
+            for place in past:
+                units -= taken.item(place)
         return _margin_of(self.bias, units, _gram_count(size, order))
 
     def _margins(self, texts: Sequence[str]) -> list[float]:
         """`_margin` of each of a few texts (one text's readings) from one window matrix: the
-        texts' views one after another, max_order − 1 padding characters after each, and the
-        n-grams that would reach into padding sent to the no-gram bucket, as `_margin` sends
-        them; the sum of each text's rows is its own. The calls are `_margin`'s, made once for
-        all the readings instead of once for each."""
+        texts' views one after another, max_order − 1 padding characters after each; each text's
+        sum is its own rows' less the n-grams that reach into the padding, as `_margin` sums. The
+        calls are `_margin`'s, made once for all the readings instead of once for each."""
         if len(texts) == 1:
             return [self._margin(texts[0])]
         joined = [self.joined(text) for text in texts]
@@ -619,32 +612,30 @@ class NgramModel:
         windows = np.ndarray((rows, order), np.uint32, buffer, 0, (4, 4))
         hashed = windows.dot(self._window_hashes)
         hashed >>= self._shift
-        if rows <= _SUMMED_IN_PYTHON:  # as `_margin` sums a chat line: per text, its rows less its last n-grams
-            taken = self._units.take(hashed).ravel().tolist()
+        taken = self._units.take(hashed).ravel()
+        if rows <= _SUMMED_IN_PYTHON:  # summed as `_margin` sums a chat line
+            weights = taken.tolist()
             row = 0
             for index, size in zip(present, sizes, strict=True):
                 end = (row + size) * order
-                units = sum(taken[row * order : end])
+                units = sum(weights[row * order : end])
                 for place in self._beyond_the_end[min(reach, size)]:
-                    units -= taken[end + place]
+                    units -= weights[end + place]
                 margins[index] = _margin_of(self.bias, units, _gram_count(size, order))
                 row += size + reach
             return margins
-        starts: list[int] = []  # each present text's first row
-        no_gram: list[int] = []  # flat indices of the n-grams that reach into padding
+        bounds: list[int] = []  # each text's first place and end place, one text after another
         row = 0
         for size in sizes:
-            starts.append(row * order)
-            end = row + size
-            for back in range(1, min(reach, size) + 1):  # the last rows: their longer n-grams
-                no_gram.extend(range((end - back) * order + back, (end - back + 1) * order))
-            no_gram.extend(range(end * order, (end + reach) * order))  # the padding rows after it
-            row = end + reach
-        del no_gram[len(no_gram) - reach * order :]  # the last text's: no rows (its padding ends the buffer)
-        if no_gram:
-            hashed.reshape(-1)[no_gram] = 1 << self.bits
-        sums = np.add.reduceat(self._units.take(hashed).reshape(-1), starts).tolist()
-        for index, units, size in zip(present, sums, sizes, strict=True):
+            bounds += (row * order, (row + size) * order)
+            row += size + reach
+        # One reduction over every text's own places (the sums between a text's end and the next
+        # one's first are the padding's; the last end is the array's, which reduceat must not get).
+        sums = np.add.reduceat(taken, bounds[:-1])[::2].tolist()
+        for index, size, end, total in zip(present, sizes, bounds[1::2], sums, strict=True):
+            units = total
+            for place in self._beyond_the_end[min(reach, size)]:
+                units -= taken.item(end + place)
             margins[index] = _margin_of(self.bias, units, _gram_count(size, order))
         return margins
 
